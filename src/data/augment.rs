@@ -1,0 +1,121 @@
+//! Training-time views of a preprocessed image: random resized crop, horizontal flip and colour
+//! jitter, sampled from the caller's seeded RNG so that runs are reproducible.
+
+use super::Preprocess;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// How strongly views of one image differ. `Augment::none()` gives the image itself.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Augment {
+    /// Smallest crop area as a share of the image (1.0 disables cropping).
+    pub min_crop: f32,
+    pub flip: bool,
+    /// Brightness, contrast and saturation jitter strength (0 disables).
+    pub jitter: f32,
+    /// Chance of turning the view grey.
+    pub grey: f32,
+}
+
+impl Augment {
+    pub fn none() -> Self {
+        Augment {
+            min_crop: 1.0,
+            flip: false,
+            jitter: 0.0,
+            grey: 0.0,
+        }
+    }
+
+    pub fn standard() -> Self {
+        Augment {
+            min_crop: 0.25,
+            flip: true,
+            jitter: 0.4,
+            grey: 0.2,
+        }
+    }
+
+    pub fn is_none(&self) -> bool {
+        *self == Augment::none()
+    }
+
+    /// Appends one normalised CHW view of `rgb` (HWC, `size × size`) to `out`.
+    pub fn view_into(
+        &self,
+        rgb: &[u8],
+        preprocess: &Preprocess,
+        rng: &mut impl Rng,
+        out: &mut Vec<f32>,
+    ) {
+        if self.is_none() {
+            preprocess.normalise_into(rgb, out);
+            return;
+        }
+        let s = preprocess.size as usize;
+        let sf = s as f32;
+        // Crop box in source pixels.
+        let (mut cw, mut ch) = (sf, sf);
+        if self.min_crop < 1.0 {
+            let area = rng.random_range(self.min_crop..=1.0) * sf * sf;
+            let log_ratio = rng.random_range((3.0f32 / 4.0).ln()..=(4.0f32 / 3.0).ln());
+            let ratio = log_ratio.exp();
+            cw = (area * ratio).sqrt().min(sf);
+            ch = (area / ratio).sqrt().min(sf);
+        }
+        let x0 = rng.random_range(0.0..=(sf - cw));
+        let y0 = rng.random_range(0.0..=(sf - ch));
+        let flip = self.flip && rng.random_bool(0.5);
+        let j = self.jitter;
+        let factor = |rng: &mut dyn rand::RngCore| {
+            if j > 0.0 {
+                rng.random_range((1.0 - j)..=(1.0 + j))
+            } else {
+                1.0
+            }
+        };
+        let brightness = factor(rng);
+        let contrast = factor(rng);
+        let saturation = factor(rng);
+        let grey = self.grey > 0.0 && rng.random_bool(self.grey as f64);
+
+        let mut pixels = vec![[0f32; 3]; s * s];
+        let mut mean_luma = 0.0;
+        for oy in 0..s {
+            let sy = (y0 + (oy as f32 + 0.5) * ch / sf - 0.5).clamp(0.0, sf - 1.0);
+            let (y_lo, ty) = (sy.floor() as usize, sy.fract());
+            let y_hi = (y_lo + 1).min(s - 1);
+            for ox in 0..s {
+                let ox_src = if flip { s - 1 - ox } else { ox };
+                let sx = (x0 + (ox_src as f32 + 0.5) * cw / sf - 0.5).clamp(0.0, sf - 1.0);
+                let (x_lo, tx) = (sx.floor() as usize, sx.fract());
+                let x_hi = (x_lo + 1).min(s - 1);
+                let mut px = [0f32; 3];
+                for (c, value) in px.iter_mut().enumerate() {
+                    let at = |y: usize, x: usize| rgb[(y * s + x) * 3 + c] as f32 / 255.0;
+                    let top = at(y_lo, x_lo) * (1.0 - tx) + at(y_lo, x_hi) * tx;
+                    let bottom = at(y_hi, x_lo) * (1.0 - tx) + at(y_hi, x_hi) * tx;
+                    *value = (top * (1.0 - ty) + bottom * ty) * brightness;
+                }
+                mean_luma += luma(&px);
+                pixels[oy * s + ox] = px;
+            }
+        }
+        mean_luma /= (s * s) as f32;
+        for px in pixels.iter_mut() {
+            let l = luma(px);
+            for v in px.iter_mut() {
+                let saturated = if grey { l } else { l + (*v - l) * saturation };
+                *v = (mean_luma + (saturated - mean_luma) * contrast).clamp(0.0, 1.0);
+            }
+        }
+        for c in 0..3 {
+            let (mean, inv_std) = (preprocess.mean[c], 1.0 / preprocess.std[c]);
+            out.extend(pixels.iter().map(|px| (px[c] - mean) * inv_std));
+        }
+    }
+}
+
+fn luma(px: &[f32; 3]) -> f32 {
+    0.299 * px[0] + 0.587 * px[1] + 0.114 * px[2]
+}

@@ -1,0 +1,15 @@
+//! Data loading shared by every command: scan folders, decode any image format the `image`
+//! crate knows (by content, not extension), preprocess one way for train, index and query, and
+//! stream decoded batches with bounded memory.
+
+mod augment;
+mod batches;
+mod decode;
+mod preprocess;
+mod scan;
+
+pub use augment::Augment;
+pub use batches::{stream, Batch, Decoded, Failure};
+pub use decode::{decode, load};
+pub use preprocess::Preprocess;
+pub use scan::{scan, FileInfo, Scan};

@@ -1,0 +1,78 @@
+//! The one preprocessing definition, recorded in each model's config so that training,
+//! indexing and querying see identical pixels.
+
+use candle_core::{Device, Tensor};
+use image::{imageops::FilterType, DynamicImage};
+use serde::{Deserialize, Serialize};
+
+/// Resize the shorter side to `size`, crop the centre square, then normalise each channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preprocess {
+    pub size: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Default for Preprocess {
+    fn default() -> Self {
+        // CIFAR-10's channel statistics; close to those of photos in general.
+        Preprocess {
+            size: 32,
+            mean: [0.4914, 0.4822, 0.4465],
+            std: [0.2470, 0.2435, 0.2616],
+        }
+    }
+}
+
+impl Preprocess {
+    /// RGB8 pixels, `size × size × 3`, row-major (HWC). Greyscale, alpha and 16-bit become RGB8.
+    pub fn to_rgb(&self, image: &DynamicImage) -> Vec<u8> {
+        let size = self.size;
+        let (w, h) = (image.width().max(1), image.height().max(1));
+        let short = w.min(h);
+        // A box-filtered thumbnail first keeps big photos cheap; the final triangle filter then
+        // works from at most twice the target size.
+        let image = if short > 4 * size {
+            let scale = (2 * size) as f64 / short as f64;
+            let tw = ((w as f64 * scale).round() as u32).max(size);
+            let th = ((h as f64 * scale).round() as u32).max(size);
+            image.thumbnail_exact(tw, th)
+        } else {
+            image.clone()
+        };
+        image
+            .resize_to_fill(size, size, FilterType::Triangle)
+            .to_rgb8()
+            .into_raw()
+    }
+
+    /// Normalises HWC RGB8 pixels into CHW floats, appending to `out`.
+    pub fn normalise_into(&self, rgb: &[u8], out: &mut Vec<f32>) {
+        let plane = (self.size * self.size) as usize;
+        for c in 0..3 {
+            let (mean, inv_std) = (self.mean[c], 1.0 / self.std[c]);
+            out.extend(
+                rgb[c..]
+                    .iter()
+                    .step_by(3)
+                    .take(plane)
+                    .map(|&p| (p as f32 / 255.0 - mean) * inv_std),
+            );
+        }
+    }
+
+    /// A `(B, 3, size, size)` tensor from preprocessed pixel buffers.
+    pub fn to_tensor<'a>(
+        &self,
+        images: impl ExactSizeIterator<Item = &'a [u8]>,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let n = images.len();
+        let s = self.size as usize;
+        let mut data = Vec::with_capacity(n * 3 * s * s);
+        for rgb in images {
+            self.normalise_into(rgb, &mut data);
+        }
+        Tensor::from_vec(data, (n, 3, s, s), device)
+    }
+}

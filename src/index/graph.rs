@@ -1,0 +1,478 @@
+//! The HNSW graph of a segment: built with `hnsw_rs`, exported to a flat file, and searched in
+//! place over its memory map (the `hnsw_rs` structure is dropped after export; its own
+//! dump/reload, which reads everything onto the heap, is never used).
+//!
+//! File `seg-NNNNNN.hnsw`: a 64-byte header (magic `IMGS-HNS`, u32 version, u32 `m0`, u32 `m_up`,
+//! u32 `max_level`, u32 `entry`, u32 zero, u64 `count`, u64 `upper_nodes`), then little-endian
+//! u32 words:
+//!
+//! 1. layer 0: `count` slots of `1 + m0` words: neighbour count, then ids (unused tail = u32::MAX);
+//! 2. `count` words: each node's index among the nodes that have upper layers, or u32::MAX;
+//! 3. upper layers: `upper_nodes` blocks of `max_level` slots of `1 + m_up` words (layer 1 first).
+//!
+//! Every lookup is O(1). Node ids are segment row numbers.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::{Path, PathBuf};
+
+use hnsw_rs::prelude::{Distance, Hnsw};
+use memmap2::Mmap;
+
+use super::exact::{dot, Scored};
+use super::fsutil::{expect_len, map_file, HeaderBuilder, HeaderReader, Sink, HEADER_LEN};
+use super::segment::VectorFile;
+use super::tombstones::Tombstones;
+use super::IndexError;
+
+/// Neighbours per node on upper layers (`hnsw_rs` keeps up to twice this on layer 0).
+pub(crate) const MAX_NB_CONNECTION: usize = 16;
+/// Beam width while building.
+pub(crate) const EF_CONSTRUCTION: usize = 200;
+/// Layers `hnsw_rs` may use (its maximum).
+const MAX_LAYERS: usize = 16;
+/// Sanity bound on strides read from a header.
+const MAX_STRIDE: u32 = 4096;
+
+const GRAPH_MAGIC: &[u8; 8] = b"IMGS-HNS";
+const FILE_VERSION: u32 = 1;
+const NONE: u32 = u32::MAX;
+
+/// Cosine distance on L2-normalised vectors, `(1 - dot).max(0)`: never negative, so rounding on
+/// near-identical vectors cannot trip `hnsw_rs` (whose `DistDot` asserts on it).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CosineDistance;
+
+impl Distance<f32> for CosineDistance {
+    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
+        (1.0 - dot(va, vb)).max(0.0)
+    }
+}
+
+/// Build the graph of `count` rows of `data` (`count × dim`, normalised) and write it to `path`.
+/// Returns the file's CRC32. `count` must be at least 1.
+pub(crate) fn build(
+    path: &Path,
+    data: &[f32],
+    dim: usize,
+    count: usize,
+) -> Result<u32, IndexError> {
+    let lists = {
+        let hnsw: Hnsw<f32, CosineDistance> = Hnsw::new(
+            MAX_NB_CONNECTION,
+            count,
+            MAX_LAYERS,
+            EF_CONSTRUCTION,
+            CosineDistance,
+        );
+        let items: Vec<(&[f32], usize)> = (0..count)
+            .map(|i| (&data[i * dim..(i + 1) * dim], i))
+            .collect();
+        hnsw.parallel_insert_slice(&items);
+        // lists[node][layer] = neighbour ids.
+        let mut lists: Vec<Vec<Vec<u32>>> = vec![vec![Vec::new()]; count];
+        for point in hnsw.get_point_indexation() {
+            let id = point.get_origin_id();
+            if id >= count {
+                continue;
+            }
+            let level = usize::from(point.get_point_id().0).min(MAX_LAYERS - 1);
+            let hood = point.get_neighborhood_id();
+            lists[id] = (0..=level)
+                .map(|l| {
+                    hood.get(l)
+                        .map(|ns| {
+                            ns.iter()
+                                .map(|n| n.get_origin_id())
+                                .filter(|&d| d < count && d != id)
+                                .map(|d| d as u32)
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                })
+                .collect();
+        }
+        lists
+    };
+    write_flat(path, &lists)
+}
+
+/// Write the flat layout of `lists[node][layer]`.
+fn write_flat(path: &Path, lists: &[Vec<Vec<u32>>]) -> Result<u32, IndexError> {
+    let count = lists.len();
+    let max_level = lists
+        .iter()
+        .map(|l| l.len().saturating_sub(1))
+        .max()
+        .unwrap_or(0);
+    let entry = lists
+        .iter()
+        .position(|l| l.len() == max_level + 1)
+        .unwrap_or(0);
+    let m0 = lists
+        .iter()
+        .map(|l| l.first().map_or(0, Vec::len))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let m_up = lists
+        .iter()
+        .flat_map(|l| l.iter().skip(1).map(Vec::len))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let upper_nodes = lists.iter().filter(|l| l.len() > 1).count();
+
+    let mut sink = Sink::create(path)?;
+    let header = HeaderBuilder::new(GRAPH_MAGIC)
+        .u32(FILE_VERSION)
+        .u32(m0 as u32)
+        .u32(m_up as u32)
+        .u32(max_level as u32)
+        .u32(entry as u32)
+        .u32(0)
+        .u64(count as u64)
+        .u64(upper_nodes as u64)
+        .build();
+    sink.write(&header)?;
+
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    let slot = |buf: &mut Vec<u8>, ids: &[u32], stride: usize| {
+        buf.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+        for i in 0..stride {
+            buf.extend_from_slice(&ids.get(i).copied().unwrap_or(NONE).to_le_bytes());
+        }
+    };
+    let flush = |buf: &mut Vec<u8>, sink: &mut Sink, force: bool| {
+        if force || buf.len() >= 1 << 16 {
+            let r = sink.write(buf);
+            buf.clear();
+            r
+        } else {
+            Ok(())
+        }
+    };
+    for l in lists {
+        slot(&mut buf, l.first().map_or(&[][..], Vec::as_slice), m0);
+        flush(&mut buf, &mut sink, false)?;
+    }
+    let mut next_upper = 0u32;
+    for l in lists {
+        let idx = if l.len() > 1 {
+            next_upper += 1;
+            next_upper - 1
+        } else {
+            NONE
+        };
+        buf.extend_from_slice(&idx.to_le_bytes());
+        flush(&mut buf, &mut sink, false)?;
+    }
+    for l in lists.iter().filter(|l| l.len() > 1) {
+        for layer in 1..=max_level {
+            slot(&mut buf, l.get(layer).map_or(&[][..], Vec::as_slice), m_up);
+        }
+        flush(&mut buf, &mut sink, false)?;
+    }
+    flush(&mut buf, &mut sink, true)?;
+    Ok(sink.finish()?.0)
+}
+
+/// A mapped graph file.
+pub(crate) struct GraphFile {
+    path: PathBuf,
+    map: Mmap,
+    count: usize,
+    m0: usize,
+    m_up: usize,
+    max_level: usize,
+    entry: u32,
+    upper_nodes: usize,
+}
+
+impl GraphFile {
+    /// Map and check the header and length (O(1)).
+    pub(crate) fn open(path: &Path, count: usize) -> Result<GraphFile, IndexError> {
+        let map = map_file(path)?;
+        let mut h = HeaderReader::open(path, &map, GRAPH_MAGIC, FILE_VERSION)?;
+        let (m0, m_up, max_level, entry, _zero) = (h.u32(), h.u32(), h.u32(), h.u32(), h.u32());
+        let (hcount, upper_nodes) = (h.u64(), h.u64());
+        let bad = |reason: String| Err(IndexError::corrupt(path, reason));
+        if hcount != count as u64 {
+            return bad(format!("header says {hcount} nodes, manifest says {count}"));
+        }
+        if m0 == 0 || m0 > MAX_STRIDE || m_up == 0 || m_up > MAX_STRIDE {
+            return bad(format!("implausible neighbour strides {m0}/{m_up}"));
+        }
+        if max_level as usize >= MAX_LAYERS
+            || (max_level == 0) != (upper_nodes == 0)
+            || upper_nodes > hcount
+            || entry as usize >= count
+        {
+            return bad("inconsistent layer header".into());
+        }
+        let words = count as u128 * (1 + m0 as u128)
+            + count as u128
+            + upper_nodes as u128 * max_level as u128 * (1 + m_up as u128);
+        expect_len(path, map.len(), HEADER_LEN as u128 + 4 * words)?;
+        if (map.as_ptr() as usize + HEADER_LEN) % std::mem::align_of::<u32>() != 0 {
+            return bad("mapping is not aligned for u32".into());
+        }
+        let g = GraphFile {
+            path: path.to_path_buf(),
+            map,
+            count,
+            m0: m0 as usize,
+            m_up: m_up as usize,
+            max_level: max_level as usize,
+            entry,
+            upper_nodes: upper_nodes as usize,
+        };
+        if g.max_level > 0 && g.upper_index(entry)? == NONE {
+            return bad("entry point is not on the top layer".into());
+        }
+        Ok(g)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    fn words(&self) -> &[u32] {
+        let bytes = &self.map[HEADER_LEN..];
+        // SAFETY: `open` checked that the payload starts at an address aligned for u32 and that
+        // its length is exactly 4 × (the number of words the header implies), so `len / 4` words
+        // are all inside the map. Every bit pattern is a valid u32. The slice borrows `self`,
+        // which owns the map; the file is immutable once committed (see `fsutil::map_file`).
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<u32>(), bytes.len() / 4) }
+    }
+
+    fn corrupt(&self, reason: &str) -> IndexError {
+        IndexError::corrupt(&self.path, reason)
+    }
+
+    fn upper_index(&self, node: u32) -> Result<u32, IndexError> {
+        let at = self.count * (1 + self.m0) + node as usize;
+        let idx = *self
+            .words()
+            .get(at)
+            .ok_or_else(|| self.corrupt("node id out of range"))?;
+        if idx != NONE && idx as usize >= self.upper_nodes {
+            return Err(self.corrupt("upper-layer index out of range"));
+        }
+        Ok(idx)
+    }
+
+    /// Neighbours of `node` (< count) on `layer`; ids are checked by the caller.
+    fn neighbours(&self, node: u32, layer: usize) -> Result<&[u32], IndexError> {
+        let words = self.words();
+        let (start, stride) = if layer == 0 {
+            (node as usize * (1 + self.m0), self.m0)
+        } else {
+            let idx = self.upper_index(node)?;
+            if idx == NONE || layer > self.max_level {
+                return Ok(&[]);
+            }
+            let base = self.count * (2 + self.m0)
+                + idx as usize * self.max_level * (1 + self.m_up)
+                + (layer - 1) * (1 + self.m_up);
+            (base, self.m_up)
+        };
+        let n = *words
+            .get(start)
+            .ok_or_else(|| self.corrupt("node id out of range"))? as usize;
+        if n > stride {
+            return Err(self.corrupt("neighbour count exceeds its slot"));
+        }
+        words
+            .get(start + 1..start + 1 + n)
+            .ok_or_else(|| self.corrupt("neighbour list out of range"))
+    }
+
+    fn check_id(&self, id: u32) -> Result<u32, IndexError> {
+        if (id as usize) < self.count {
+            Ok(id)
+        } else {
+            Err(self.corrupt("neighbour id out of range"))
+        }
+    }
+
+    /// Full structural check (every list and id), for `verify` and writers.
+    pub(crate) fn check_structure(&self) -> Result<(), IndexError> {
+        let mut uppers = 0usize;
+        for node in 0..self.count as u32 {
+            for &n in self.neighbours(node, 0)? {
+                self.check_id(n)?;
+            }
+            if self.upper_index(node)? != NONE {
+                uppers += 1;
+                for layer in 1..=self.max_level {
+                    for &n in self.neighbours(node, layer)? {
+                        self.check_id(n)?;
+                    }
+                }
+            }
+        }
+        if uppers != self.upper_nodes {
+            return Err(self.corrupt("upper-layer node count disagrees with the header"));
+        }
+        Ok(())
+    }
+
+    /// Approximate top-`k` live rows by dot product with the normalised `query`: greedy descent
+    /// through the upper layers, then a beam search of width `ef` on layer 0. Touches O(ef · M)
+    /// nodes, not O(count).
+    pub(crate) fn search(
+        &self,
+        vectors: &VectorFile,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        deleted: &Tombstones,
+    ) -> Result<Vec<Scored>, IndexError> {
+        if k == 0 || self.count == 0 {
+            return Ok(Vec::new());
+        }
+        let dist = |id: u32| 1.0 - dot(query, vectors.row(id as usize));
+        let mut cur = self.entry;
+        let mut cur_d = dist(cur);
+        for layer in (1..=self.max_level).rev() {
+            loop {
+                let mut moved = false;
+                for &n in self.neighbours(cur, layer)? {
+                    let d = dist(self.check_id(n)?);
+                    if d < cur_d {
+                        cur_d = d;
+                        cur = n;
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+
+        let ef = ef.max(k);
+        let mut visited: HashSet<u32, BuildHasherDefault<IdHasher>> =
+            HashSet::with_capacity_and_hasher(ef * self.m0, Default::default());
+        let mut candidates: BinaryHeap<Reverse<Near>> = BinaryHeap::with_capacity(ef * 2);
+        let mut results: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
+        visited.insert(cur);
+        candidates.push(Reverse(Near { d: cur_d, id: cur }));
+        if !deleted.is_deleted(cur as usize) {
+            results.push(Near { d: cur_d, id: cur });
+        }
+        while let Some(Reverse(c)) = candidates.pop() {
+            if results.len() >= ef && results.peek().is_some_and(|w| c.d > w.d) {
+                break;
+            }
+            for &n in self.neighbours(c.id, 0)? {
+                if !visited.insert(self.check_id(n)?) {
+                    continue;
+                }
+                let d = dist(n);
+                let worth = results.len() < ef || results.peek().is_some_and(|w| d < w.d);
+                if worth {
+                    candidates.push(Reverse(Near { d, id: n }));
+                    if !deleted.is_deleted(n as usize) {
+                        results.push(Near { d, id: n });
+                        if results.len() > ef {
+                            results.pop();
+                        }
+                    }
+                }
+            }
+        }
+        let mut out: Vec<Scored> = results
+            .into_iter()
+            .filter(|n| !n.d.is_nan())
+            .map(|n| Scored {
+                score: 1.0 - n.d,
+                row: n.id,
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        out.truncate(k);
+        Ok(out)
+    }
+}
+
+/// A node and its distance to the query, ordered by distance (total order).
+#[derive(Clone, Copy, Debug)]
+struct Near {
+    d: f32,
+    id: u32,
+}
+
+impl PartialEq for Near {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Near {}
+
+impl Ord for Near {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.d.total_cmp(&other.d).then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for Near {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A cheap hasher for u32 node ids (the visited set of one search).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        let x = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = x ^ (x >> 29);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_layout_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.hnsw");
+        // 4 nodes; node 2 on layers 0..=1.
+        let lists = vec![
+            vec![vec![1, 2]],
+            vec![vec![0, 2, 3]],
+            vec![vec![0, 1], vec![]],
+            vec![vec![1]],
+        ];
+        write_flat(&p, &lists).unwrap();
+        let g = GraphFile::open(&p, 4).unwrap();
+        assert_eq!(g.entry, 2);
+        assert_eq!(g.max_level, 1);
+        assert_eq!(g.neighbours(1, 0).unwrap(), &[0, 2, 3]);
+        assert_eq!(g.neighbours(2, 1).unwrap(), &[] as &[u32]);
+        assert_eq!(g.neighbours(0, 1).unwrap(), &[] as &[u32]);
+        g.check_structure().unwrap();
+        assert!(GraphFile::open(&p, 5).is_err());
+    }
+}

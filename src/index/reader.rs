@@ -1,0 +1,161 @@
+//! The read side: [`Index`] opens one generation (reads and verifies the manifest, maps the
+//! files it names, checks headers and lengths) and searches it; [`verify`] checks everything.
+
+use std::path::{Path, PathBuf};
+
+use super::exact::{self, Scored};
+use super::fsutil::is_missing_file;
+use super::manifest::Manifest;
+use super::segment::Segment;
+use super::{normalized, Entry, Hit, IndexError, IndexMeta, SearchOptions};
+
+/// How often `open` re-reads the manifest when a file it names vanished (a writer replaced the
+/// generation and removed the superseded files between our two reads).
+const OPEN_ATTEMPTS: usize = 5;
+
+/// A read-only view of one committed generation of an index. Opening costs O(1) in the size of
+/// the vectors and graphs (they are mapped, not read); later commits by a writer do not affect an
+/// open `Index`.
+pub struct Index {
+    dir: PathBuf,
+    manifest: Manifest,
+    segments: Vec<Segment>,
+    live: usize,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("dir", &self.dir)
+            .field("generation", &self.manifest.generation)
+            .field("segments", &self.segments.len())
+            .field("live", &self.live)
+            .finish()
+    }
+}
+
+/// Open every segment of `manifest`; `full` also checksums the big files.
+pub(crate) fn open_segments(
+    dir: &Path,
+    manifest: &Manifest,
+    full: bool,
+) -> Result<Vec<Segment>, IndexError> {
+    manifest
+        .segments
+        .iter()
+        .map(|r| Segment::open(dir, r, manifest.meta.dim, full))
+        .collect()
+}
+
+/// Read the manifest and open its segments, retrying if a writer swapped generations meanwhile.
+fn open_generation(dir: &Path, full: bool) -> Result<(Manifest, Vec<Segment>), IndexError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let manifest =
+            Manifest::read(dir)?.ok_or_else(|| IndexError::Missing(dir.to_path_buf()))?;
+        match open_segments(dir, &manifest, full) {
+            Ok(segments) => return Ok((manifest, segments)),
+            Err(e) if is_missing_file(&e) && attempt < OPEN_ATTEMPTS => {
+                let now = Manifest::read(dir)?;
+                if now.is_some_and(|m| m.generation != manifest.generation) {
+                    continue;
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Index {
+    /// Open the current generation of the index in `dir`.
+    pub fn open(dir: &Path) -> Result<Index, IndexError> {
+        let (manifest, segments) = open_generation(dir, false)?;
+        let live = manifest.live() as usize;
+        Ok(Index {
+            dir: dir.to_path_buf(),
+            manifest,
+            segments,
+            live,
+        })
+    }
+
+    pub fn meta(&self) -> &IndexMeta {
+        &self.manifest.meta
+    }
+
+    /// Live (non-deleted) entries.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// The generation this view reads (incremented by every commit).
+    pub fn generation(&self) -> u64 {
+        self.manifest.generation
+    }
+
+    /// Number of segments in this generation.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The `k` most similar live entries to `query` (cosine), best first. Segments with a graph
+    /// are searched approximately unless `opts.exact`; the others are scanned.
+    pub fn search(&self, query: &[f32], opts: &SearchOptions) -> Result<Vec<Hit>, IndexError> {
+        let dim = self.manifest.meta.dim;
+        if query.len() != dim {
+            return Err(IndexError::DimMismatch {
+                dir: self.dir.clone(),
+                expected: dim,
+                found: query.len(),
+            });
+        }
+        let q = normalized(query).ok_or_else(|| IndexError::Invalid {
+            dir: self.dir.clone(),
+            reason: "query vector is zero or not finite".into(),
+        })?;
+        let k = opts.k;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let mut all: Vec<(Scored, usize)> = Vec::new();
+        for (si, seg) in self.segments.iter().enumerate() {
+            let found = match (&seg.graph, opts.exact) {
+                (Some(g), false) => g.search(&seg.vectors, &q, k, opts.ef, &seg.deleted)?,
+                _ => exact::scan(seg.vectors.data(), dim, &q, k, &seg.deleted),
+            };
+            all.extend(found.into_iter().map(|s| (s, si)));
+        }
+        all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        all.truncate(k);
+        Ok(all
+            .into_iter()
+            .map(|(s, si)| Hit {
+                path: self.segments[si].entries.path(s.row as usize),
+                score: s.score,
+            })
+            .collect())
+    }
+
+    /// Live entries, segment by segment.
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.segments
+            .iter()
+            .flat_map(|s| s.live_rows().map(move |i| s.entries.entry(i)))
+    }
+}
+
+/// Full integrity check of the index in `dir`: the manifest, every file's checksum (vectors and
+/// graphs included), and the structure of every graph.
+pub fn verify(dir: &Path) -> Result<(), IndexError> {
+    open_generation(dir, true).map(|_| ())
+}

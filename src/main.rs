@@ -1,0 +1,282 @@
+//! The `imgsearch` command line: parse flags, call the library, print plain text or JSON.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use imgsearch::data::Augment;
+use imgsearch::device::{tune_allocator, DeviceChoice};
+use imgsearch::index::{Index, SearchOptions};
+use imgsearch::model::{Estimator, Model, ModelConfig, ModelSource, PriorKind};
+use imgsearch::progress::Verbosity;
+use imgsearch::search::{self, IndexOptions};
+use imgsearch::train::{self, TrainOptions};
+use imgsearch::Result;
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "imgsearch",
+    version,
+    about = "Image similarity search with Deep InfoMax embeddings"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: GlobalFlags,
+}
+
+#[derive(Args, Clone, Copy)]
+struct GlobalFlags {
+    /// No progress bars or warnings on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Machine-readable output on stdout (implies --quiet for progress).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Where to run the model: auto, cpu, cuda or cuda:N.
+    #[arg(long, global = true, default_value = "auto")]
+    device: DeviceChoice,
+}
+
+impl GlobalFlags {
+    fn verbosity(&self) -> Verbosity {
+        Verbosity {
+            quiet: self.quiet || self.json,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Learn a DIM encoder from unlabelled images.
+    Train(TrainArgs),
+    /// Embed every image under the folders into an index (new, changed and deleted files are
+    /// brought up to date on re-runs).
+    Index(IndexArgs),
+    /// Find the nearest neighbours of images by cosine similarity.
+    Query(QueryArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AugmentChoice {
+    None,
+    Standard,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Folders (or files) of training images; labels are not used.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Output folder: model.safetensors + config.json, and the checkpoint for --resume.
+    #[arg(long, default_value = "model")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Continue from the checkpoint in --out (same data; --epochs is the new total).
+    #[arg(long)]
+    resume: bool,
+    /// Train on at most this many images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Random views of each image while training.
+    #[arg(long, value_enum, default_value = "none")]
+    augment: AugmentChoice,
+    /// Embedding size D.
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// Input size in pixels (a multiple of 8).
+    #[arg(long, default_value_t = 32)]
+    size: u32,
+    /// Weight of the global mutual information term.
+    #[arg(long, default_value_t = 0.5)]
+    alpha: f32,
+    /// Weight of the local mutual information term.
+    #[arg(long, default_value_t = 1.5)]
+    beta: f32,
+    /// Weight of the prior term.
+    #[arg(long, default_value_t = 0.01)]
+    gamma: f32,
+    #[arg(long, value_enum, default_value = "jsd")]
+    estimator: Estimator,
+    #[arg(long, value_enum, default_value = "kl")]
+    prior: PriorKind,
+}
+
+#[derive(Args)]
+struct IndexArgs {
+    /// Folders (or files) of images to index.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Index folder.
+    #[arg(long, default_value = "index")]
+    index: PathBuf,
+    /// Model folder from `imgsearch train` (default: the bundled model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Images embedded per batch.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// Query images.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Number of neighbours.
+    #[arg(short, default_value_t = 9)]
+    k: usize,
+    #[arg(long, default_value = "index")]
+    index: PathBuf,
+    /// Model to embed the queries with; must be the index's (default: the index's own).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Brute force over all vectors instead of the graph (exact ground truth).
+    #[arg(long)]
+    exact: bool,
+    /// Graph search beam width: higher is slower and more accurate.
+    #[arg(long, default_value_t = 64)]
+    ef: usize,
+}
+
+fn main() -> ExitCode {
+    tune_allocator();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let flags = cli.global;
+    let device = flags.device.resolve()?;
+    match cli.command {
+        Command::Train(args) => {
+            let config = ModelConfig {
+                dim: args.dim,
+                preprocess: imgsearch::data::Preprocess {
+                    size: args.size,
+                    ..Default::default()
+                },
+                objective: imgsearch::model::Objective {
+                    alpha: args.alpha,
+                    beta: args.beta,
+                    gamma: args.gamma,
+                    estimator: args.estimator,
+                    prior: args.prior,
+                },
+                ..Default::default()
+            };
+            let opts = TrainOptions {
+                roots: args.dirs,
+                out: args.out,
+                epochs: args.epochs,
+                batch: args.batch,
+                lr: args.lr,
+                seed: args.seed,
+                resume: args.resume,
+                limit: args.limit,
+                augment: match args.augment {
+                    AugmentChoice::None => Augment::none(),
+                    AugmentChoice::Standard => Augment::standard(),
+                },
+                config,
+                verbosity: flags.verbosity(),
+            };
+            let report = train::train(&opts, &device)?;
+            if flags.json {
+                println!("{}", json!(report));
+            } else if !flags.quiet {
+                println!(
+                    "trained on {} images ({} skipped), {} epochs, {} steps in {:.1} s ({:.1} images/s); model in {}",
+                    report.images,
+                    report.skipped,
+                    report.epochs,
+                    report.steps,
+                    report.seconds,
+                    report.images_per_second,
+                    report.model.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Index(args) => {
+            let model = Model::load(&ModelSource::from_flag(args.model), &device)?;
+            let opts = IndexOptions {
+                roots: args.dirs,
+                index: args.index,
+                batch: args.batch.max(1),
+                commit_every: 5_000,
+                commit_interval: Duration::from_secs(30),
+                verbosity: flags.verbosity(),
+            };
+            let summary = search::index_folders(&model, &opts, |_| {})?;
+            if flags.json {
+                println!("{}", json!(summary));
+            } else if !flags.quiet {
+                println!(
+                    "{} images in {}: {} added, {} updated, {} removed, {} skipped, {:.1} s",
+                    summary.total,
+                    opts.index.display(),
+                    summary.added,
+                    summary.updated,
+                    summary.removed,
+                    summary.skipped,
+                    summary.seconds
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Query(args) => {
+            let index = Index::open(&args.index)?;
+            let model = search::model_for_index(&index, &args.index, args.model, &device)?;
+            let options = SearchOptions {
+                k: args.k,
+                ef: args.ef,
+                exact: args.exact,
+            };
+            let answers = search::query(&model, &index, &args.images, &options, 256)?;
+            let mut failed = false;
+            for answer in &answers {
+                match &answer.result {
+                    Err(message) => {
+                        failed = true;
+                        eprintln!("error: {message}");
+                    }
+                    Ok(hits) if flags.json => {
+                        let results: Vec<_> = hits
+                            .iter()
+                            .enumerate()
+                            .map(|(i, h)| json!({"rank": i + 1, "path": h.path, "score": h.score}))
+                            .collect();
+                        println!("{}", json!({"query": answer.query, "results": results}));
+                    }
+                    Ok(hits) => {
+                        println!("{}", answer.query.display());
+                        for (i, hit) in hits.iter().enumerate() {
+                            println!("{:>4}  {:.4}  {}", i + 1, hit.score, hit.path.display());
+                        }
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The mutual-information critics. Both score a (feature, code) pair; the trainer feeds them
+//! pairs from the same image and pairs shuffled across the batch.
+
+use super::{leaky_relu, ModelConfig};
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
+
+/// Global critic: a convolution summarises the local map, the summary is concatenated with
+/// the code, and an MLP gives one score per pair.
+pub struct GlobalDiscriminator {
+    summary: Conv2d,
+    layers: [Linear; 3],
+}
+
+impl GlobalDiscriminator {
+    pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let c = config.local_channels();
+        let m = config.local_size();
+        let summary = conv2d(c, 64, 3, Conv2dConfig::default(), vb.pp("summary"))?;
+        let summary_len = 64 * (m - 2) * (m - 2);
+        let h = config.disc_hidden;
+        Ok(GlobalDiscriminator {
+            summary,
+            layers: [
+                linear(summary_len + config.dim, h, vb.pp("l0"))?,
+                linear(h, h, vb.pp("l1"))?,
+                linear(h, 1, vb.pp("l2"))?,
+            ],
+        })
+    }
+
+    /// Flattened summaries `(B, F)` of local maps `(B, C, M, M)`.
+    pub fn summarise(&self, local: &Tensor) -> Result<Tensor> {
+        self.summary.forward(local)?.flatten_from(1)
+    }
+
+    /// Scores `(B,)` for summaries `(B, F)` paired row by row with codes `(B, D)`.
+    pub fn forward(&self, summary: &Tensor, code: &Tensor) -> Result<Tensor> {
+        let x = Tensor::cat(&[summary, code], 1)?;
+        let x = leaky_relu(&self.layers[0].forward(&x)?)?;
+        let x = leaky_relu(&self.layers[1].forward(&x)?)?;
+        self.layers[2].forward(&x)?.squeeze(D::Minus1)
+    }
+}
+
+/// Local critic: 1×1 convolutions over each local vector concatenated with the code. They
+/// are stored as matrices and applied to the `(B·M·M, C)` rows, which is the same map
+/// computed as matmuls (3–4× faster in candle than 1×1 convolutions). The code's share of
+/// the first layer is computed once per image and broadcast over its M×M positions.
+pub struct LocalDiscriminator {
+    feature_in: Linear,
+    code_in: Linear,
+    hidden: Linear,
+    out: Linear,
+}
+
+impl LocalDiscriminator {
+    pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let h = config.disc_hidden;
+        Ok(LocalDiscriminator {
+            feature_in: linear(config.local_channels(), h, vb.pp("feature_in"))?,
+            code_in: candle_nn::linear_no_bias(config.dim, h, vb.pp("code_in"))?,
+            hidden: linear(h, h, vb.pp("hidden"))?,
+            out: linear(h, 1, vb.pp("out"))?,
+        })
+    }
+
+    /// Local maps `(B, C, M, M)` as rows `(B, M·M, C)`.
+    pub fn rows(local: &Tensor) -> Result<Tensor> {
+        let (b, c, m1, m2) = local.dims4()?;
+        local.reshape((b, c, m1 * m2))?.transpose(1, 2)
+    }
+
+    /// The first layer's share from the local rows `(B, M·M, C)` → `(B, M·M, H)`.
+    pub fn project_rows(&self, rows: &Tensor) -> Result<Tensor> {
+        self.feature_in.forward(rows)
+    }
+
+    /// Scores `(B, M·M)` for projected rows paired with codes `(B, D)`.
+    pub fn forward(&self, projected_rows: &Tensor, code: &Tensor) -> Result<Tensor> {
+        let code = self.code_in.forward(code)?.unsqueeze(1)?;
+        let x = leaky_relu(&projected_rows.broadcast_add(&code)?)?;
+        let x = leaky_relu(&self.hidden.forward(&x)?)?;
+        self.out.forward(&x)?.squeeze(D::Minus1)
+    }
+}

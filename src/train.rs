@@ -1,0 +1,477 @@
+//! Training: decode the folder once into preprocessed pixels, then run the DIM objective with
+//! Adam for some epochs, writing an atomic checkpoint (weights + optimiser state) and the
+//! exported model at the end of each epoch so that `--resume` continues exactly.
+
+use crate::data::{self, Augment, Failure};
+use crate::model::{
+    objective, safetensors_bytes, save_model, write_atomic, Encoder, GlobalDiscriminator,
+    LocalDiscriminator, ModelConfig, PriorKind, SeededInit, TrainingRecord,
+};
+use crate::progress::Verbosity;
+use crate::{Error, Result};
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor, Var};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const CHECKPOINT_WEIGHTS: &str = "checkpoint.safetensors";
+pub const CHECKPOINT_STATE: &str = "checkpoint.json";
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub roots: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub seed: u64,
+    pub resume: bool,
+    /// Use at most this many images, evenly spaced through the sorted paths.
+    pub limit: Option<usize>,
+    pub augment: Augment,
+    /// Architecture and objective; ignored on `--resume`, which keeps the checkpoint's.
+    pub config: ModelConfig,
+    pub verbosity: Verbosity,
+}
+
+/// What a training run did, for the CLI's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    pub images: usize,
+    pub skipped: usize,
+    pub epochs: usize,
+    pub steps: usize,
+    pub seconds: f64,
+    pub images_per_second: f64,
+    pub last_losses: Losses,
+    pub model: PathBuf,
+}
+
+/// One step's loss terms (before weighting) and the weighted total.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Losses {
+    pub global: f32,
+    pub local: f32,
+    pub prior: f32,
+    pub total: f32,
+}
+
+/// Saved beside the checkpoint weights; `--resume` starts after `epochs_done`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    config: ModelConfig,
+    epochs_done: usize,
+    steps: usize,
+    adam_step: usize,
+    seconds: f64,
+    weights_crc32: u32,
+}
+
+/// The full trainable model: encoder and both critics.
+pub struct Dim {
+    pub encoder: Encoder,
+    pub global: GlobalDiscriminator,
+    pub local: LocalDiscriminator,
+    pub config: ModelConfig,
+}
+
+impl Dim {
+    /// Builds the model on a var builder (prefixes `encoder`, `global`, `local`).
+    pub fn new(config: &ModelConfig, vb: candle_nn::VarBuilder) -> candle_core::Result<Self> {
+        Ok(Dim {
+            encoder: Encoder::new(config, vb.pp("encoder"))?,
+            global: GlobalDiscriminator::new(config, vb.pp("global"))?,
+            local: LocalDiscriminator::new(config, vb.pp("local"))?,
+            config: config.clone(),
+        })
+    }
+
+    /// The loss terms for a batch `x` with reparameterisation noise `eps` `(B, D)` and the
+    /// negative-pair shuffle `perm` `(B,)`. Returns (global, local, prior) unweighted.
+    pub fn losses(
+        &self,
+        x: &Tensor,
+        eps: &Tensor,
+        perm: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let objective = &self.config.objective;
+        let out = self.encoder.forward(x)?;
+        let std = (&out.logvar * 0.5)?.exp()?;
+        let z = (&out.mean + std.mul(eps)?)?;
+
+        let summary = self.global.summarise(&out.local)?;
+        let global_pos = self.global.forward(&summary, &z)?;
+        let global_neg = self.global.forward(&summary.index_select(perm, 0)?, &z)?;
+        let global = objective::mi_loss(objective.estimator, &global_pos, &global_neg)?;
+
+        let rows = self
+            .local
+            .project_rows(&LocalDiscriminator::rows(&out.local)?)?;
+        let local_pos = self.local.forward(&rows, &z)?;
+        let local_neg = self.local.forward(&rows.index_select(perm, 0)?, &z)?;
+        let local = objective::mi_loss(objective.estimator, &local_pos, &local_neg)?;
+
+        let prior = match objective.prior {
+            PriorKind::Kl => objective::kl_to_standard_normal(&out.mean, &out.logvar)?,
+            PriorKind::None => Tensor::zeros((), candle_core::DType::F32, x.device())?,
+        };
+        Ok((global, local, prior))
+    }
+}
+
+/// Adam with bias correction (AdamW's decoupled decay when `weight_decay > 0`). Its moment
+/// estimates are plain tensors so that checkpoints can carry them.
+pub struct Adam {
+    vars: Vec<(String, Var)>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    step: usize,
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+}
+
+impl Adam {
+    pub fn new(vars: Vec<(String, Var)>, lr: f64) -> candle_core::Result<Self> {
+        let m = vars
+            .iter()
+            .map(|(_, v)| v.as_tensor().zeros_like())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Adam {
+            v: m.clone(),
+            m,
+            vars,
+            step: 0,
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        })
+    }
+
+    pub fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        self.step += 1;
+        let t = self.step as i32;
+        let correction1 = 1.0 - self.beta1.powi(t);
+        let correction2 = 1.0 - self.beta2.powi(t);
+        let step_size = self.lr / correction1;
+        for (i, (_, var)) in self.vars.iter().enumerate() {
+            let Some(grad) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            self.m[i] = ((&self.m[i] * self.beta1)? + (grad * (1.0 - self.beta1))?)?;
+            self.v[i] = ((&self.v[i] * self.beta2)? + (grad.sqr()? * (1.0 - self.beta2))?)?;
+            let denom = ((&self.v[i] / correction2)?.sqrt()? + self.eps)?;
+            let mut updated = (var.as_tensor() - ((&self.m[i] / denom)? * step_size)?)?;
+            if self.weight_decay > 0.0 {
+                updated = (updated - (var.as_tensor() * (self.lr * self.weight_decay))?)?;
+            }
+            var.set(&updated)?;
+        }
+        Ok(())
+    }
+
+    /// Parameters and moments as named tensors, for a checkpoint.
+    fn state_tensors(&self) -> HashMap<String, Tensor> {
+        let mut out = HashMap::new();
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            out.insert(format!("param.{name}"), var.as_tensor().clone());
+            out.insert(format!("adam_m.{name}"), self.m[i].clone());
+            out.insert(format!("adam_v.{name}"), self.v[i].clone());
+        }
+        out
+    }
+
+    fn restore_moments(&mut self, saved: &HashMap<String, Tensor>, step: usize) -> Result<()> {
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            for (prefix, slot) in [("adam_m", &mut self.m[i]), ("adam_v", &mut self.v[i])] {
+                let key = format!("{prefix}.{name}");
+                match saved.get(&key) {
+                    Some(t) if t.shape() == var.as_tensor().shape() => *slot = t.clone(),
+                    _ => {
+                        return Err(Error::model(
+                            CHECKPOINT_WEIGHTS,
+                            format!("optimiser state {key} is missing or has the wrong shape"),
+                        ))
+                    }
+                }
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+}
+
+/// Decodes every image under the roots once into preprocessed RGB8 pixels.
+fn load_pixels(
+    opts: &TrainOptions,
+    config: &ModelConfig,
+) -> Result<(Vec<u8>, usize, Vec<Failure>)> {
+    let scan = data::scan(&opts.roots)?;
+    let mut paths: Vec<PathBuf> = scan.files.into_iter().map(|f| f.path).collect();
+    if let Some(limit) = opts.limit.filter(|&l| l < paths.len()) {
+        // Evenly spaced through the sorted paths, so a limit samples every folder.
+        let n = paths.len();
+        paths = (0..limit).map(|i| paths[i * n / limit].clone()).collect();
+    }
+    let mut failures: Vec<Failure> = scan
+        .unreadable
+        .into_iter()
+        .map(|(path, reason)| Failure { path, reason })
+        .collect();
+    let bar = opts.verbosity.bar(paths.len() as u64, "decode");
+    let image_bytes = (config.preprocess.size * config.preprocess.size * 3) as usize;
+    let mut pixels = Vec::with_capacity(paths.len() * image_bytes);
+    let mut count = 0;
+    for batch in data::stream(paths, config.preprocess.clone(), 256) {
+        for (_, failure) in &batch.failures {
+            opts.verbosity.warn(
+                &bar,
+                &format!("skipped {}: {}", failure.path.display(), failure.reason),
+            );
+        }
+        bar.inc((batch.items.len() + batch.failures.len()) as u64);
+        failures.extend(batch.failures.into_iter().map(|(_, f)| f));
+        for item in batch.items {
+            pixels.extend_from_slice(&item.rgb);
+            count += 1;
+        }
+    }
+    bar.finish_and_clear();
+    Ok((pixels, count, failures))
+}
+
+/// Trains a model and writes it to `opts.out` (see the module doc for the files).
+pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
+    let out = &opts.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let resumed = if opts.resume {
+        Some(read_checkpoint(out, device)?)
+    } else {
+        None
+    };
+    let mut config = match &resumed {
+        Some((state, _)) => state.config.clone(),
+        None => opts.config.clone(),
+    };
+    config
+        .validate()
+        .map_err(|e| Error::Usage(format!("model config: {e}")))?;
+    if opts.batch < 2 {
+        return Err(Error::Usage(
+            "--batch must be at least 2: negatives come from other images in the batch".into(),
+        ));
+    }
+
+    let (pixels, count, failures) = load_pixels(opts, &config)?;
+    if count == 0 {
+        return Err(Error::NoImages {
+            path: opts.roots.first().cloned().unwrap_or_default(),
+        });
+    }
+    if count < opts.batch {
+        return Err(Error::Usage(format!(
+            "only {count} readable images: training needs at least --batch ({})",
+            opts.batch
+        )));
+    }
+
+    let (saved, epochs_done, mut steps, adam_step, seconds_before) = match resumed {
+        Some((state, tensors)) => (
+            tensors,
+            state.epochs_done,
+            state.steps,
+            state.adam_step,
+            state.seconds,
+        ),
+        None => (HashMap::new(), 0, 0, 0, 0.0),
+    };
+    let params: HashMap<String, Tensor> = saved
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("param.").map(|k| (k.to_string(), v.clone())))
+        .collect();
+    let init = Arc::new(SeededInit::new(opts.seed, params));
+    let model = Dim::new(&config, init.var_builder(device))?;
+    let mut adam = Adam::new(init.vars(), opts.lr)?;
+    if epochs_done > 0 {
+        adam.restore_moments(&saved, adam_step)?;
+    }
+
+    let image_bytes = (config.preprocess.size * config.preprocess.size * 3) as usize;
+    let steps_per_epoch = count / opts.batch;
+    let remaining_epochs = opts.epochs.saturating_sub(epochs_done);
+    let bar = opts.verbosity.bar(
+        (remaining_epochs * steps_per_epoch * opts.batch) as u64,
+        "train",
+    );
+    let s = config.preprocess.size as usize;
+    let started = Instant::now();
+    let mut last = Losses::default();
+    let mut trained_images = 0usize;
+    for epoch in epochs_done..opts.epochs {
+        // One RNG per epoch, derived from the seed: a resumed run draws what the
+        // uninterrupted run would have.
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            opts.seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(epoch as u64 + 1)),
+        );
+        let mut order: Vec<usize> = (0..count).collect();
+        rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
+        for (step_in_epoch, chunk) in order.chunks_exact(opts.batch).enumerate() {
+            let mut input = Vec::with_capacity(opts.batch * 3 * s * s);
+            for &i in chunk {
+                let rgb = &pixels[i * image_bytes..(i + 1) * image_bytes];
+                opts.augment
+                    .view_into(rgb, &config.preprocess, &mut rng, &mut input);
+            }
+            let x = Tensor::from_vec(input, (opts.batch, 3, s, s), device)?;
+            let noise: Vec<f32> = (0..opts.batch * config.dim)
+                .map(|_| StandardNormal.sample(&mut rng))
+                .collect();
+            let eps = Tensor::from_vec(noise, (opts.batch, config.dim), device)?;
+            let perm = Tensor::new(objective::derangement(opts.batch, &mut rng), device)?;
+
+            let (global, local, prior) = model.losses(&x, &eps, &perm)?;
+            let o = &config.objective;
+            let total = (((&global * o.alpha as f64)? + (&local * o.beta as f64)?)?
+                + (&prior * o.gamma as f64)?)?;
+            last = Losses {
+                global: global.to_scalar()?,
+                local: local.to_scalar()?,
+                prior: prior.to_scalar()?,
+                total: total.to_scalar()?,
+            };
+            for (term, value) in [
+                ("global", last.global),
+                ("local", last.local),
+                ("prior", last.prior),
+            ] {
+                if !value.is_finite() {
+                    bar.abandon();
+                    return Err(Error::Diverged {
+                        epoch: epoch + 1,
+                        step: step_in_epoch + 1,
+                        term,
+                        value,
+                        checkpoint: out.join(CHECKPOINT_WEIGHTS),
+                    });
+                }
+            }
+            let grads = total.backward()?;
+            adam.step(&grads)?;
+            steps += 1;
+            trained_images += opts.batch;
+            bar.inc(opts.batch as u64);
+            bar.set_message(format!(
+                "epoch {}/{} global {:.4} local {:.4} prior {:.3}",
+                epoch + 1,
+                opts.epochs,
+                last.global,
+                last.local,
+                last.prior
+            ));
+        }
+        let seconds = seconds_before + started.elapsed().as_secs_f64();
+        config.training = Some(TrainingRecord {
+            images: count,
+            epochs: epoch + 1,
+            batch: opts.batch,
+            lr: opts.lr,
+            seed: opts.seed,
+            augment: opts.augment,
+            seconds,
+        });
+        write_checkpoint(
+            out,
+            &config,
+            &model_vars(&init),
+            &adam,
+            epoch + 1,
+            steps,
+            seconds,
+        )?;
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(TrainReport {
+        images: count,
+        skipped: failures.len(),
+        epochs: opts.epochs,
+        steps,
+        seconds,
+        images_per_second: trained_images as f64 / seconds.max(1e-9),
+        last_losses: last,
+        model: out.clone(),
+    })
+}
+
+fn model_vars(init: &SeededInit) -> HashMap<String, Tensor> {
+    init.vars()
+        .into_iter()
+        .map(|(name, var)| (name, var.as_tensor().clone()))
+        .collect()
+}
+
+fn write_checkpoint(
+    out: &Path,
+    config: &ModelConfig,
+    params: &HashMap<String, Tensor>,
+    adam: &Adam,
+    epochs_done: usize,
+    steps: usize,
+    seconds: f64,
+) -> Result<()> {
+    let weights_path = out.join(CHECKPOINT_WEIGHTS);
+    let bytes =
+        safetensors_bytes(&adam.state_tensors()).map_err(|e| Error::model(&weights_path, e))?;
+    let state = CheckpointState {
+        config: config.clone(),
+        epochs_done,
+        steps,
+        adam_step: adam.step,
+        seconds,
+        weights_crc32: crc32fast::hash(&bytes),
+    };
+    write_atomic(&weights_path, &bytes)?;
+    let json = serde_json::to_vec_pretty(&state).map_err(|e| Error::model(out, e.to_string()))?;
+    write_atomic(&out.join(CHECKPOINT_STATE), &json)?;
+    let encoder: HashMap<String, Tensor> = params
+        .iter()
+        .filter(|(k, _)| k.starts_with("encoder."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    save_model(out, config, &encoder)
+}
+
+fn read_checkpoint(
+    out: &Path,
+    device: &Device,
+) -> Result<(CheckpointState, HashMap<String, Tensor>)> {
+    let state_path = out.join(CHECKPOINT_STATE);
+    let json = std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?;
+    let state: CheckpointState = serde_json::from_slice(&json)
+        .map_err(|e| Error::model(&state_path, format!("unreadable checkpoint state: {e}")))?;
+    state
+        .config
+        .validate()
+        .map_err(|e| Error::model(&state_path, e))?;
+    let weights_path = out.join(CHECKPOINT_WEIGHTS);
+    let bytes = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
+    if crc32fast::hash(&bytes) != state.weights_crc32 {
+        return Err(Error::model(
+            &weights_path,
+            "checksum does not match checkpoint.json: the checkpoint is corrupt",
+        ));
+    }
+    let tensors = candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| Error::model(&weights_path, e.to_string()))?;
+    Ok((state, tensors))
+}

@@ -1,0 +1,452 @@
+//! End-to-end tests of the real `imgsearch` binary on real images from tests/fixtures
+//! (CIFAR-10, sign-language digit photos and AT&T face PNGs).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn imgsearch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_imgsearch"))
+        .args(args)
+        .env("IMGSEARCH_GRAPH_MIN", "100")
+        .output()
+        .expect("run imgsearch")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = imgsearch(args);
+    assert!(
+        out.status.success(),
+        "imgsearch {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A model trained once for 1 epoch on the fixture training images, shared by the tests.
+fn trained_model() -> &'static Path {
+    static MODEL: OnceLock<PathBuf> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-trained-model");
+        let _ = std::fs::remove_dir_all(&dir);
+        let train = fixtures().join("train");
+        let stdout = ok(&[
+            "train",
+            s(&train),
+            "--out",
+            s(&dir),
+            "--epochs",
+            "1",
+            "--batch",
+            "32",
+            "--json",
+        ]);
+        let report: Value = serde_json::from_str(stdout.trim()).expect("train --json");
+        assert_eq!(report["images"], 400);
+        assert_eq!(report["epochs"], 1);
+        assert!(report["last_losses"]["total"]
+            .as_f64()
+            .expect("loss")
+            .is_finite());
+        dir
+    })
+}
+
+/// A folder with real test images plus a truncated JPEG, an empty file and a text file
+/// named .jpg.
+fn photo_folder(tmp: &Path) -> PathBuf {
+    let root = tmp.join("photos");
+    copy_dir(&fixtures().join("test"), &root.join("cifar"));
+    copy_dir(&fixtures().join("photos"), &root.join("photos"));
+    let bad = root.join("bad");
+    std::fs::create_dir_all(&bad).expect("mkdir");
+    let real = first_file(&fixtures().join("photos/signdigits-0"));
+    let bytes = std::fs::read(real).expect("read jpeg");
+    std::fs::write(bad.join("truncated.jpg"), &bytes[..bytes.len() / 3]).expect("write");
+    std::fs::write(bad.join("empty.jpg"), b"").expect("write");
+    std::fs::write(
+        bad.join("notes.jpg"),
+        b"this is a text file, not an image\n",
+    )
+    .expect("write");
+    root
+}
+
+fn first_file(dir: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files.remove(0)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+fn count_files(dir: &Path) -> usize {
+    walk(dir).len()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Checks one `query --json` line: k results, ranks 1..k, absolute paths, scores descending.
+fn check_results(line: &Value, k: usize) -> Vec<(String, f64)> {
+    let results = line["results"].as_array().expect("results array");
+    assert_eq!(results.len(), k, "{line}");
+    let mut out = Vec::new();
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["rank"], i + 1);
+        let path = r["path"].as_str().expect("path").to_string();
+        assert!(Path::new(&path).is_absolute(), "{path}");
+        out.push((path, r["score"].as_f64().expect("score")));
+    }
+    assert!(
+        out.windows(2).all(|w| w[0].1 >= w[1].1),
+        "not descending: {out:?}"
+    );
+    out
+}
+
+#[test]
+fn train_index_query_with_a_trained_model() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let photos = photo_folder(tmp.path());
+    let index = tmp.path().join("index");
+    let model = trained_model();
+    let files = count_files(&photos);
+
+    let summary: Value = serde_json::from_str(
+        ok(&[
+            "index",
+            s(&photos),
+            "--index",
+            s(&index),
+            "--model",
+            s(model),
+            "--json",
+        ])
+        .trim(),
+    )
+    .expect("index --json");
+    assert_eq!(summary["skipped"], 3, "{summary}");
+    assert_eq!(summary["added"], files - 3, "{summary}");
+    assert_eq!(summary["total"], files - 3, "{summary}");
+    assert_eq!(summary["updated"], 0);
+    assert_eq!(summary["removed"], 0);
+    assert!(summary["seconds"].as_f64().is_some());
+
+    // Each query image finds itself first with cosine ≈ 1, through the graph and exactly.
+    let queries: Vec<PathBuf> = [
+        "cifar/cat",
+        "cifar/ship",
+        "photos/signdigits-4",
+        "photos/attfaces-s1",
+    ]
+    .iter()
+    .map(|d| first_file(&photos.join(d)))
+    .collect();
+    for exact in [false, true] {
+        let mut args = vec!["query"];
+        args.extend(queries.iter().map(|q| s(q)));
+        args.extend(["-k", "9", "--index", s(&index), "--json"]);
+        if exact {
+            args.push("--exact");
+        }
+        let lines = json_lines(&ok(&args));
+        assert_eq!(lines.len(), queries.len());
+        for (line, query) in lines.iter().zip(&queries) {
+            let results = check_results(line, 9);
+            assert_eq!(
+                Path::new(&results[0].0),
+                query.canonicalize().expect("canon")
+            );
+            assert!(results[0].1 > 0.999, "self-match score {}", results[0].1);
+        }
+    }
+
+    // Plain output: one header line, then rank, score with 4 decimals, path.
+    let plain = ok(&["query", s(&queries[0]), "-k", "3", "--index", s(&index)]);
+    let rows: Vec<&str> = plain.lines().collect();
+    assert_eq!(rows.len(), 4, "{plain}");
+    let first: Vec<&str> = rows[1].split_whitespace().collect();
+    assert_eq!(first[0], "1");
+    assert_eq!(first[1].split('.').nth(1).map(str::len), Some(4), "{plain}");
+}
+
+#[test]
+fn a_bad_query_image_is_reported_and_the_others_answered() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let photos = photo_folder(tmp.path());
+    let index = tmp.path().join("index");
+    ok(&[
+        "index",
+        s(&photos.join("cifar")),
+        "--index",
+        s(&index),
+        "--quiet",
+    ]);
+    let good = first_file(&photos.join("cifar/dog"));
+    let bad = photos.join("bad/truncated.jpg");
+    let out = imgsearch(&[
+        "query",
+        s(&bad),
+        s(&good),
+        "--index",
+        s(&index),
+        "--json",
+        "-k",
+        "5",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("truncated.jpg"), "{stderr}");
+    let lines = json_lines(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(lines.len(), 1);
+    check_results(&lines[0], 5);
+}
+
+#[test]
+fn the_bundled_default_model_works_without_flags() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let photos = photo_folder(tmp.path());
+    let index = tmp.path().join("index");
+    let summary: Value =
+        serde_json::from_str(ok(&["index", s(&photos), "--index", s(&index), "--json"]).trim())
+            .expect("json");
+    assert_eq!(summary["skipped"], 3);
+    let query = first_file(&photos.join("cifar/horse"));
+    let lines = json_lines(&ok(&["query", s(&query), "--index", s(&index), "--json"]));
+    let results = check_results(&lines[0], 9);
+    assert_eq!(
+        Path::new(&results[0].0),
+        query.canonicalize().expect("canon")
+    );
+    assert!(results[0].1 > 0.999);
+}
+
+#[test]
+fn reindexing_adds_removes_and_never_returns_deleted_files() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let photos = tmp.path().join("photos");
+    copy_dir(&fixtures().join("test"), &photos);
+    let index = tmp.path().join("index");
+    let run = || -> Value {
+        serde_json::from_str(ok(&["index", s(&photos), "--index", s(&index), "--json"]).trim())
+            .expect("json")
+    };
+    assert_eq!(run()["added"], 200);
+    let again = run();
+    assert_eq!(
+        (again["added"].clone(), again["removed"].clone()),
+        (0.into(), 0.into())
+    );
+    assert_eq!(again["total"], 200);
+
+    let deleted = first_file(&photos.join("frog"));
+    let deleted_abs = deleted.canonicalize().expect("canon");
+    std::fs::remove_file(&deleted).expect("rm");
+    std::fs::copy(
+        fixtures().join("train/frog").join("0000.jpg"),
+        photos.join("frog/new.jpg"),
+    )
+    .expect("cp");
+    let third = run();
+    assert_eq!(third["added"], 1, "{third}");
+    assert_eq!(third["removed"], 1, "{third}");
+    assert_eq!(third["total"], 200);
+    let query = photos.join("frog/new.jpg");
+    for exact in [false, true] {
+        let mut args = vec![
+            "query",
+            s(&query),
+            "-k",
+            "200",
+            "--index",
+            s(&index),
+            "--json",
+        ];
+        if exact {
+            args.push("--exact");
+        }
+        let lines = json_lines(&ok(&args));
+        let results = check_results(&lines[0], 200);
+        assert!(results.iter().all(|(p, _)| Path::new(p) != deleted_abs));
+    }
+}
+
+#[test]
+fn missing_index_and_model_mismatch_are_clear_errors() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let query = first_file(&fixtures().join("test/cat"));
+    let missing = tmp.path().join("nothing-here");
+    let out = imgsearch(&["query", s(&query), "--index", s(&missing)]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no index") && stderr.contains("nothing-here"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let index = tmp.path().join("index");
+    ok(&[
+        "index",
+        s(&fixtures().join("test/cat")),
+        "--index",
+        s(&index),
+        "--quiet",
+    ]);
+    let out = imgsearch(&[
+        "query",
+        s(&query),
+        "--index",
+        s(&index),
+        "--model",
+        s(trained_model()),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("built with model"), "{stderr}");
+
+    let out = imgsearch(&[
+        "index",
+        s(&fixtures().join("test/dog")),
+        "--index",
+        s(&index),
+        "--model",
+        s(trained_model()),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("built with model"));
+
+    let out = imgsearch(&[
+        "index",
+        s(&tmp.path().join("no-such-folder")),
+        "--index",
+        s(&index),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-folder"));
+}
+
+#[test]
+fn training_is_reproducible_and_resumes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let train = fixtures().join("train/cat");
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    for out in [&a, &b] {
+        ok(&[
+            "train",
+            s(&train),
+            "--out",
+            s(out),
+            "--epochs",
+            "1",
+            "--batch",
+            "8",
+            "--seed",
+            "3",
+            "--quiet",
+        ]);
+    }
+    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).expect("weights");
+    assert_eq!(
+        weights(&a),
+        weights(&b),
+        "same seed, same data: same weights"
+    );
+
+    // Two epochs in one go equal one epoch then --resume to two.
+    let full = tmp.path().join("full");
+    ok(&[
+        "train",
+        s(&train),
+        "--out",
+        s(&full),
+        "--epochs",
+        "2",
+        "--batch",
+        "8",
+        "--seed",
+        "3",
+        "--quiet",
+    ]);
+    ok(&[
+        "train",
+        s(&train),
+        "--out",
+        s(&a),
+        "--epochs",
+        "2",
+        "--batch",
+        "8",
+        "--seed",
+        "3",
+        "--resume",
+        "--quiet",
+    ]);
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(a.join("checkpoint.json")).expect("state"))
+            .expect("json");
+    assert_eq!(state["epochs_done"], 2);
+    assert_eq!(weights(&a), weights(&full), "resume continues exactly");
+    assert_ne!(weights(&a), weights(&b));
+
+    // A corrupt checkpoint is refused with a message naming it.
+    let ckpt = a.join("checkpoint.safetensors");
+    let mut bytes = std::fs::read(&ckpt).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&ckpt, bytes).expect("write");
+    let out = imgsearch(&[
+        "train",
+        s(&train),
+        "--out",
+        s(&a),
+        "--epochs",
+        "3",
+        "--resume",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checkpoint.safetensors"));
+}
