@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use imgsearch::data::Augment;
 use imgsearch::device::{tune_allocator, DeviceChoice};
+use imgsearch::eval::{self, EvalOptions};
 use imgsearch::index::{Index, SearchOptions};
 use imgsearch::model::{Estimator, Model, ModelConfig, ModelSource, PriorKind};
 use imgsearch::progress::Verbosity;
@@ -57,6 +58,37 @@ enum Command {
     Index(IndexArgs),
     /// Find the nearest neighbours of images by cosine similarity.
     Query(QueryArgs),
+    /// Retrieval quality on a labelled folder (class = parent folder): P@k and kNN accuracy.
+    Eval(EvalArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Baseline {
+    /// Cosine on raw pixels at the model's input size, mean-centred.
+    Pixels,
+    /// A randomly initialised encoder of the same architecture.
+    Random,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Labelled folder: DIR/CLASS/IMAGE.
+    dir: PathBuf,
+    /// Model folder (default: the bundled model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Neighbours counted for P@k.
+    #[arg(short, default_value_t = 9)]
+    k: usize,
+    /// Neighbours voting in the weighted kNN classifier.
+    #[arg(long, default_value_t = 200)]
+    knn: usize,
+    /// Query only this many images (evenly spaced); every image is still indexed.
+    #[arg(long)]
+    queries: Option<usize>,
+    /// Score a floor instead of the model.
+    #[arg(long, value_enum)]
+    baseline: Option<Baseline>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -237,6 +269,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     summary.skipped,
                     summary.seconds
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval(args) => {
+            let model = Model::load(&ModelSource::from_flag(args.model), &device)?;
+            let opts = EvalOptions {
+                root: args.dir,
+                k: args.k,
+                knn: args.knn,
+                temperature: 0.07,
+                queries: args.queries,
+                verbosity: flags.verbosity(),
+            };
+            let report = match args.baseline {
+                None => eval::evaluate_model(&model, &opts)?,
+                Some(Baseline::Random) => {
+                    let random = Model::random(model.config.clone(), 0, &device)?;
+                    eval::evaluate_model(&random, &opts)?
+                }
+                Some(Baseline::Pixels) => eval::evaluate_pixels(model.preprocess(), &opts)?,
+            };
+            if flags.json {
+                println!("{}", json!(report));
+            } else {
+                println!("{}: {} images, {} queries, {} skipped", report.what, report.images, report.queries, report.skipped);
+                println!("{:<16} {:>7} {:>8} {:>8}", "class", "images", format!("P@{}", report.k), format!("kNN-{}", report.knn));
+                for c in &report.classes {
+                    println!("{:<16} {:>7} {:>8.4} {:>8.4}", c.class, c.images, c.precision_at_k, c.knn_accuracy);
+                }
+                println!("{:<16} {:>7} {:>8.4} {:>8.4}", "all", report.queries, report.precision_at_k, report.knn_accuracy);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -110,11 +110,9 @@ impl Dim {
         let global_neg = self.global.forward(&summary.index_select(perm, 0)?, &z)?;
         let global = objective::mi_loss(objective.estimator, &global_pos, &global_neg)?;
 
-        let rows = self
-            .local
-            .project_rows(&LocalDiscriminator::rows(&out.local)?)?;
-        let local_pos = self.local.forward(&rows, &z)?;
-        let local_neg = self.local.forward(&rows.index_select(perm, 0)?, &z)?;
+        let projected = self.local.project(&out.local)?;
+        let local_pos = self.local.forward(&projected, &z)?;
+        let local_neg = self.local.forward(&projected.index_select(perm, 0)?, &z)?;
         let local = objective::mi_loss(objective.estimator, &local_pos, &local_neg)?;
 
         let prior = match objective.prior {
@@ -332,7 +330,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
                 opts.augment
                     .view_into(rgb, &config.preprocess, &mut rng, &mut input);
             }
-            let x = Tensor::from_vec(input, (opts.batch, 3, s, s), device)?;
+            let x = Tensor::from_vec(input, (opts.batch, s, s, 3), device)?;
             let noise: Vec<f32> = (0..opts.batch * config.dim)
                 .map(|_| StandardNormal.sample(&mut rng))
                 .collect();

@@ -40,7 +40,7 @@ impl Augment {
         *self == Augment::none()
     }
 
-    /// Appends one normalised CHW view of `rgb` (HWC, `size × size`) to `out`.
+    /// Appends one normalised HWC view of `rgb` (HWC, `size × size`) to `out`.
     pub fn view_into(
         &self,
         rgb: &[u8],
@@ -109,10 +109,12 @@ impl Augment {
                 *v = (mean_luma + (saturated - mean_luma) * contrast).clamp(0.0, 1.0);
             }
         }
-        for c in 0..3 {
-            let (mean, inv_std) = (preprocess.mean[c], 1.0 / preprocess.std[c]);
-            out.extend(pixels.iter().map(|px| (px[c] - mean) * inv_std));
-        }
+        let inv_std = preprocess.std.map(|s| 1.0 / s);
+        out.extend(
+            pixels
+                .iter()
+                .flat_map(|px| [0, 1, 2].map(|c| (px[c] - preprocess.mean[c]) * inv_std[c])),
+        );
     }
 }
 

@@ -46,22 +46,16 @@ impl Preprocess {
             .into_raw()
     }
 
-    /// Normalises HWC RGB8 pixels into CHW floats, appending to `out`.
+    /// Normalises HWC RGB8 pixels into HWC floats, appending to `out`.
     pub fn normalise_into(&self, rgb: &[u8], out: &mut Vec<f32>) {
-        let plane = (self.size * self.size) as usize;
-        for c in 0..3 {
-            let (mean, inv_std) = (self.mean[c], 1.0 / self.std[c]);
-            out.extend(
-                rgb[c..]
-                    .iter()
-                    .step_by(3)
-                    .take(plane)
-                    .map(|&p| (p as f32 / 255.0 - mean) * inv_std),
-            );
-        }
+        let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * self.std[c]));
+        let shift: [f32; 3] = std::array::from_fn(|c| self.mean[c] / self.std[c]);
+        out.extend(rgb.chunks_exact(3).flat_map(|px| {
+            [0, 1, 2].map(|c| px[c] as f32 * scale[c] - shift[c])
+        }));
     }
 
-    /// A `(B, 3, size, size)` tensor from preprocessed pixel buffers.
+    /// A `(B, size, size, 3)` channels-last tensor from preprocessed pixel buffers.
     pub fn to_tensor<'a>(
         &self,
         images: impl ExactSizeIterator<Item = &'a [u8]>,
@@ -73,6 +67,6 @@ impl Preprocess {
         for rgb in images {
             self.normalise_into(rgb, &mut data);
         }
-        Tensor::from_vec(data, (n, 3, s, s), device)
+        Tensor::from_vec(data, (n, s, s, 3), device)
     }
 }

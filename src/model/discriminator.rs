@@ -1,14 +1,15 @@
 //! The mutual-information critics. Both score a (feature, code) pair; the trainer feeds them
 //! pairs from the same image and pairs shuffled across the batch.
 
+use super::conv::{Conv, Window};
 use super::{leaky_relu, ModelConfig};
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{linear, Linear, VarBuilder};
 
 /// Global critic: a convolution summarises the local map, the summary is concatenated with
 /// the code, and an MLP gives one score per pair.
 pub struct GlobalDiscriminator {
-    summary: Conv2d,
+    summary: Conv,
     layers: [Linear; 3],
 }
 
@@ -16,7 +17,12 @@ impl GlobalDiscriminator {
     pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         let c = config.local_channels();
         let m = config.local_size();
-        let summary = conv2d(c, 64, 3, Conv2dConfig::default(), vb.pp("summary"))?;
+        let valid3 = Window {
+            kernel: 3,
+            stride: 1,
+            padding: 0,
+        };
+        let summary = Conv::new(c, 64, valid3, vb.pp("summary"))?;
         let summary_len = 64 * (m - 2) * (m - 2);
         let h = config.disc_hidden;
         Ok(GlobalDiscriminator {
@@ -29,7 +35,7 @@ impl GlobalDiscriminator {
         })
     }
 
-    /// Flattened summaries `(B, F)` of local maps `(B, C, M, M)`.
+    /// Flattened summaries `(B, F)` of local maps `(B, M, M, C)`.
     pub fn summarise(&self, local: &Tensor) -> Result<Tensor> {
         self.summary.forward(local)?.flatten_from(1)
     }
@@ -65,22 +71,20 @@ impl LocalDiscriminator {
         })
     }
 
-    /// Local maps `(B, C, M, M)` as rows `(B, M·M, C)`.
-    pub fn rows(local: &Tensor) -> Result<Tensor> {
-        let (b, c, m1, m2) = local.dims4()?;
-        local.reshape((b, c, m1 * m2))?.transpose(1, 2)
+    /// The first layer's share from local maps `(B, M, M, C)` → `(B, M·M, H)`.
+    pub fn project(&self, local: &Tensor) -> Result<Tensor> {
+        let (b, m1, m2, c) = local.dims4()?;
+        self.feature_in
+            .forward(&local.reshape((b * m1 * m2, c))?)?
+            .reshape((b, m1 * m2, ()))
     }
 
-    /// The first layer's share from the local rows `(B, M·M, C)` → `(B, M·M, H)`.
-    pub fn project_rows(&self, rows: &Tensor) -> Result<Tensor> {
-        self.feature_in.forward(rows)
-    }
-
-    /// Scores `(B, M·M)` for projected rows paired with codes `(B, D)`.
-    pub fn forward(&self, projected_rows: &Tensor, code: &Tensor) -> Result<Tensor> {
+    /// Scores `(B, M·M)` for projected maps `(B, M·M, H)` paired with codes `(B, D)`.
+    pub fn forward(&self, projected: &Tensor, code: &Tensor) -> Result<Tensor> {
+        let (b, positions, h) = projected.dims3()?;
         let code = self.code_in.forward(code)?.unsqueeze(1)?;
-        let x = leaky_relu(&projected_rows.broadcast_add(&code)?)?;
+        let x = leaky_relu(&projected.broadcast_add(&code)?)?.reshape((b * positions, h))?;
         let x = leaky_relu(&self.hidden.forward(&x)?)?;
-        self.out.forward(&x)?.squeeze(D::Minus1)
+        self.out.forward(&x)?.reshape((b, positions))
     }
 }

@@ -1,19 +1,21 @@
 //! The encoder: strided 4×4 convolutions down to the local M×M feature map, one more
 //! convolution, global average pooling, and two linear heads for the Gaussian posterior.
+//! Activations are channels-last (NHWC); see [`super::conv`].
 
+use super::conv::{Conv, Window};
 use super::{leaky_relu, ModelConfig};
-use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{linear, Linear, VarBuilder};
 
 pub struct Encoder {
-    downs: Vec<Conv2d>,
-    refine: Conv2d,
+    downs: Vec<Conv>,
+    refine: Conv,
     hidden: Linear,
     mean: Linear,
     logvar: Linear,
 }
 
-/// What one forward pass gives: the local feature map `(B, C, M, M)` and the posterior
+/// What one forward pass gives: the local feature map `(B, M, M, C)` and the posterior
 /// `N(mean, exp(logvar))` over the `D`-dim code.
 pub struct EncoderOutput {
     pub local: Tensor,
@@ -23,28 +25,23 @@ pub struct EncoderOutput {
 
 impl Encoder {
     pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let stride2 = Conv2dConfig {
-            padding: 1,
+        let down = Window {
+            kernel: 4,
             stride: 2,
-            ..Default::default()
+            padding: 1,
         };
         let mut downs = Vec::with_capacity(config.channels.len());
         let mut in_channels = 3;
         for (i, &out_channels) in config.channels.iter().enumerate() {
-            downs.push(conv2d(
-                in_channels,
-                out_channels,
-                4,
-                stride2,
-                vb.pp(format!("down{i}")),
-            )?);
+            downs.push(Conv::new(in_channels, out_channels, down, vb.pp(format!("down{i}")))?);
             in_channels = out_channels;
         }
-        let same = Conv2dConfig {
+        let same = Window {
+            kernel: 3,
+            stride: 1,
             padding: 1,
-            ..Default::default()
         };
-        let refine = conv2d(in_channels, in_channels, 3, same, vb.pp("refine"))?;
+        let refine = Conv::new(in_channels, in_channels, same, vb.pp("refine"))?;
         let hidden = linear(in_channels, config.hidden, vb.pp("hidden"))?;
         let mean = linear(config.hidden, config.dim, vb.pp("mean"))?;
         let logvar = linear(config.hidden, config.dim, vb.pp("logvar"))?;
@@ -57,16 +54,17 @@ impl Encoder {
         })
     }
 
-    /// `x`: `(B, 3, S, S)` normalised images.
+    /// `x`: `(B, S, S, 3)` normalised images.
     pub fn forward(&self, x: &Tensor) -> Result<EncoderOutput> {
         let mut h = x.clone();
         for conv in &self.downs {
             h = leaky_relu(&conv.forward(&h)?)?;
         }
         let local = h;
+        let (b, m1, m2, c) = local.dims4()?;
         let pooled = leaky_relu(&self.refine.forward(&local)?)?
-            .mean(D::Minus1)?
-            .mean(D::Minus1)?;
+            .reshape((b, m1 * m2, c))?
+            .mean(1)?;
         let hidden = leaky_relu(&self.hidden.forward(&pooled)?)?;
         Ok(EncoderOutput {
             mean: self.mean.forward(&hidden)?,

@@ -96,6 +96,20 @@ impl Model {
         })
     }
 
+    /// A randomly initialised encoder of `config`'s architecture: the floor a trained model
+    /// must beat.
+    pub fn random(config: ModelConfig, seed: u64, device: &Device) -> Result<Model> {
+        let init = std::sync::Arc::new(super::SeededInit::new(seed, HashMap::new()));
+        let encoder = Encoder::new(&config, init.var_builder(device).pp("encoder"))?;
+        Ok(Model {
+            config,
+            encoder,
+            id: format!("random-init-seed-{seed}"),
+            name: format!("random init (seed {seed})"),
+            device: device.clone(),
+        })
+    }
+
     pub fn preprocess(&self) -> &Preprocess {
         &self.config.preprocess
     }

@@ -2,6 +2,7 @@
 //! mutual-information discriminators, the objectives, and the config + safetensors that store them.
 
 mod config;
+pub mod conv;
 mod discriminator;
 mod encoder;
 mod init;
