@@ -1,9 +1,13 @@
 //! Training-step and embedding throughput of the default architecture on CPU, on real images.
 //!
-//!     cargo run --release --example train_bench -- [IMAGE_DIR] [--steps N]
+//!     cargo run --release --example train_bench -- [IMAGE_DIR] [--steps N] [--torch]
 //!
 //! IMAGE_DIR defaults to `data/cifar10/train` (see the README for extracting it). Prints
-//! milliseconds per step and images per second; nothing is asserted.
+//! milliseconds per step and images per second; nothing is asserted. With `--torch` it also
+//! exports the model's weights and one real batch, runs `bench/torch_reference.py` (a PyTorch
+//! twin of the same network; `$IMGSEARCH_PYTHON` or `python3`), which first checks that it
+//! computes the same losses from the same weights and input, and prints the candle/PyTorch
+//! ratios. `bench/run.sh` installs PyTorch for the CPU and runs all of it.
 
 use candle_core::{Device, Tensor};
 use imgsearch::data::{self, Preprocess};
@@ -11,7 +15,7 @@ use imgsearch::model::{objective, ModelConfig, SeededInit};
 use imgsearch::train::{Adam, Dim};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,9 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mut dir = PathBuf::from("data/cifar10/train");
     let mut steps = 5usize;
+    let mut torch = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--steps" => steps = args.next().ok_or("--steps needs a value")?.parse()?,
+            "--torch" => torch = true,
             other => dir = PathBuf::from(other),
         }
     }
@@ -57,6 +63,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
     };
 
+    let export = std::env::temp_dir().join(format!("imgsearch-torch-reference-{}.safetensors", std::process::id()));
+    if torch {
+        export_reference(&model, &init, &input(256, 0)?, &config, &export, &mut rng)?;
+    }
+
+    let mut candle = std::collections::BTreeMap::new();
     for batch in [64usize, 128] {
         let mut times = Vec::new();
         for step in 0..steps + 2 {
@@ -80,7 +92,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "train  batch {batch:>3}: {ms:8.1} ms/step  {:8.1} images/s",
             batch as f64 / ms * 1e3
         );
+        candle.insert(format!("train_b{batch}_images_per_s"), batch as f64 / ms * 1e3);
     }
+    let rss = peak_rss_mb();
+    println!("peak RSS after training steps: {rss:.0} MB");
 
     let batch = 256;
     let mut times = Vec::new();
@@ -98,7 +113,94 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "embed  batch {batch}: {ms:8.1} ms/batch {:8.1} images/s",
         batch as f64 / ms * 1e3
     );
+    candle.insert("embed_b256_images_per_s".into(), batch as f64 / ms * 1e3);
+
+    if torch {
+        let python = std::env::var("IMGSEARCH_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/torch_reference.py");
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(&export)
+            .arg(steps.to_string())
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!(
+                "{python} {} failed: {stdout}{}",
+                script.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        let reference: serde_json::Value = serde_json::from_str(stdout.trim())?;
+        println!(
+            "\nPyTorch {} on {} threads; same losses from the same weights and batch: {}",
+            reference["torch"], reference["threads"], reference["check"]
+        );
+        println!("{:<28} {:>12} {:>12} {:>8}", "images/s", "candle", "PyTorch", "ratio");
+        for (key, ours) in &candle {
+            let theirs = reference[key].as_f64().unwrap_or(f64::NAN);
+            println!("{key:<28} {ours:>12.1} {theirs:>12.1} {:>8.2}", ours / theirs);
+        }
+        let torch_rss = reference["peak_rss_mb_after_train"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:<28} {rss:>12.0} {torch_rss:>12.0} {:>8.2}",
+            "peak RSS MB (train b128)",
+            rss / torch_rss
+        );
+    }
     Ok(())
+}
+
+/// Writes the parameters, one batch of real images, the noise, the shuffle and the losses
+/// candle computes for them, for the PyTorch twin to check itself against.
+fn export_reference(
+    model: &Dim,
+    init: &SeededInit,
+    x: &Tensor,
+    config: &ModelConfig,
+    path: &Path,
+    rng: &mut impl rand::Rng,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let batch = 64;
+    let noise: Vec<f32> = (0..batch * config.dim)
+        .map(|_| StandardNormal.sample(rng))
+        .collect();
+    let eps = Tensor::from_vec(noise, (batch, config.dim), x.device())?;
+    let perm = objective::derangement(batch, rng);
+    let perm_t = Tensor::new(perm.clone(), x.device())?;
+    let (g, l, p) = model.losses(&x.narrow(0, 0, batch)?, &eps, &perm_t)?;
+    let losses = Tensor::stack(&[g, l, p], 0)?;
+    let mut tensors: std::collections::HashMap<String, Tensor> = init
+        .vars()
+        .into_iter()
+        .map(|(name, var)| (format!("param.{name}"), var.as_tensor().clone()))
+        .collect();
+    tensors.insert("input".into(), x.clone());
+    tensors.insert("eps".into(), eps);
+    tensors.insert(
+        "perm".into(),
+        Tensor::new(perm.iter().map(|&i| i as i64).collect::<Vec<_>>(), x.device())?,
+    );
+    tensors.insert("losses".into(), losses);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    candle_core::safetensors::save(&tensors, path)?;
+    Ok(())
+}
+
+/// Peak resident set size of this process (VmHWM), in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -13,6 +13,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod grid;
 pub mod index;
 pub mod model;
 pub mod progress;

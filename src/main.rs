@@ -4,6 +4,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use imgsearch::data::Augment;
 use imgsearch::device::{tune_allocator, DeviceChoice};
 use imgsearch::eval::{self, EvalOptions};
+use imgsearch::grid::{self, Row};
+use rand::SeedableRng;
 use imgsearch::index::{Index, SearchOptions};
 use imgsearch::model::{Estimator, Model, ModelConfig, ModelSource, PriorKind};
 use imgsearch::progress::Verbosity;
@@ -58,6 +60,8 @@ enum Command {
     Index(IndexArgs),
     /// Find the nearest neighbours of images by cosine similarity.
     Query(QueryArgs),
+    /// A contact sheet of random indexed images, each with its nearest neighbours.
+    Grid(GridArgs),
     /// Retrieval quality on a labelled folder (class = parent folder): P@k and kNN accuracy.
     Eval(EvalArgs),
 }
@@ -68,6 +72,26 @@ enum Baseline {
     Pixels,
     /// A randomly initialised encoder of the same architecture.
     Random,
+}
+
+#[derive(Args)]
+struct GridArgs {
+    #[arg(long, default_value = "index")]
+    index: PathBuf,
+    /// Number of random query images (rows).
+    #[arg(long, default_value_t = 10)]
+    rows: usize,
+    /// Neighbours per row (the query itself is left out).
+    #[arg(short, default_value_t = 9)]
+    k: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output PNG.
+    #[arg(long, default_value = "knn.png")]
+    out: PathBuf,
+    /// Thumbnail size in pixels.
+    #[arg(long, default_value_t = 64)]
+    tile: u32,
 }
 
 #[derive(Args)]
@@ -178,6 +202,9 @@ struct QueryArgs {
     /// Graph search beam width: higher is slower and more accurate.
     #[arg(long, default_value_t = 64)]
     ef: usize,
+    /// Also draw the queries and their neighbours as a contact sheet (PNG).
+    #[arg(long)]
+    grid: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -272,6 +299,44 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Grid(args) => {
+            let index = Index::open(&args.index)?;
+            let model = search::model_for_index(&index, &args.index, None, &device)?;
+            let mut entries: Vec<PathBuf> = index.entries().map(|e| e.path).collect();
+            entries.sort();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
+            let picks: Vec<PathBuf> = rand::seq::IndexedRandom::choose_multiple(
+                entries.as_slice(),
+                &mut rng,
+                args.rows,
+            )
+            .cloned()
+            .collect();
+            let options = SearchOptions {
+                k: args.k + 1,
+                ef: 64,
+                exact: false,
+            };
+            let mut rows = Vec::new();
+            for answer in search::query(&model, &index, &picks, &options, 256)? {
+                if let Ok(hits) = answer.result {
+                    let neighbours = hits
+                        .into_iter()
+                        .filter(|h| h.path != answer.query)
+                        .take(args.k)
+                        .collect();
+                    rows.push(Row {
+                        query: answer.query,
+                        neighbours,
+                    });
+                }
+            }
+            grid::save(&grid::contact_sheet(&rows, args.tile), &args.out)?;
+            if !flags.quiet && !flags.json {
+                println!("{} rows written to {}", rows.len(), args.out.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Eval(args) => {
             let model = Model::load(&ModelSource::from_flag(args.model), &device)?;
             let opts = EvalOptions {
@@ -333,6 +398,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         }
                     }
                 }
+            }
+            if let Some(path) = &args.grid {
+                let rows: Vec<Row> = answers
+                    .iter()
+                    .filter_map(|a| {
+                        a.result.as_ref().ok().map(|hits| Row {
+                            query: a.query.clone(),
+                            neighbours: hits.clone(),
+                        })
+                    })
+                    .collect();
+                grid::save(&grid::contact_sheet(&rows, 64), path)?;
             }
             Ok(if failed {
                 ExitCode::FAILURE

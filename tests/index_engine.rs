@@ -50,7 +50,11 @@ fn clustered(seed: u64, n: usize, dim: usize, clusters: usize) -> Vec<Vec<f32>> 
     (0..n)
         .map(|_| {
             let c = &centres[rng.random_range(0..clusters)];
-            normalize(c.iter().map(|x| x + 0.35 * rng.random_range(-1.0f32..1.0)).collect())
+            normalize(
+                c.iter()
+                    .map(|x| x + 0.35 * rng.random_range(-1.0f32..1.0))
+                    .collect(),
+            )
         })
         .collect()
 }
@@ -65,7 +69,8 @@ fn build(dir: &Path, vecs: &[Vec<f32>], threshold: usize) -> IndexStats {
 }
 
 fn manifest_segments(dir: &Path) -> Vec<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     v["manifest"]["segments"].as_array().unwrap().clone()
 }
 
@@ -124,7 +129,14 @@ fn create_commit_reopen() {
         w.add(entry(i), v).unwrap();
     }
     let stats = w.finish().unwrap();
-    assert_eq!(stats, IndexStats { total: 300, segments: 1 });
+    // 100 is not below 200 / 4: both segments are kept.
+    assert_eq!(
+        stats,
+        IndexStats {
+            total: 300,
+            segments: 2
+        }
+    );
 
     let idx = Index::open(dir.path()).unwrap();
     assert_eq!(idx.len(), 300);
@@ -146,8 +158,17 @@ fn create_commit_reopen() {
 #[test]
 fn empty_index_opens_and_searches() {
     let dir = tempfile::tempdir().unwrap();
-    let stats = IndexWriter::open(dir.path(), meta("m1", 8)).unwrap().finish().unwrap();
-    assert_eq!(stats, IndexStats { total: 0, segments: 0 });
+    let stats = IndexWriter::open(dir.path(), meta("m1", 8))
+        .unwrap()
+        .finish()
+        .unwrap();
+    assert_eq!(
+        stats,
+        IndexStats {
+            total: 0,
+            segments: 0
+        }
+    );
     let idx = Index::open(dir.path()).unwrap();
     assert!(idx.is_empty());
     assert!(idx.search(&[1.0; 8], &opts(5, false)).unwrap().is_empty());
@@ -239,11 +260,17 @@ fn removed_entries_are_never_returned() {
             for exact in [false, true] {
                 let hits = idx.search(&vecs[i], &opts(20, exact)).unwrap();
                 assert!(!hits.is_empty());
-                assert!(hits.iter().all(|h| !gone.contains(&h.path)), "threshold {threshold}");
+                assert!(
+                    hits.iter().all(|h| !gone.contains(&h.path)),
+                    "threshold {threshold}"
+                );
             }
         }
         // After finish (25% deleted: the segment is compacted) the same holds.
-        let stats = IndexWriter::open(dir.path(), meta("m1", 16)).unwrap().finish().unwrap();
+        let stats = IndexWriter::open(dir.path(), meta("m1", 16))
+            .unwrap()
+            .finish()
+            .unwrap();
         assert_eq!(stats.total, 300);
         assert_eq!(manifest_segments(dir.path())[0]["deleted"], 0);
         let idx = Index::open(dir.path()).unwrap();
@@ -304,7 +331,10 @@ fn second_writer_is_locked_out() {
     let w1 = IndexWriter::open(dir.path(), meta("m1", 4)).unwrap();
     let err = IndexWriter::open(dir.path(), meta("m1", 4)).unwrap_err();
     assert!(matches!(err, IndexError::Locked(_)), "{err:?}");
-    assert!(err.to_string().contains("another imgsearch process"), "{err}");
+    assert!(
+        err.to_string().contains("another imgsearch process"),
+        "{err}"
+    );
     drop(w1);
     IndexWriter::open(dir.path(), meta("m1", 4)).unwrap();
 }
@@ -329,14 +359,40 @@ fn wrong_dimensions_are_refused() {
     build(dir.path(), &random_vectors(8, 10, 8), usize::MAX);
     let mut w = IndexWriter::open(dir.path(), meta("m1", 8)).unwrap();
     let err = w.add(entry(99), &[1.0; 7]).unwrap_err();
-    assert!(matches!(err, IndexError::DimMismatch { expected: 8, found: 7, .. }), "{err:?}");
-    assert!(matches!(w.add(entry(99), &[0.0; 8]), Err(IndexError::Invalid { .. })));
-    assert!(matches!(w.add(entry(99), &[f32::NAN; 8]), Err(IndexError::Invalid { .. })));
+    assert!(
+        matches!(
+            err,
+            IndexError::DimMismatch {
+                expected: 8,
+                found: 7,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(matches!(
+        w.add(entry(99), &[0.0; 8]),
+        Err(IndexError::Invalid { .. })
+    ));
+    assert!(matches!(
+        w.add(entry(99), &[f32::NAN; 8]),
+        Err(IndexError::Invalid { .. })
+    ));
     assert_eq!(w.pending(), 0);
     drop(w);
     let idx = Index::open(dir.path()).unwrap();
     let err = idx.search(&[1.0; 9], &opts(3, false)).unwrap_err();
-    assert!(matches!(err, IndexError::DimMismatch { expected: 8, found: 9, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            IndexError::DimMismatch {
+                expected: 8,
+                found: 9,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -356,7 +412,12 @@ fn truncated_vectors_file_is_corrupt() {
     expect_corrupt(IndexWriter::open(dir.path(), meta("m1", 8)), ".vec");
     expect_corrupt(verify(dir.path()), ".vec");
     // Truncated into the header.
-    fs::OpenOptions::new().write(true).open(&vec_file).unwrap().set_len(20).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&vec_file)
+        .unwrap()
+        .set_len(20)
+        .unwrap();
     expect_corrupt(Index::open(dir.path()), ".vec");
     fs::write(&vec_file, b"").unwrap();
     expect_corrupt(Index::open(dir.path()), ".vec");
@@ -406,7 +467,10 @@ fn damaged_manifest_is_corrupt() {
     for at in [good.len() / 2, 5, good.len() - 4] {
         flip_byte(&m, at);
         expect_corrupt(Index::open(dir.path()), "manifest.json");
-        expect_corrupt(IndexWriter::open(dir.path(), meta("m1", 8)), "manifest.json");
+        expect_corrupt(
+            IndexWriter::open(dir.path(), meta("m1", 8)),
+            "manifest.json",
+        );
         fs::write(&m, &good).unwrap();
     }
     fs::write(&m, &good[..good.len() / 3]).unwrap();
@@ -427,10 +491,23 @@ fn future_format_version_is_reported() {
     let body_start = text.find("\"manifest\":").unwrap() + "\"manifest\":".len();
     let body = text[body_start..].trim_end().strip_suffix('}').unwrap();
     let body = body.replace("\"format_version\": 1", "\"format_version\": 99");
-    let wrapped = format!("{{\"crc32\":\"{:08x}\",\"manifest\":{body}}}\n", crc32fast::hash(body.as_bytes()));
+    let wrapped = format!(
+        "{{\"crc32\":\"{:08x}\",\"manifest\":{body}}}\n",
+        crc32fast::hash(body.as_bytes())
+    );
     fs::write(&m, wrapped).unwrap();
     let err = Index::open(dir.path()).unwrap_err();
-    assert!(matches!(err, IndexError::Version { found: 99, expected: 1, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            IndexError::Version {
+                found: 99,
+                expected: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("manifest.json"), "{err}");
 }
 
@@ -499,7 +576,10 @@ fn reader_keeps_its_generation_across_commits() {
     let new = Index::open(dir.path()).unwrap();
     assert!(new.generation() > old_gen);
     assert_eq!(new.len(), 260);
-    assert_eq!(new.search(&vecs[150], &opts(1, true)).unwrap()[0].path, entry(150).path);
+    assert_eq!(
+        new.search(&vecs[150], &opts(1, true)).unwrap()[0].path,
+        entry(150).path
+    );
 }
 
 #[test]
@@ -508,13 +588,23 @@ fn stale_files_are_cleaned_and_crashed_commits_ignored() {
     let vecs = random_vectors(16, 50, 8);
     build(dir.path(), &vecs, usize::MAX);
     // Leftovers of a writer killed mid-commit, and a file that is not ours.
-    for name in ["manifest.json.tmp", "seg-000099.vec", "seg-000099.ent", "seg-000001.del-000077"] {
+    for name in [
+        "manifest.json.tmp",
+        "seg-000099.vec",
+        "seg-000099.ent",
+        "seg-000001.del-000077",
+    ] {
         fs::write(dir.path().join(name), b"partial").unwrap();
     }
     fs::write(dir.path().join("notes.txt"), b"keep me").unwrap();
     // Uncommitted work of a dropped writer is not visible.
     let mut w = IndexWriter::open(dir.path(), meta("m1", 8)).unwrap();
-    for name in ["manifest.json.tmp", "seg-000099.vec", "seg-000099.ent", "seg-000001.del-000077"] {
+    for name in [
+        "manifest.json.tmp",
+        "seg-000099.vec",
+        "seg-000099.ent",
+        "seg-000001.del-000077",
+    ] {
         assert!(!dir.path().join(name).exists(), "{name} not cleaned");
     }
     assert!(dir.path().join("notes.txt").exists());
@@ -541,7 +631,10 @@ fn merge_policy_bounds_segment_count() {
         }
         w.commit().unwrap();
     }
-    assert_eq!(Index::open(dir.path()).unwrap().segment_count(), sizes.len());
+    assert_eq!(
+        Index::open(dir.path()).unwrap().segment_count(),
+        sizes.len()
+    );
     let stats = w.finish().unwrap();
     assert_eq!(stats.total, 1000);
     assert!(stats.segments <= MAX_SEGMENTS, "{stats:?}");
@@ -551,7 +644,10 @@ fn merge_policy_bounds_segment_count() {
     let idx = Index::open(dir.path()).unwrap();
     assert_eq!(idx.len(), 1000);
     for i in [0, 499, 500, 777, 999] {
-        assert_eq!(idx.search(&vecs[i], &opts(1, false)).unwrap()[0].path, entry(i).path);
+        assert_eq!(
+            idx.search(&vecs[i], &opts(1, false)).unwrap()[0].path,
+            entry(i).path
+        );
     }
     verify(dir.path()).unwrap();
     // Only the manifest's files remain.
@@ -598,10 +694,19 @@ fn big_segment_gets_graph_after_merge() {
     w.commit().unwrap();
     w.set_graph_threshold(600);
     let stats = w.finish().unwrap();
-    assert_eq!(stats, IndexStats { total: 900, segments: 1 });
+    assert_eq!(
+        stats,
+        IndexStats {
+            total: 900,
+            segments: 1
+        }
+    );
     assert_eq!(files_ending(dir2.path(), ".hnsw").len(), 1);
     let idx = Index::open(dir2.path()).unwrap();
-    assert_eq!(idx.search(&vecs[10], &opts(1, false)).unwrap()[0].path, entry(10).path);
+    assert_eq!(
+        idx.search(&vecs[10], &opts(1, false)).unwrap()[0].path,
+        entry(10).path
+    );
 }
 
 /// Child side of `kill_9_at_any_instant_keeps_index_readable`: a writer committing in a loop.
@@ -625,7 +730,11 @@ fn crash_child_writer() {
         w.commit().unwrap();
         n += 1;
         if n % 5 == 0 {
-            w = w.finish().map(|_| ()).and_then(|_| IndexWriter::open(&dir, meta("m1", 16))).unwrap();
+            w = w
+                .finish()
+                .map(|_| ())
+                .and_then(|_| IndexWriter::open(&dir, meta("m1", 16)))
+                .unwrap();
             w.set_graph_threshold(40);
         }
     }
@@ -636,6 +745,7 @@ fn crash_child_writer() {
 fn kill_9_at_any_instant_keeps_index_readable() {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path(), &random_vectors(19, 100, 16), usize::MAX);
+    let gen0 = Index::open(dir.path()).unwrap().generation();
     let exe = std::env::current_exe().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(20);
     for round in 0..6 {
@@ -657,4 +767,6 @@ fn kill_9_at_any_instant_keeps_index_readable() {
         // The lock died with the child.
         drop(IndexWriter::open(dir.path(), meta("m1", 16)).unwrap());
     }
+    // The children did commit (the kills landed while they were working).
+    assert!(Index::open(dir.path()).unwrap().generation() > gen0);
 }

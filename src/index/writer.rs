@@ -5,11 +5,12 @@
 //!
 //! Merge policy (run by `finish`, at most one rewrite per call):
 //! - a segment is *small* if its live rows are fewer than a quarter of the largest segment's,
-//!   and *dirty* if more than 20% of its rows are deleted; small and dirty segments are chosen;
+//!   *dirty* if more than 20% of its rows are deleted, and *ungraphed* if it has no graph but
+//!   reaches the graph threshold (the threshold was lowered); such segments are chosen;
 //! - if that still leaves more than [`MAX_SEGMENTS`] segments, the smallest others are chosen too;
 //! - the chosen segments are rewritten together (live rows only) into one new segment, which
 //!   gets a graph if it reaches the graph threshold. A single chosen segment is rewritten only if
-//!   it is dirty, or lacks the graph its size calls for.
+//!   it is dirty or ungraphed.
 //!
 //! So the largest segment is only rewritten when it is dirty or the segment count overflows, and
 //! small incremental additions are folded into one small segment that is scanned exactly until it
@@ -327,9 +328,11 @@ impl IndexWriter {
         let segs = &self.segments;
         let max_live = segs.iter().map(|s| s.record.live()).max().unwrap_or(0);
         let dirty = |s: &Segment| s.record.deleted * 5 > s.record.count;
+        let wants_graph =
+            |s: &Segment| s.graph.is_none() && s.record.live() as usize >= self.graph_threshold;
         let mut chosen: Vec<bool> = segs
             .iter()
-            .map(|s| s.record.live() * 4 < max_live || dirty(s))
+            .map(|s| s.record.live() * 4 < max_live || dirty(s) || wants_graph(s))
             .collect();
         let mut by_size: Vec<usize> = (0..segs.len()).collect();
         by_size.sort_by_key(|&i| segs[i].record.live());
@@ -343,17 +346,7 @@ impl IndexWriter {
         }
         let picked: Vec<usize> = (0..segs.len()).filter(|&i| chosen[i]).collect();
         match picked.as_slice() {
-            [] => picked,
-            [one] => {
-                let s = &segs[*one];
-                let wants_graph =
-                    s.graph.is_none() && s.record.live() as usize >= self.graph_threshold;
-                if dirty(s) || wants_graph {
-                    picked
-                } else {
-                    Vec::new()
-                }
-            }
+            [one] if !dirty(&segs[*one]) && !wants_graph(&segs[*one]) => Vec::new(),
             _ => picked,
         }
     }
