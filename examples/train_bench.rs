@@ -11,8 +11,8 @@
 
 use candle_core::{Device, Tensor};
 use imgsearch::data::{self, Preprocess};
-use imgsearch::model::{objective, ModelConfig, SeededInit};
-use imgsearch::train::{Adam, Dim};
+use imgsearch::model::{objective, Dim, DimBatch, ModelConfig, SeededInit};
+use imgsearch::train::Adam;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use std::path::{Path, PathBuf};
@@ -77,10 +77,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|_| StandardNormal.sample(&mut rng))
                 .collect();
             let eps = Tensor::from_vec(noise, (batch, config.dim), &device)?;
-            let perm = Tensor::new(objective::derangement(batch, &mut rng), &device)?;
+            let perm = objective::derangement(batch, &mut rng);
             let started = Instant::now();
-            let (g, l, p) = model.losses(&x, &eps, &perm)?;
-            let total = (((g * 0.5)? + (l * 1.5)?)? + (p * 0.01)?)?;
+            let losses = model.losses(&DimBatch {
+                x: &x,
+                views: 1,
+                eps: &eps,
+                perm: &perm,
+            })?;
+            let total = losses.total(&config)?;
             let grads = total.backward()?;
             adam.step(&grads)?;
             if step >= 2 {
@@ -168,9 +173,13 @@ fn export_reference(
         .collect();
     let eps = Tensor::from_vec(noise, (batch, config.dim), x.device())?;
     let perm = objective::derangement(batch, rng);
-    let perm_t = Tensor::new(perm.clone(), x.device())?;
-    let (g, l, p) = model.losses(&x.narrow(0, 0, batch)?, &eps, &perm_t)?;
-    let losses = Tensor::stack(&[g, l, p], 0)?;
+    let l = model.losses(&DimBatch {
+        x: &x.narrow(0, 0, batch)?,
+        views: 1,
+        eps: &eps,
+        perm: &perm,
+    })?;
+    let losses = Tensor::stack(&[l.global, l.local, l.prior], 0)?;
     let mut tensors: std::collections::HashMap<String, Tensor> = init
         .vars()
         .into_iter()

@@ -7,7 +7,7 @@ use imgsearch::eval::{self, EvalOptions};
 use imgsearch::grid::{self, Row};
 use rand::SeedableRng;
 use imgsearch::index::{Index, SearchOptions};
-use imgsearch::model::{Estimator, Model, ModelConfig, ModelSource, PriorKind};
+use imgsearch::model::{Critic, Estimator, Model, ModelConfig, ModelSource, PriorKind};
 use imgsearch::progress::Verbosity;
 use imgsearch::search::{self, IndexOptions};
 use imgsearch::train::{self, TrainOptions};
@@ -165,6 +165,15 @@ struct TrainArgs {
     estimator: Estimator,
     #[arg(long, value_enum, default_value = "kl")]
     prior: PriorKind,
+    /// How critics score pairs: concat (features ‖ code through an MLP) or dot (encode-and-dot).
+    #[arg(long, value_enum, default_value = "concat")]
+    critic: Critic,
+    /// Temperature of the dot critic's cosine scores.
+    #[arg(long, default_value_t = 0.1)]
+    temperature: f32,
+    /// Augmented views per image and step (2: code of one view against features of the other).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    views: u8,
 }
 
 #[derive(Args)]
@@ -236,6 +245,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     gamma: args.gamma,
                     estimator: args.estimator,
                     prior: args.prior,
+                    critic: args.critic,
+                    temperature: args.temperature,
                 },
                 ..Default::default()
             };
@@ -252,6 +263,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     AugmentChoice::None => Augment::none(),
                     AugmentChoice::Standard => Augment::standard(),
                 },
+                views: args.views as usize,
                 config,
                 verbosity: flags.verbosity(),
             };

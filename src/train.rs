@@ -4,8 +4,8 @@
 
 use crate::data::{self, Augment, Failure};
 use crate::model::{
-    objective, safetensors_bytes, save_model, write_atomic, Encoder, GlobalDiscriminator,
-    LocalDiscriminator, ModelConfig, PriorKind, SeededInit, TrainingRecord,
+    objective, safetensors_bytes, save_model, write_atomic, Dim, DimBatch, ModelConfig,
+    SeededInit, TrainingRecord,
 };
 use crate::progress::Verbosity;
 use crate::{Error, Result};
@@ -35,6 +35,9 @@ pub struct TrainOptions {
     /// Use at most this many images, evenly spaced through the sorted paths.
     pub limit: Option<usize>,
     pub augment: Augment,
+    /// Views of each image per step: 1, or 2 to pair the code of one augmented view with
+    /// the features of another.
+    pub views: usize,
     /// Architecture and objective; ignored on `--resume`, which keeps the checkpoint's.
     pub config: ModelConfig,
     pub verbosity: Verbosity,
@@ -71,56 +74,6 @@ struct CheckpointState {
     adam_step: usize,
     seconds: f64,
     weights_crc32: u32,
-}
-
-/// The full trainable model: encoder and both critics.
-pub struct Dim {
-    pub encoder: Encoder,
-    pub global: GlobalDiscriminator,
-    pub local: LocalDiscriminator,
-    pub config: ModelConfig,
-}
-
-impl Dim {
-    /// Builds the model on a var builder (prefixes `encoder`, `global`, `local`).
-    pub fn new(config: &ModelConfig, vb: candle_nn::VarBuilder) -> candle_core::Result<Self> {
-        Ok(Dim {
-            encoder: Encoder::new(config, vb.pp("encoder"))?,
-            global: GlobalDiscriminator::new(config, vb.pp("global"))?,
-            local: LocalDiscriminator::new(config, vb.pp("local"))?,
-            config: config.clone(),
-        })
-    }
-
-    /// The loss terms for a batch `x` with reparameterisation noise `eps` `(B, D)` and the
-    /// negative-pair shuffle `perm` `(B,)`. Returns (global, local, prior) unweighted.
-    pub fn losses(
-        &self,
-        x: &Tensor,
-        eps: &Tensor,
-        perm: &Tensor,
-    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-        let objective = &self.config.objective;
-        let out = self.encoder.forward(x)?;
-        let std = (&out.logvar * 0.5)?.exp()?;
-        let z = (&out.mean + std.mul(eps)?)?;
-
-        let summary = self.global.summarise(&out.local)?;
-        let global_pos = self.global.forward(&summary, &z)?;
-        let global_neg = self.global.forward(&summary.index_select(perm, 0)?, &z)?;
-        let global = objective::mi_loss(objective.estimator, &global_pos, &global_neg)?;
-
-        let projected = self.local.project(&out.local)?;
-        let local_pos = self.local.forward(&projected, &z)?;
-        let local_neg = self.local.forward(&projected.index_select(perm, 0)?, &z)?;
-        let local = objective::mi_loss(objective.estimator, &local_pos, &local_neg)?;
-
-        let prior = match objective.prior {
-            PriorKind::Kl => objective::kl_to_standard_normal(&out.mean, &out.logvar)?,
-            PriorKind::None => Tensor::zeros((), candle_core::DType::F32, x.device())?,
-        };
-        Ok((global, local, prior))
-    }
 }
 
 /// Adam with bias correction (AdamW's decoupled decay when `weight_decay > 0`). Its moment
@@ -305,6 +258,11 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
     }
 
     let image_bytes = (config.preprocess.size * config.preprocess.size * 3) as usize;
+    // A resumed run keeps the views and augmentation it started with.
+    let (views, augment) = match &config.training {
+        Some(record) if epochs_done > 0 => (record.views, record.augment),
+        _ => (opts.views.max(1), opts.augment),
+    };
     let steps_per_epoch = count / opts.batch;
     let remaining_epochs = opts.epochs.saturating_sub(epochs_done);
     let bar = opts.verbosity.bar(
@@ -324,27 +282,31 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
         let mut order: Vec<usize> = (0..count).collect();
         rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
         for (step_in_epoch, chunk) in order.chunks_exact(opts.batch).enumerate() {
-            let mut input = Vec::with_capacity(opts.batch * 3 * s * s);
-            for &i in chunk {
-                let rgb = &pixels[i * image_bytes..(i + 1) * image_bytes];
-                opts.augment
-                    .view_into(rgb, &config.preprocess, &mut rng, &mut input);
+            let rows = opts.batch * views;
+            let mut input = Vec::with_capacity(rows * 3 * s * s);
+            for _ in 0..views {
+                for &i in chunk {
+                    let rgb = &pixels[i * image_bytes..(i + 1) * image_bytes];
+                    augment.view_into(rgb, &config.preprocess, &mut rng, &mut input);
+                }
             }
-            let x = Tensor::from_vec(input, (opts.batch, s, s, 3), device)?;
-            let noise: Vec<f32> = (0..opts.batch * config.dim)
+            let x = Tensor::from_vec(input, (rows, s, s, 3), device)?;
+            let noise: Vec<f32> = (0..rows * config.dim)
                 .map(|_| StandardNormal.sample(&mut rng))
                 .collect();
-            let eps = Tensor::from_vec(noise, (opts.batch, config.dim), device)?;
-            let perm = Tensor::new(objective::derangement(opts.batch, &mut rng), device)?;
-
-            let (global, local, prior) = model.losses(&x, &eps, &perm)?;
-            let o = &config.objective;
-            let total = (((&global * o.alpha as f64)? + (&local * o.beta as f64)?)?
-                + (&prior * o.gamma as f64)?)?;
+            let eps = Tensor::from_vec(noise, (rows, config.dim), device)?;
+            let perm = objective::derangement(opts.batch, &mut rng);
+            let losses = model.losses(&DimBatch {
+                x: &x,
+                views,
+                eps: &eps,
+                perm: &perm,
+            })?;
+            let total = losses.total(&config)?;
             last = Losses {
-                global: global.to_scalar()?,
-                local: local.to_scalar()?,
-                prior: prior.to_scalar()?,
+                global: losses.global.to_scalar()?,
+                local: losses.local.to_scalar()?,
+                prior: losses.prior.to_scalar()?,
                 total: total.to_scalar()?,
             };
             for (term, value) in [
@@ -384,7 +346,8 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
             batch: opts.batch,
             lr: opts.lr,
             seed: opts.seed,
-            augment: opts.augment,
+            views,
+            augment,
             seconds,
         });
         write_checkpoint(

@@ -15,6 +15,22 @@ pub enum Estimator {
     Jsd,
     /// Donsker-Varadhan: −(E[T⁺] − log E[exp T⁻]).
     Dv,
+    /// InfoNCE: each code picks its image's features among all images of the batch
+    /// (needs `--critic dot`, which scores every pair at once).
+    Infonce,
+}
+
+/// How the critics score a (feature, code) pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Critic {
+    /// The features concatenated with the code, through an MLP (1×1 convolutions for the
+    /// local critic): one pass per scored pair, so negatives are one shuffle of the batch.
+    #[default]
+    Concat,
+    /// Encode-and-dot: features and code are embedded separately and scored by cosine / τ,
+    /// so every image of the batch is a negative for every other at the cost of a matmul.
+    Dot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -37,6 +53,19 @@ pub struct Objective {
     pub gamma: f32,
     pub estimator: Estimator,
     pub prior: PriorKind,
+    #[serde(default)]
+    pub critic: Critic,
+    /// Temperature τ of the dot critic's cosine scores.
+    #[serde(default = "default_temperature")]
+    pub temperature: f32,
+}
+
+fn default_temperature() -> f32 {
+    0.1
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for Objective {
@@ -47,6 +76,8 @@ impl Default for Objective {
             gamma: 0.01,
             estimator: Estimator::Jsd,
             prior: PriorKind::Kl,
+            critic: Critic::Concat,
+            temperature: default_temperature(),
         }
     }
 }
@@ -59,6 +90,9 @@ pub struct TrainingRecord {
     pub batch: usize,
     pub lr: f64,
     pub seed: u64,
+    /// Augmented views of each image per step (2: features of one view, code of the other).
+    #[serde(default = "one")]
+    pub views: usize,
     pub augment: Augment,
     pub seconds: f64,
 }
@@ -121,6 +155,9 @@ impl ModelConfig {
                 "unknown architecture '{}' (this build knows '{ARCHITECTURE}')",
                 self.architecture
             ));
+        }
+        if self.objective.estimator == Estimator::Infonce && self.objective.critic != Critic::Dot {
+            return Err("the InfoNCE estimator needs the dot critic (--critic dot)".into());
         }
         if self.channels.is_empty() || self.dim == 0 || self.hidden == 0 {
             return Err("channels, hidden and dim must be non-empty and positive".into());

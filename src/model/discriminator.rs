@@ -6,11 +6,13 @@ use super::{leaky_relu, ModelConfig};
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 
+const SUMMARY_CHANNELS: usize = 64;
+
 /// Global critic: a convolution summarises the local map, the summary is concatenated with
 /// the code, and an MLP gives one score per pair.
 pub struct GlobalDiscriminator {
     summary: Conv,
-    layers: [Linear; 3],
+    layers: Vec<Linear>,
 }
 
 impl GlobalDiscriminator {
@@ -22,17 +24,36 @@ impl GlobalDiscriminator {
             stride: 1,
             padding: 0,
         };
-        let summary = Conv::new(c, 64, valid3, vb.pp("summary"))?;
-        let summary_len = 64 * (m - 2) * (m - 2);
+        let summary = Conv::new(c, SUMMARY_CHANNELS, valid3, vb.pp("summary"))?;
+        let summary_len = SUMMARY_CHANNELS * (m - 2) * (m - 2);
         let h = config.disc_hidden;
         Ok(GlobalDiscriminator {
             summary,
-            layers: [
+            layers: vec![
                 linear(summary_len + config.dim, h, vb.pp("l0"))?,
                 linear(h, h, vb.pp("l1"))?,
                 linear(h, 1, vb.pp("l2"))?,
             ],
         })
+    }
+
+    /// Only the summarising convolution, for the dot critic that scores summaries itself.
+    pub fn summary_only(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let valid3 = Window {
+            kernel: 3,
+            stride: 1,
+            padding: 0,
+        };
+        Ok(GlobalDiscriminator {
+            summary: Conv::new(config.local_channels(), SUMMARY_CHANNELS, valid3, vb.pp("summary"))?,
+            layers: Vec::new(),
+        })
+    }
+
+    /// Length of a flattened summary.
+    pub fn summary_len(&self, config: &ModelConfig) -> usize {
+        let m = config.local_size();
+        SUMMARY_CHANNELS * (m - 2) * (m - 2)
     }
 
     /// Flattened summaries `(B, F)` of local maps `(B, M, M, C)`.
@@ -43,9 +64,14 @@ impl GlobalDiscriminator {
     /// Scores `(B,)` for summaries `(B, F)` paired row by row with codes `(B, D)`.
     pub fn forward(&self, summary: &Tensor, code: &Tensor) -> Result<Tensor> {
         let x = Tensor::cat(&[summary, code], 1)?;
-        let x = leaky_relu(&self.layers[0].forward(&x)?)?;
-        let x = leaky_relu(&self.layers[1].forward(&x)?)?;
-        self.layers[2].forward(&x)?.squeeze(D::Minus1)
+        let Some((last, hidden)) = self.layers.split_last() else {
+            candle_core::bail!("this global discriminator only summarises");
+        };
+        let mut x = x;
+        for layer in hidden {
+            x = leaky_relu(&layer.forward(&x)?)?;
+        }
+        last.forward(&x)?.squeeze(D::Minus1)
     }
 }
 

@@ -3,13 +3,18 @@
 
 mod config;
 pub mod conv;
+mod critic;
+mod dim;
 mod discriminator;
 mod encoder;
 mod init;
 mod io;
 pub mod objective;
 
-pub use config::{Estimator, ModelConfig, Objective, PriorKind, TrainingRecord, FORMAT_VERSION};
+pub use config::{
+    Critic, Estimator, ModelConfig, Objective, PriorKind, TrainingRecord, FORMAT_VERSION,
+};
+pub use dim::{Dim, DimBatch, DimLosses};
 pub use discriminator::{GlobalDiscriminator, LocalDiscriminator};
 pub use encoder::{Encoder, EncoderOutput};
 pub use init::SeededInit;

@@ -26,6 +26,49 @@ pub fn mi_loss(estimator: Estimator, positive: &Tensor, negative: &Tensor) -> Re
                 .affine(1.0, -n.ln())?;
             log_mean_exp - positive.mean_all()?
         }
+        Estimator::Infonce => {
+            candle_core::bail!("InfoNCE needs every pair scored (the dot critic)")
+        }
+    }
+}
+
+/// The same estimators over a full score matrix `(R, Q, P)` (R codes, Q feature rows, P
+/// positions), with 0/1 masks `(R, Q, 1)` marking positive and negative pairs; pairs in
+/// neither mask are ignored. InfoNCE: for each code and position, the cross-entropy of
+/// picking its positive among the positive and negative feature rows.
+pub fn matrix_mi_loss(
+    estimator: Estimator,
+    scores: &Tensor,
+    positive: &Tensor,
+    negative: &Tensor,
+) -> Result<Tensor> {
+    let positions = scores.dim(2)? as f64;
+    let count = |mask: &Tensor| -> Result<f64> {
+        Ok(mask.sum_all()?.to_scalar::<f32>()? as f64 * positions)
+    };
+    // Adding this to a score removes the pair from a log-sum-exp.
+    let exclude = |mask: &Tensor| mask.affine(1.0, -1.0)? * 1e4;
+    match estimator {
+        Estimator::Jsd => {
+            let pos = softplus(&scores.neg()?)?.broadcast_mul(positive)?.sum_all()?;
+            let neg = softplus(scores)?.broadcast_mul(negative)?.sum_all()?;
+            (pos / count(positive)?)? + (neg / count(negative)?)?
+        }
+        Estimator::Dv => {
+            let pos_mean = (scores.broadcast_mul(positive)?.sum_all()? / count(positive)?)?;
+            let log_mean_exp = scores
+                .broadcast_add(&exclude(negative)?)?
+                .flatten_all()?
+                .log_sum_exp(0)?
+                .affine(1.0, -count(negative)?.ln())?;
+            log_mean_exp - pos_mean
+        }
+        Estimator::Infonce => {
+            let allowed = (positive + negative)?;
+            let log_partition = scores.broadcast_add(&exclude(&allowed)?)?.log_sum_exp(1)?;
+            let pos = scores.broadcast_mul(positive)?.sum(1)?;
+            (log_partition - pos)?.mean_all()
+        }
     }
 }
 
@@ -95,6 +138,30 @@ mod tests {
         // −(mean(pos) − log mean(exp(neg))) = −(2 − log 1.5)
         let want = -(2.0 - 1.5f32.ln());
         let got = scalar(mi_loss(Estimator::Dv, &pos, &neg).unwrap());
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
+    fn matrix_form_agrees_with_pairs_and_infonce_by_hand() {
+        // Two codes, two feature rows, one position; positives on the diagonal.
+        let scores = Tensor::new(&[[[2f32], [-1.0]], [[1.0], [0.0]]], &Device::Cpu).unwrap();
+        let positive = Tensor::new(&[[[1f32], [0.0]], [[0.0], [1.0]]], &Device::Cpu).unwrap();
+        let negative = Tensor::new(&[[[0f32], [1.0]], [[1.0], [0.0]]], &Device::Cpu).unwrap();
+        let pos = Tensor::new(&[2f32, 0.0], &Device::Cpu).unwrap();
+        let neg = Tensor::new(&[-1f32, 1.0], &Device::Cpu).unwrap();
+        for estimator in [Estimator::Jsd, Estimator::Dv] {
+            let matrix = scalar(matrix_mi_loss(estimator, &scores, &positive, &negative).unwrap());
+            let pairs = scalar(mi_loss(estimator, &pos, &neg).unwrap());
+            assert!((matrix - pairs).abs() < 1e-5, "{estimator:?}: {matrix} vs {pairs}");
+        }
+        // InfoNCE: row 0: log(e² + e⁻¹) − 2; row 1: log(e¹ + e⁰) − 0; averaged.
+        let want = (((2f32).exp() + (-1f32).exp()).ln() - 2.0 + ((1f32).exp() + 1.0).ln()) / 2.0;
+        let got = scalar(matrix_mi_loss(Estimator::Infonce, &scores, &positive, &negative).unwrap());
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        // A pair in neither mask does not count.
+        let only_first = Tensor::new(&[[[0f32], [1.0]], [[0.0], [0.0]]], &Device::Cpu).unwrap();
+        let got = scalar(matrix_mi_loss(Estimator::Infonce, &scores, &positive, &only_first).unwrap());
+        let want = (((2f32).exp() + (-1f32).exp()).ln() - 2.0 + 0.0) / 2.0;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }
 

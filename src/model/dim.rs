@@ -1,0 +1,171 @@
+//! The whole trainable DIM model (encoder plus global and local critics) and its objective:
+//! α·global MI + β·local MI + γ·KL prior, optionally across two augmented views.
+
+use super::critic::DotCritic;
+use super::objective::{kl_to_standard_normal, matrix_mi_loss, mi_loss};
+use super::{
+    Critic, Encoder, EncoderOutput, GlobalDiscriminator, LocalDiscriminator, ModelConfig,
+    PriorKind,
+};
+use candle_core::{DType, Result, Tensor};
+use candle_nn::VarBuilder;
+
+enum Critics {
+    Concat {
+        global: GlobalDiscriminator,
+        local: LocalDiscriminator,
+    },
+    Dot {
+        summary: GlobalDiscriminator,
+        global: DotCritic,
+        local: DotCritic,
+    },
+}
+
+pub struct Dim {
+    pub encoder: Encoder,
+    critics: Critics,
+    pub config: ModelConfig,
+}
+
+/// One training batch: `views` augmented views of `B` images stacked view-major (row
+/// `v·B + i` is view `v` of image `i`), reparameterisation noise for every row, and a
+/// derangement of the `B` images for the concat critic's negatives.
+pub struct DimBatch<'a> {
+    pub x: &'a Tensor,
+    pub views: usize,
+    pub eps: &'a Tensor,
+    pub perm: &'a [u32],
+}
+
+/// The three loss terms, unweighted.
+pub struct DimLosses {
+    pub global: Tensor,
+    pub local: Tensor,
+    pub prior: Tensor,
+}
+
+impl DimLosses {
+    /// α·global + β·local + γ·prior.
+    pub fn total(&self, config: &ModelConfig) -> Result<Tensor> {
+        let o = &config.objective;
+        ((&self.global * o.alpha as f64)? + (&self.local * o.beta as f64)?)?
+            + (&self.prior * o.gamma as f64)?
+    }
+}
+
+impl Dim {
+    /// Builds the model on a var builder (prefixes `encoder`, `global`, `local`).
+    pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let critics = match config.objective.critic {
+            Critic::Concat => Critics::Concat {
+                global: GlobalDiscriminator::new(config, vb.pp("global"))?,
+                local: LocalDiscriminator::new(config, vb.pp("local"))?,
+            },
+            Critic::Dot => {
+                let summary = GlobalDiscriminator::summary_only(config, vb.pp("global"))?;
+                let global = DotCritic::new(summary.summary_len(config), config, vb.pp("global"))?;
+                let local = DotCritic::new(config.local_channels(), config, vb.pp("local"))?;
+                Critics::Dot {
+                    summary,
+                    global,
+                    local,
+                }
+            }
+        };
+        Ok(Dim {
+            encoder: Encoder::new(config, vb.pp("encoder"))?,
+            critics,
+            config: config.clone(),
+        })
+    }
+
+    pub fn losses(&self, batch: &DimBatch) -> Result<DimLosses> {
+        let objective = &self.config.objective;
+        let device = batch.x.device();
+        let EncoderOutput {
+            local,
+            mean,
+            logvar,
+        } = self.encoder.forward(batch.x)?;
+        let z = (&mean + (&logvar * 0.5)?.exp()?.mul(batch.eps)?)?;
+        let rows = z.dim(0)?;
+        let images = batch.perm.len();
+        let views = batch.views.max(1);
+        if rows != images * views {
+            candle_core::bail!("batch of {rows} rows for {images} images × {views} views");
+        }
+        // Row r = v·B + i pairs its code with the features of the next view of image i.
+        let other = |r: usize, image: usize| ((r / images + 1) % views) * images + image;
+        let index = |ids: Vec<u32>| Tensor::new(ids, device);
+
+        let (global, local_loss) = match &self.critics {
+            Critics::Concat { global, local: critic } => {
+                let positive = index((0..rows).map(|r| other(r, r % images) as u32).collect())?;
+                let negative = index(
+                    (0..rows)
+                        .map(|r| other(r, batch.perm[r % images] as usize) as u32)
+                        .collect(),
+                )?;
+                let summary = global.summarise(&local)?;
+                let g = mi_loss(
+                    objective.estimator,
+                    &global.forward(&summary.index_select(&positive, 0)?, &z)?,
+                    &global.forward(&summary.index_select(&negative, 0)?, &z)?,
+                )?;
+                let projected = critic.project(&local)?;
+                let l = mi_loss(
+                    objective.estimator,
+                    &critic.forward(&projected.index_select(&positive, 0)?, &z)?,
+                    &critic.forward(&projected.index_select(&negative, 0)?, &z)?,
+                )?;
+                (g, l)
+            }
+            Critics::Dot {
+                summary,
+                global,
+                local: critic,
+            } => {
+                // Positive: the other view of the same image. Negatives: every row of
+                // another image. Rows of the same image in the code's own view are neither.
+                let mut positive = vec![0f32; rows * rows];
+                let mut negative = vec![0f32; rows * rows];
+                for r in 0..rows {
+                    for q in 0..rows {
+                        if q == other(r, r % images) {
+                            positive[r * rows + q] = 1.0;
+                        } else if q % images != r % images {
+                            negative[r * rows + q] = 1.0;
+                        }
+                    }
+                }
+                let positive = Tensor::from_vec(positive, (rows, rows, 1), device)?;
+                let negative = Tensor::from_vec(negative, (rows, rows, 1), device)?;
+                let s = summary.summarise(&local)?.unsqueeze(1)?;
+                let g = matrix_mi_loss(
+                    objective.estimator,
+                    &global.scores(&z, &s)?,
+                    &positive,
+                    &negative,
+                )?;
+                let (b, m1, m2, c) = local.dims4()?;
+                let l = matrix_mi_loss(
+                    objective.estimator,
+                    &critic.scores(&z, &local.reshape((b, m1 * m2, c))?)?,
+                    &positive,
+                    &negative,
+                )?;
+                (g, l)
+            }
+        };
+        let prior = match objective.prior {
+            PriorKind::Kl => kl_to_standard_normal(&mean, &logvar)?,
+            PriorKind::None => Tensor::zeros((), DType::F32, device)?,
+        };
+        Ok(DimLosses {
+            global,
+            local: local_loss,
+            prior,
+        })
+    }
+}
