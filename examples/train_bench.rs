@@ -63,7 +63,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
     };
 
-    let export = std::env::temp_dir().join(format!("imgsearch-torch-reference-{}.safetensors", std::process::id()));
+    let export = std::env::temp_dir().join(format!(
+        "imgsearch-torch-reference-{}.safetensors",
+        std::process::id()
+    ));
     if torch {
         export_reference(&model, &init, &input(256, 0)?, &config, &export, &mut rng)?;
     }
@@ -97,7 +100,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "train  batch {batch:>3}: {ms:8.1} ms/step  {:8.1} images/s",
             batch as f64 / ms * 1e3
         );
-        candle.insert(format!("train_b{batch}_images_per_s"), batch as f64 / ms * 1e3);
+        candle.insert(
+            format!("train_b{batch}_images_per_s"),
+            batch as f64 / ms * 1e3,
+        );
     }
     let rss = peak_rss_mb();
     println!("peak RSS after training steps: {rss:.0} MB");
@@ -142,12 +148,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "\nPyTorch {} on {} threads; same losses from the same weights and batch: {}",
             reference["torch"], reference["threads"], reference["check"]
         );
-        println!("{:<28} {:>12} {:>12} {:>8}", "images/s", "candle", "PyTorch", "ratio");
+        println!(
+            "{:<28} {:>12} {:>12} {:>8}",
+            "images/s", "candle", "PyTorch", "ratio"
+        );
         for (key, ours) in &candle {
             let theirs = reference[key].as_f64().unwrap_or(f64::NAN);
-            println!("{key:<28} {ours:>12.1} {theirs:>12.1} {:>8.2}", ours / theirs);
+            println!(
+                "{key:<28} {ours:>12.1} {theirs:>12.1} {:>8.2}",
+                ours / theirs
+            );
         }
-        let torch_rss = reference["peak_rss_mb_after_train"].as_f64().unwrap_or(f64::NAN);
+        let torch_rss = reference["peak_rss_mb_after_train"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
         println!(
             "{:<28} {rss:>12.0} {torch_rss:>12.0} {:>8.2}",
             "peak RSS MB (train b128)",
@@ -189,7 +203,10 @@ fn export_reference(
     tensors.insert("eps".into(), eps);
     tensors.insert(
         "perm".into(),
-        Tensor::new(perm.iter().map(|&i| i as i64).collect::<Vec<_>>(), x.device())?,
+        Tensor::new(
+            perm.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+            x.device(),
+        )?,
     );
     tensors.insert("losses".into(), losses);
     if let Some(dir) = path.parent() {

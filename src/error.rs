@@ -28,12 +28,18 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
-    Index(#[from] crate::index::IndexError),
+    Index(Box<crate::index::IndexError>),
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::index::IndexError> for Error {
+    fn from(e: crate::index::IndexError) -> Self {
+        Error::Index(Box::new(e))
+    }
+}
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -171,7 +171,10 @@ pub fn evaluate_pixels(preprocess: &Preprocess, opts: &EvalOptions) -> Result<Ev
             .collect()
     };
     let mut report = score(&ranked, opts, started);
-    report.what = format!("pixels ({}×{}, mean-centred)", preprocess.size, preprocess.size);
+    report.what = format!(
+        "pixels ({}×{}, mean-centred)",
+        preprocess.size, preprocess.size
+    );
     report.images = kept.len();
     report.skipped = skipped;
     Ok(report)
@@ -216,7 +219,8 @@ fn score(ranked: &[(PathBuf, Vec<Hit>)], opts: &EvalOptions, started: Instant) -
         })
         .collect();
     classes.sort_by(|a, b| a.class.cmp(&b.class));
-    let total = |f: fn(&Tally) -> f64| per_class.values().map(f).sum::<f64>() / queries.max(1) as f64;
+    let total =
+        |f: fn(&Tally) -> f64| per_class.values().map(f).sum::<f64>() / queries.max(1) as f64;
     EvalReport {
         what: String::new(),
         images: 0,

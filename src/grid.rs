@@ -34,7 +34,12 @@ pub fn contact_sheet(rows: &[Row], tile: u32) -> RgbImage {
         for (c, hit) in row.neighbours.iter().enumerate() {
             let x = GAP + (c as u32 + 1) * (tile + GAP) + 3 * GAP;
             paste(&mut sheet, &thumbnail(&hit.path, tile), x, y);
-            draw_text(&mut sheet, &format!("{:.3}", hit.score), x + 2, y + tile + 3);
+            draw_text(
+                &mut sheet,
+                &format!("{:.3}", hit.score),
+                x + 2,
+                y + tile + 3,
+            );
         }
     }
     sheet
@@ -44,7 +49,10 @@ pub fn contact_sheet(rows: &[Row], tile: u32) -> RgbImage {
 pub fn save(sheet: &RgbImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
     image::DynamicImage::ImageRgb8(sheet.clone())
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
         .map_err(|e| Error::Image {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -55,7 +63,9 @@ pub fn save(sheet: &RgbImage, path: &Path) -> Result<()> {
 fn thumbnail(path: &Path, tile: u32) -> RgbImage {
     match data::decode(path) {
         // Nearest keeps tiny images (CIFAR's 32 px) crisp when enlarged.
-        Ok(img) => img.resize_to_fill(tile, tile, FilterType::Nearest).to_rgb8(),
+        Ok(img) => img
+            .resize_to_fill(tile, tile, FilterType::Nearest)
+            .to_rgb8(),
         Err(_) => RgbImage::from_pixel(tile, tile, Rgb([128, 128, 128])),
     }
 }

@@ -5,13 +5,13 @@ use imgsearch::data::Augment;
 use imgsearch::device::{tune_allocator, DeviceChoice};
 use imgsearch::eval::{self, EvalOptions};
 use imgsearch::grid::{self, Row};
-use rand::SeedableRng;
 use imgsearch::index::{Index, SearchOptions};
 use imgsearch::model::{Critic, Estimator, Model, ModelConfig, ModelSource, PriorKind};
 use imgsearch::progress::Verbosity;
 use imgsearch::search::{self, IndexOptions};
 use imgsearch::train::{self, TrainOptions};
 use imgsearch::Result;
+use rand::SeedableRng;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -317,13 +317,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut entries: Vec<PathBuf> = index.entries().map(|e| e.path).collect();
             entries.sort();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
-            let picks: Vec<PathBuf> = rand::seq::IndexedRandom::choose_multiple(
-                entries.as_slice(),
-                &mut rng,
-                args.rows,
-            )
-            .cloned()
-            .collect();
+            let picks: Vec<PathBuf> =
+                rand::seq::IndexedRandom::choose_multiple(entries.as_slice(), &mut rng, args.rows)
+                    .cloned()
+                    .collect();
             let options = SearchOptions {
                 k: args.k + 1,
                 ef: 64,
@@ -370,12 +367,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if flags.json {
                 println!("{}", json!(report));
             } else {
-                println!("{}: {} images, {} queries, {} skipped", report.what, report.images, report.queries, report.skipped);
-                println!("{:<16} {:>7} {:>8} {:>8}", "class", "images", format!("P@{}", report.k), format!("kNN-{}", report.knn));
+                println!(
+                    "{}: {} images, {} queries, {} skipped",
+                    report.what, report.images, report.queries, report.skipped
+                );
+                println!(
+                    "{:<16} {:>7} {:>8} {:>8}",
+                    "class",
+                    "images",
+                    format!("P@{}", report.k),
+                    format!("kNN-{}", report.knn)
+                );
                 for c in &report.classes {
-                    println!("{:<16} {:>7} {:>8.4} {:>8.4}", c.class, c.images, c.precision_at_k, c.knn_accuracy);
+                    println!(
+                        "{:<16} {:>7} {:>8.4} {:>8.4}",
+                        c.class, c.images, c.precision_at_k, c.knn_accuracy
+                    );
                 }
-                println!("{:<16} {:>7} {:>8.4} {:>8.4}", "all", report.queries, report.precision_at_k, report.knn_accuracy);
+                println!(
+                    "{:<16} {:>7} {:>8.4} {:>8.4}",
+                    "all", report.queries, report.precision_at_k, report.knn_accuracy
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

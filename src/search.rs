@@ -43,7 +43,7 @@ pub fn index_meta(model: &Model) -> IndexMeta {
     IndexMeta {
         model_id: model.id.clone(),
         model_name: model.name.clone(),
-        dim: model.config.dim,
+        dim: model.config.embedding_dim(),
         preprocess: serde_json::to_value(&model.config.preprocess).unwrap_or_default(),
     }
 }
@@ -155,10 +155,8 @@ pub fn model_for_index(
             dir: index_dir.to_path_buf(),
             index_model_id: meta.model_id.clone(),
             index_model_name: meta.model_name.clone(),
-            index_dim: meta.dim,
             model_id: model.id.clone(),
             model_name: model.name.clone(),
-            dim: model.config.dim,
         }
         .into());
     }

@@ -4,8 +4,8 @@
 
 use crate::data::{self, Augment, Failure};
 use crate::model::{
-    objective, safetensors_bytes, save_model, write_atomic, Dim, DimBatch, ModelConfig,
-    SeededInit, TrainingRecord,
+    objective, safetensors_bytes, save_model, write_atomic, Dim, DimBatch, ModelConfig, SeededInit,
+    TrainingRecord,
 };
 use crate::progress::Verbosity;
 use crate::{Error, Result};

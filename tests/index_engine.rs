@@ -729,7 +729,7 @@ fn crash_child_writer() {
         w.remove(&entry(rng.random_range(1000..1_000_000)).path);
         w.commit().unwrap();
         n += 1;
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             w = w
                 .finish()
                 .map(|_| ())

@@ -50,9 +50,10 @@ impl Preprocess {
     pub fn normalise_into(&self, rgb: &[u8], out: &mut Vec<f32>) {
         let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * self.std[c]));
         let shift: [f32; 3] = std::array::from_fn(|c| self.mean[c] / self.std[c]);
-        out.extend(rgb.chunks_exact(3).flat_map(|px| {
-            [0, 1, 2].map(|c| px[c] as f32 * scale[c] - shift[c])
-        }));
+        out.extend(
+            rgb.chunks_exact(3)
+                .flat_map(|px| [0, 1, 2].map(|c| px[c] as f32 * scale[c] - shift[c])),
+        );
     }
 
     /// A `(B, size, size, 3)` channels-last tensor from preprocessed pixel buffers.

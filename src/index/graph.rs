@@ -215,7 +215,7 @@ impl GraphFile {
             + count as u128
             + upper_nodes as u128 * max_level as u128 * (1 + m_up as u128);
         expect_len(path, map.len(), HEADER_LEN as u128 + 4 * words)?;
-        if (map.as_ptr() as usize + HEADER_LEN) % std::mem::align_of::<u32>() != 0 {
+        if !(map.as_ptr() as usize + HEADER_LEN).is_multiple_of(std::mem::align_of::<u32>()) {
             return bad("mapping is not aligned for u32".into());
         }
         let g = GraphFile {

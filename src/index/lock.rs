@@ -16,8 +16,6 @@ pub(crate) struct WriterLock {
 }
 
 /// Take the lock of `dir`, or fail at once with [`IndexError::Locked`].
-// `File::try_lock` is stable since Rust 1.89 (Cargo.toml's rust-version says 1.85).
-#[allow(clippy::incompatible_msrv)]
 pub(crate) fn acquire(dir: &Path) -> Result<WriterLock, IndexError> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()

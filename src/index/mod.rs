@@ -133,18 +133,16 @@ pub enum IndexError {
     #[error("another imgsearch process is writing {}", .0.display())]
     Locked(PathBuf),
     #[error(
-        "index {} was built with model {index_model_id} ({index_model_name}, {index_dim}-d) but the \
-         current model is {model_id} ({model_name}, {dim}-d): use the same model, or index into another folder",
+        "index {} was built with model {index_model_id} ({index_model_name}) but the \
+         current model is {model_id} ({model_name}): use the same model, or index into another folder",
         dir.display()
     )]
     ModelMismatch {
         dir: PathBuf,
         index_model_id: String,
         index_model_name: String,
-        index_dim: usize,
         model_id: String,
         model_name: String,
-        dim: usize,
     },
     #[error(
         "vector of dimension {found} given to index {} of dimension {expected}",

@@ -138,7 +138,7 @@ impl VectorFile {
             map.len(),
             HEADER_LEN as u128 + count as u128 * dim as u128 * 4,
         )?;
-        if (map.as_ptr() as usize + HEADER_LEN) % std::mem::align_of::<f32>() != 0 {
+        if !(map.as_ptr() as usize + HEADER_LEN).is_multiple_of(std::mem::align_of::<f32>()) {
             return Err(IndexError::corrupt(path, "mapping is not aligned for f32"));
         }
         Ok(VectorFile {

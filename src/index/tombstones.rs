@@ -92,7 +92,8 @@ impl Tombstones {
             deleted,
         };
         let counted: usize = (0..rows).filter(|&r| t.is_deleted(r)).count();
-        let stray = rows % 64 != 0 && t.words.last().is_some_and(|w| w >> (rows % 64) != 0);
+        let stray =
+            !rows.is_multiple_of(64) && t.words.last().is_some_and(|w| w >> (rows % 64) != 0);
         if counted != deleted || stray {
             return Err(IndexError::corrupt(
                 path,

@@ -97,10 +97,8 @@ impl IndexWriter {
                         dir: dir.to_path_buf(),
                         index_model_id: m.meta.model_id,
                         index_model_name: m.meta.model_name,
-                        index_dim: m.meta.dim,
                         model_id: meta.model_id,
                         model_name: meta.model_name,
-                        dim: meta.dim,
                     });
                 }
                 let segments = open_segments(dir, &m, true)?;

@@ -42,6 +42,17 @@ pub enum PriorKind {
     None,
 }
 
+/// Which vector of the encoder is the search embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Embedding {
+    /// The posterior mean (D dims).
+    #[default]
+    Mean,
+    /// The globally pooled convolutional features before the heads (C dims).
+    Pooled,
+}
+
 /// Weights of the loss terms and how each is estimated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Objective {
@@ -111,6 +122,8 @@ pub struct ModelConfig {
     /// Width of the discriminators' hidden layers.
     pub disc_hidden: usize,
     pub objective: Objective,
+    #[serde(default)]
+    pub embedding: Embedding,
     pub training: Option<TrainingRecord>,
 }
 
@@ -127,6 +140,7 @@ impl Default for ModelConfig {
             dim: 64,
             disc_hidden: 512,
             objective: Objective::default(),
+            embedding: Embedding::Mean,
             training: None,
         }
     }
@@ -136,6 +150,14 @@ impl ModelConfig {
     /// Side of the local feature map: each strided convolution halves the input.
     pub fn local_size(&self) -> usize {
         (self.preprocess.size as usize) >> self.channels.len()
+    }
+
+    /// Length of the search embedding.
+    pub fn embedding_dim(&self) -> usize {
+        match self.embedding {
+            Embedding::Mean => self.dim,
+            Embedding::Pooled => self.local_channels(),
+        }
     }
 
     pub fn local_channels(&self) -> usize {
@@ -163,7 +185,7 @@ impl ModelConfig {
             return Err("channels, hidden and dim must be non-empty and positive".into());
         }
         let size = self.preprocess.size as usize;
-        if size == 0 || size % (1 << self.channels.len()) != 0 || self.local_size() < 2 {
+        if size == 0 || !size.is_multiple_of(1 << self.channels.len()) || self.local_size() < 2 {
             return Err(format!(
                 "input size {size} must be a multiple of {} leaving a local map of at least 2×2",
                 1 << self.channels.len()

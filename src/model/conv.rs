@@ -36,7 +36,12 @@ pub struct Conv {
 }
 
 impl Conv {
-    pub fn new(in_channels: usize, out_channels: usize, window: Window, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        window: Window,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let fan_in = window.kernel * window.kernel * in_channels;
         let weight = vb.get_with_hints(
             (out_channels, fan_in),
@@ -282,8 +287,18 @@ mod tests {
             assert!(max_diff(&fast, &slow) == 0.0, "{window:?}");
 
             let probe = random(fast.dims(), &mut rng);
-            let g_fast = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-            let g_slow = (slow * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g_fast = (fast * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g_slow = (slow * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
             let (a, b) = (
                 g_fast.get(x.as_tensor()).expect("grad"),
                 g_slow.get(x.as_tensor()).expect("grad"),
@@ -296,9 +311,12 @@ mod tests {
     #[test]
     fn conv_matches_candle_conv2d() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
-        for (cin, cout, size, kernel, stride, padding) in
-            [(3, 5, 9, 4, 2, 1), (4, 3, 7, 3, 1, 1), (2, 6, 8, 4, 2, 1), (5, 2, 5, 1, 1, 0)]
-        {
+        for (cin, cout, size, kernel, stride, padding) in [
+            (3, 5, 9, 4, 2, 1),
+            (4, 3, 7, 3, 1, 1),
+            (2, 6, 8, 4, 2, 1),
+            (5, 2, 5, 1, 1, 0),
+        ] {
             let window = Window {
                 kernel,
                 stride,
@@ -308,7 +326,10 @@ mod tests {
             let w = Var::from_tensor(&random(&[cout, kernel, kernel, cin], &mut rng)).expect("w");
             let bias = random(&[cout], &mut rng);
             let conv = Conv {
-                weight: w.as_tensor().reshape((cout, kernel * kernel * cin)).expect("w"),
+                weight: w
+                    .as_tensor()
+                    .reshape((cout, kernel * kernel * cin))
+                    .expect("w"),
                 bias: bias.clone(),
                 window,
                 out_channels: cout,
@@ -326,10 +347,23 @@ mod tests {
             assert!(max_diff(&ours, &theirs) < 1e-4);
 
             let probe = random(ours.dims(), &mut rng);
-            let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-            let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g1 = (ours * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g2 = (theirs * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
             for var in [&x, &w] {
-                let (a, b) = (g1.get(var.as_tensor()).expect("g"), g2.get(var.as_tensor()).expect("g"));
+                let (a, b) = (
+                    g1.get(var.as_tensor()).expect("g"),
+                    g2.get(var.as_tensor()).expect("g"),
+                );
                 assert!(max_diff(a, b) < 1e-3, "{}", max_diff(a, b));
             }
         }

@@ -23,7 +23,11 @@ impl Embedder {
     /// `(N, input)` → `(N, width)`, unit rows.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.second.forward(&leaky_relu(&self.first.forward(x)?)?)?;
-        let norm = h.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-6, f64::MAX)?;
+        let norm = h
+            .sqr()?
+            .sum_keepdim(D::Minus1)?
+            .sqrt()?
+            .clamp(1e-6, f64::MAX)?;
         h.broadcast_div(&norm)
     }
 }

@@ -4,8 +4,7 @@
 use super::critic::DotCritic;
 use super::objective::{kl_to_standard_normal, matrix_mi_loss, mi_loss};
 use super::{
-    Critic, Encoder, EncoderOutput, GlobalDiscriminator, LocalDiscriminator, ModelConfig,
-    PriorKind,
+    Critic, Encoder, EncoderOutput, GlobalDiscriminator, LocalDiscriminator, ModelConfig, PriorKind,
 };
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -100,7 +99,10 @@ impl Dim {
         let index = |ids: Vec<u32>| Tensor::new(ids, device);
 
         let (global, local_loss) = match &self.critics {
-            Critics::Concat { global, local: critic } => {
+            Critics::Concat {
+                global,
+                local: critic,
+            } => {
                 let positive = index((0..rows).map(|r| other(r, r % images) as u32).collect())?;
                 let negative = index(
                     (0..rows)

@@ -45,7 +45,12 @@ impl GlobalDiscriminator {
             padding: 0,
         };
         Ok(GlobalDiscriminator {
-            summary: Conv::new(config.local_channels(), SUMMARY_CHANNELS, valid3, vb.pp("summary"))?,
+            summary: Conv::new(
+                config.local_channels(),
+                SUMMARY_CHANNELS,
+                valid3,
+                vb.pp("summary"),
+            )?,
             layers: Vec::new(),
         })
     }

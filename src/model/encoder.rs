@@ -3,11 +3,12 @@
 //! Activations are channels-last (NHWC); see [`super::conv`].
 
 use super::conv::{Conv, Window};
-use super::{leaky_relu, ModelConfig};
+use super::{leaky_relu, Embedding, ModelConfig};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 
 pub struct Encoder {
+    embedding: Embedding,
     downs: Vec<Conv>,
     refine: Conv,
     hidden: Linear,
@@ -33,7 +34,12 @@ impl Encoder {
         let mut downs = Vec::with_capacity(config.channels.len());
         let mut in_channels = 3;
         for (i, &out_channels) in config.channels.iter().enumerate() {
-            downs.push(Conv::new(in_channels, out_channels, down, vb.pp(format!("down{i}")))?);
+            downs.push(Conv::new(
+                in_channels,
+                out_channels,
+                down,
+                vb.pp(format!("down{i}")),
+            )?);
             in_channels = out_channels;
         }
         let same = Window {
@@ -46,6 +52,7 @@ impl Encoder {
         let mean = linear(config.hidden, config.dim, vb.pp("mean"))?;
         let logvar = linear(config.hidden, config.dim, vb.pp("logvar"))?;
         Ok(Encoder {
+            embedding: config.embedding,
             downs,
             refine,
             hidden,
@@ -56,15 +63,7 @@ impl Encoder {
 
     /// `x`: `(B, S, S, 3)` normalised images.
     pub fn forward(&self, x: &Tensor) -> Result<EncoderOutput> {
-        let mut h = x.clone();
-        for conv in &self.downs {
-            h = leaky_relu(&conv.forward(&h)?)?;
-        }
-        let local = h;
-        let (b, m1, m2, c) = local.dims4()?;
-        let pooled = leaky_relu(&self.refine.forward(&local)?)?
-            .reshape((b, m1 * m2, c))?
-            .mean(1)?;
+        let (local, pooled) = self.features(x)?;
         let hidden = leaky_relu(&self.hidden.forward(&pooled)?)?;
         Ok(EncoderOutput {
             mean: self.mean.forward(&hidden)?,
@@ -73,8 +72,24 @@ impl Encoder {
         })
     }
 
-    /// The search embedding: the posterior mean, `(B, D)`.
+    /// The local map `(B, M, M, C)` and its refined global average `(B, C)`.
+    fn features(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let mut h = x.clone();
+        for conv in &self.downs {
+            h = leaky_relu(&conv.forward(&h)?)?;
+        }
+        let (b, m1, m2, c) = h.dims4()?;
+        let pooled = leaky_relu(&self.refine.forward(&h)?)?
+            .reshape((b, m1 * m2, c))?
+            .mean(1)?;
+        Ok((h, pooled))
+    }
+
+    /// The search embedding (unnormalised): the posterior mean `(B, D)` by default.
     pub fn embed(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward(x).map(|out| out.mean)
+        match self.embedding {
+            Embedding::Mean => self.forward(x).map(|out| out.mean),
+            Embedding::Pooled => self.features(x).map(|(_, pooled)| pooled),
+        }
     }
 }

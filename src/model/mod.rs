@@ -12,7 +12,7 @@ mod io;
 pub mod objective;
 
 pub use config::{
-    Critic, Estimator, ModelConfig, Objective, PriorKind, TrainingRecord, FORMAT_VERSION,
+    Critic, Embedding, Estimator, ModelConfig, Objective, PriorKind, TrainingRecord, FORMAT_VERSION,
 };
 pub use dim::{Dim, DimBatch, DimLosses};
 pub use discriminator::{GlobalDiscriminator, LocalDiscriminator};

@@ -50,7 +50,9 @@ pub fn matrix_mi_loss(
     let exclude = |mask: &Tensor| mask.affine(1.0, -1.0)? * 1e4;
     match estimator {
         Estimator::Jsd => {
-            let pos = softplus(&scores.neg()?)?.broadcast_mul(positive)?.sum_all()?;
+            let pos = softplus(&scores.neg()?)?
+                .broadcast_mul(positive)?
+                .sum_all()?;
             let neg = softplus(scores)?.broadcast_mul(negative)?.sum_all()?;
             (pos / count(positive)?)? + (neg / count(negative)?)?
         }
@@ -152,15 +154,20 @@ mod tests {
         for estimator in [Estimator::Jsd, Estimator::Dv] {
             let matrix = scalar(matrix_mi_loss(estimator, &scores, &positive, &negative).unwrap());
             let pairs = scalar(mi_loss(estimator, &pos, &neg).unwrap());
-            assert!((matrix - pairs).abs() < 1e-5, "{estimator:?}: {matrix} vs {pairs}");
+            assert!(
+                (matrix - pairs).abs() < 1e-5,
+                "{estimator:?}: {matrix} vs {pairs}"
+            );
         }
         // InfoNCE: row 0: log(e² + e⁻¹) − 2; row 1: log(e¹ + e⁰) − 0; averaged.
         let want = (((2f32).exp() + (-1f32).exp()).ln() - 2.0 + ((1f32).exp() + 1.0).ln()) / 2.0;
-        let got = scalar(matrix_mi_loss(Estimator::Infonce, &scores, &positive, &negative).unwrap());
+        let got =
+            scalar(matrix_mi_loss(Estimator::Infonce, &scores, &positive, &negative).unwrap());
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
         // A pair in neither mask does not count.
         let only_first = Tensor::new(&[[[0f32], [1.0]], [[0.0], [0.0]]], &Device::Cpu).unwrap();
-        let got = scalar(matrix_mi_loss(Estimator::Infonce, &scores, &positive, &only_first).unwrap());
+        let got =
+            scalar(matrix_mi_loss(Estimator::Infonce, &scores, &positive, &only_first).unwrap());
         let want = (((2f32).exp() + (-1f32).exp()).ln() - 2.0 + 0.0) / 2.0;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }
