@@ -431,6 +431,37 @@ fn training_is_reproducible_and_resumes() {
     assert_eq!(weights(&a), weights(&full), "resume continues exactly");
     assert_ne!(weights(&a), weights(&b));
 
+    // A loss that blows up stops training with a clear error; the last good checkpoint stays.
+    let out = imgsearch(&[
+        "train",
+        s(&train),
+        "--out",
+        s(&a),
+        "--epochs",
+        "3",
+        "--batch",
+        "8",
+        "--resume",
+        "--lr",
+        "1e30",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("diverged") && stderr.contains("checkpoint"),
+        "{stderr}"
+    );
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(a.join("checkpoint.json")).expect("state"))
+            .expect("json");
+    assert_eq!(state["epochs_done"], 2);
+    assert_eq!(
+        weights(&a),
+        weights(&full),
+        "the model of the last good epoch is kept"
+    );
+
     // A corrupt checkpoint is refused with a message naming it.
     let ckpt = a.join("checkpoint.safetensors");
     let mut bytes = std::fs::read(&ckpt).expect("read");

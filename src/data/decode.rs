@@ -17,17 +17,16 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
         path: path.to_path_buf(),
         reason,
     };
-    let reader = ImageReader::open(path)
-        .map_err(|e| fail(e.to_string()))?
+    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    if file.metadata().is_ok_and(|m| m.len() == 0) {
+        return Err(fail("empty file".into()));
+    }
+    // No format from the file name: only the content decides.
+    let reader = ImageReader::new(std::io::BufReader::new(file))
         .with_guessed_format()
         .map_err(|e| fail(e.to_string()))?;
     if reader.format().is_none() {
-        let empty = std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
-        return Err(fail(if empty {
-            "empty file".into()
-        } else {
-            "not an image in a supported format".into()
-        }));
+        return Err(fail("not an image in a supported format".into()));
     }
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
