@@ -74,6 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut candle = std::collections::BTreeMap::new();
     for batch in [64usize, 128] {
         let mut times = Vec::new();
+        let mut parts = Vec::new();
         for step in 0..steps + 2 {
             let x = input(batch, (step * batch) % (images.len() - batch))?;
             let noise: Vec<f32> = (0..batch * config.dim)
@@ -89,16 +90,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 perm: &perm,
             })?;
             let total = losses.total(&config)?;
+            let _ = total.to_scalar::<f32>()?;
+            let forward = started.elapsed().as_secs_f64();
             let grads = total.backward()?;
+            let backward = started.elapsed().as_secs_f64();
             adam.step(&grads)?;
+            let all = started.elapsed().as_secs_f64();
             if step >= 2 {
-                times.push(started.elapsed().as_secs_f64());
+                times.push(all);
+                parts.push([forward, backward - forward, all - backward]);
             }
         }
         let ms = median(&mut times) * 1e3;
+        let share = |i: usize| parts.iter().map(|p| p[i]).sum::<f64>() / parts.len() as f64 * 1e3;
         println!(
-            "train  batch {batch:>3}: {ms:8.1} ms/step  {:8.1} images/s",
-            batch as f64 / ms * 1e3
+            "train  batch {batch:>3}: {ms:8.1} ms/step  {:8.1} images/s  (forward {:.0} ms, backward {:.0} ms, Adam {:.0} ms)",
+            batch as f64 / ms * 1e3,
+            share(0),
+            share(1),
+            share(2)
         );
         candle.insert(
             format!("train_b{batch}_images_per_s"),
