@@ -9,7 +9,7 @@ use imgsearch::index::{Index, SearchOptions};
 use imgsearch::model::{Critic, Estimator, Model, ModelConfig, ModelSource, PriorKind};
 use imgsearch::progress::Verbosity;
 use imgsearch::search::{self, IndexOptions};
-use imgsearch::train::{self, TrainOptions};
+use imgsearch::train::{self, LrSchedule, TrainOptions};
 use imgsearch::Result;
 use rand::SeedableRng;
 use serde_json::json;
@@ -135,6 +135,9 @@ struct TrainArgs {
     batch: usize,
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
+    /// Learning-rate schedule over all steps of all epochs.
+    #[arg(long, value_enum, default_value = "constant")]
+    lr_schedule: LrSchedule,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Continue from the checkpoint in --out (same data; --epochs is the new total).
@@ -256,6 +259,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 epochs: args.epochs,
                 batch: args.batch,
                 lr: args.lr,
+                schedule: args.lr_schedule,
                 seed: args.seed,
                 resume: args.resume,
                 limit: args.limit,

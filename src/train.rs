@@ -30,6 +30,7 @@ pub struct TrainOptions {
     pub epochs: usize,
     pub batch: usize,
     pub lr: f64,
+    pub schedule: LrSchedule,
     pub seed: u64,
     pub resume: bool,
     /// Use at most this many images, evenly spaced through the sorted paths.
@@ -41,6 +42,29 @@ pub struct TrainOptions {
     /// Architecture and objective; ignored on `--resume`, which keeps the checkpoint's.
     pub config: ModelConfig,
     pub verbosity: Verbosity,
+}
+
+/// How the learning rate moves over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    #[default]
+    Constant,
+    /// Half a cosine from `--lr` down to 0 over all steps of all epochs.
+    Cosine,
+}
+
+impl LrSchedule {
+    /// The learning rate at `step` of `total` steps.
+    pub fn at(self, lr: f64, step: usize, total: usize) -> f64 {
+        match self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Cosine => {
+                let progress = (step as f64 / total.max(1) as f64).min(1.0);
+                lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
 }
 
 /// What a training run did, for the CLI's summary.
@@ -107,6 +131,10 @@ impl Adam {
             eps: 1e-8,
             weight_decay: 0.0,
         })
+    }
+
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
     }
 
     pub fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
@@ -326,6 +354,10 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
                 }
             }
             let grads = total.backward()?;
+            adam.set_lr(
+                opts.schedule
+                    .at(opts.lr, steps, opts.epochs * steps_per_epoch),
+            );
             adam.step(&grads)?;
             steps += 1;
             trained_images += opts.batch;
@@ -345,6 +377,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
             epochs: epoch + 1,
             batch: opts.batch,
             lr: opts.lr,
+            schedule: format!("{:?}", opts.schedule).to_lowercase(),
             seed: opts.seed,
             views,
             augment,
@@ -435,4 +468,19 @@ fn read_checkpoint(
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)
         .map_err(|e| Error::model(&weights_path, e.to_string()))?;
     Ok((state, tensors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LrSchedule;
+
+    #[test]
+    fn cosine_schedule_goes_from_lr_to_zero() {
+        let at = |step| LrSchedule::Cosine.at(1e-3, step, 100);
+        assert!((at(0) - 1e-3).abs() < 1e-12);
+        assert!((at(50) - 5e-4).abs() < 1e-12);
+        assert!(at(100).abs() < 1e-12);
+        assert!(at(25) > at(26));
+        assert_eq!(LrSchedule::Constant.at(1e-3, 77, 100), 1e-3);
+    }
 }

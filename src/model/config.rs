@@ -100,6 +100,9 @@ pub struct TrainingRecord {
     pub epochs: usize,
     pub batch: usize,
     pub lr: f64,
+    /// "constant" or "cosine".
+    #[serde(default)]
+    pub schedule: String,
     pub seed: u64,
     /// Augmented views of each image per step (2: features of one view, code of the other).
     #[serde(default = "one")]
