@@ -125,37 +125,16 @@ impl CustomOp1 for Im2Col {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, h, w, c) = layout.shape().dims4()?;
         let input = contiguous_f32(storage, layout, self.name())?;
-        let Window {
-            kernel,
-            stride,
-            padding,
-        } = self.window;
+        let kernel = self.window.kernel;
         let (oh, ow) = (self.window.output_size(h), self.window.output_size(w));
         let row = kernel * kernel * c;
         let mut out = vec![0f32; b * oh * ow * row];
         out.par_chunks_mut(oh * ow * row)
             .zip(input.par_chunks(h * w * c))
             .for_each(|(out, image)| {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let dst = &mut out[(oy * ow + ox) * row..][..row];
-                        for ky in 0..kernel {
-                            let iy = (oy * stride + ky) as isize - padding as isize;
-                            if iy < 0 || iy >= h as isize {
-                                continue;
-                            }
-                            for kx in 0..kernel {
-                                let ix = (ox * stride + kx) as isize - padding as isize;
-                                if ix < 0 || ix >= w as isize {
-                                    continue;
-                                }
-                                let src = (iy as usize * w + ix as usize) * c;
-                                dst[(ky * kernel + kx) * c..][..c]
-                                    .copy_from_slice(&image[src..src + c]);
-                            }
-                        }
-                    }
-                }
+                for_each_tap(self.window, (h, w, c), |patch, pixel| {
+                    out[patch..patch + c].copy_from_slice(&image[pixel..pixel + c]);
+                });
             });
         Ok((CpuStorage::F32(out), Shape::from((b * oh * ow, row))))
     }
@@ -191,11 +170,7 @@ impl CustomOp1 for Col2Im {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let cols = contiguous_f32(storage, layout, self.name())?;
         let (b, h, w, c) = (self.batch, self.height, self.width, self.channels);
-        let Window {
-            kernel,
-            stride,
-            padding,
-        } = self.window;
+        let kernel = self.window.kernel;
         let (oh, ow) = (self.window.output_size(h), self.window.output_size(w));
         let row = kernel * kernel * c;
         if cols.len() != b * oh * ow * row {
@@ -205,32 +180,48 @@ impl CustomOp1 for Col2Im {
         out.par_chunks_mut(h * w * c)
             .zip(cols.par_chunks(oh * ow * row))
             .for_each(|(image, cols)| {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let src = &cols[(oy * ow + ox) * row..][..row];
-                        for ky in 0..kernel {
-                            let iy = (oy * stride + ky) as isize - padding as isize;
-                            if iy < 0 || iy >= h as isize {
-                                continue;
-                            }
-                            for kx in 0..kernel {
-                                let ix = (ox * stride + kx) as isize - padding as isize;
-                                if ix < 0 || ix >= w as isize {
-                                    continue;
-                                }
-                                let dst = (iy as usize * w + ix as usize) * c;
-                                for (d, s) in image[dst..dst + c]
-                                    .iter_mut()
-                                    .zip(&src[(ky * kernel + kx) * c..][..c])
-                                {
-                                    *d += s;
-                                }
-                            }
-                        }
+                for_each_tap(self.window, (h, w, c), |patch, pixel| {
+                    for (d, s) in image[pixel..pixel + c]
+                        .iter_mut()
+                        .zip(&cols[patch..patch + c])
+                    {
+                        *d += s;
                     }
-                }
+                });
             });
         Ok((CpuStorage::F32(out), Shape::from((b, h, w, c))))
+    }
+}
+
+/// Calls `f(patch_offset, pixel_offset)` for every output position and kernel tap that falls
+/// inside one `(h, w, c)` image: the start of a `c`-long run in that image's patch matrix and
+/// in the image. The two custom ops differ only in which way they move the run.
+fn for_each_tap(window: Window, (h, w, c): (usize, usize, usize), mut f: impl FnMut(usize, usize)) {
+    let Window {
+        kernel,
+        stride,
+        padding,
+    } = window;
+    let (oh, ow) = (window.output_size(h), window.output_size(w));
+    let row = kernel * kernel * c;
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for ky in 0..kernel {
+                let Some(iy) = (oy * stride + ky).checked_sub(padding).filter(|&y| y < h) else {
+                    continue;
+                };
+                for kx in 0..kernel {
+                    let Some(ix) = (ox * stride + kx).checked_sub(padding).filter(|&x| x < w)
+                    else {
+                        continue;
+                    };
+                    f(
+                        (oy * ow + ox) * row + (ky * kernel + kx) * c,
+                        (iy * w + ix) * c,
+                    );
+                }
+            }
+        }
     }
 }
 
