@@ -11,7 +11,7 @@
 
 use candle_core::{Device, Tensor};
 use imgsearch::data::{self, Preprocess};
-use imgsearch::model::{objective, Dim, DimBatch, ModelConfig, SeededInit};
+use imgsearch::model::{objective, Critic, Dim, DimBatch, Estimator, ModelConfig, SeededInit};
 use imgsearch::train::Adam;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -33,7 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let device = Device::Cpu;
-    let config = ModelConfig::default();
+    // The PyTorch twin implements the DIM paper's concat critics with JSD, one view.
+    let mut config = ModelConfig::default();
+    config.objective.critic = Critic::Concat;
+    config.objective.estimator = Estimator::Jsd;
     let preprocess = Preprocess::default();
 
     let scan = data::scan(std::slice::from_ref(&dir))?;
@@ -88,6 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 views: 1,
                 eps: &eps,
                 perm: &perm,
+                prior_samples: None,
             })?;
             let total = losses.total(&config)?;
             let _ = total.to_scalar::<f32>()?;
@@ -202,6 +206,7 @@ fn export_reference(
         views: 1,
         eps: &eps,
         perm: &perm,
+        prior_samples: None,
     })?;
     let losses = Tensor::stack(&[l.global, l.local, l.prior], 0)?;
     let mut tensors: std::collections::HashMap<String, Tensor> = init

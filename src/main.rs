@@ -136,7 +136,7 @@ struct TrainArgs {
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
     /// Learning-rate schedule over all steps of all epochs.
-    #[arg(long, value_enum, default_value = "constant")]
+    #[arg(long, value_enum, default_value = "cosine")]
     lr_schedule: LrSchedule,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -147,7 +147,7 @@ struct TrainArgs {
     #[arg(long)]
     limit: Option<usize>,
     /// Random views of each image while training.
-    #[arg(long, value_enum, default_value = "none")]
+    #[arg(long, value_enum, default_value = "standard")]
     augment: AugmentChoice,
     /// Embedding size D.
     #[arg(long, default_value_t = 64)]
@@ -164,18 +164,18 @@ struct TrainArgs {
     /// Weight of the prior term.
     #[arg(long, default_value_t = 0.01)]
     gamma: f32,
-    #[arg(long, value_enum, default_value = "jsd")]
+    #[arg(long, value_enum, default_value = "infonce")]
     estimator: Estimator,
     #[arg(long, value_enum, default_value = "kl")]
     prior: PriorKind,
     /// How critics score pairs: concat (features ‖ code through an MLP) or dot (encode-and-dot).
-    #[arg(long, value_enum, default_value = "concat")]
+    #[arg(long, value_enum, default_value = "dot")]
     critic: Critic,
     /// Temperature of the dot critic's cosine scores.
     #[arg(long, default_value_t = 0.1)]
     temperature: f32,
     /// Augmented views per image and step (2: code of one view against features of the other).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     views: u8,
 }
 

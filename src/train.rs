@@ -4,8 +4,8 @@
 
 use crate::data::{self, Augment, Failure};
 use crate::model::{
-    objective, safetensors_bytes, save_model, write_atomic, Dim, DimBatch, ModelConfig, SeededInit,
-    TrainingRecord,
+    objective, safetensors_bytes, save_model, write_atomic, Dim, DimBatch, ModelConfig, PriorKind,
+    SeededInit, TrainingRecord, PRIOR_PREFIX,
 };
 use crate::progress::Verbosity;
 use crate::{Error, Result};
@@ -229,6 +229,23 @@ fn load_pixels(
     Ok((pixels, count, failures))
 }
 
+/// The prior discriminator plays against the encoder: its variables take their gradients
+/// from its own loss, not from the total, whose prior term pushes the other way.
+fn adversarial_grads(
+    grads: &mut GradStore,
+    critic_loss: &Tensor,
+    critic_vars: &[Var],
+) -> candle_core::Result<()> {
+    let critic_grads = critic_loss.backward()?;
+    for var in critic_vars {
+        match critic_grads.get(var.as_tensor()) {
+            Some(g) => grads.insert(var.as_tensor(), g.clone()),
+            None => grads.remove(var.as_tensor()),
+        };
+    }
+    Ok(())
+}
+
 /// Trains a model and writes it to `opts.out` (see the module doc for the files).
 pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
     let out = &opts.out;
@@ -281,6 +298,12 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
     let init = Arc::new(SeededInit::new(opts.seed, params));
     let model = Dim::new(&config, init.var_builder(device))?;
     let mut adam = Adam::new(init.vars(), opts.lr)?;
+    let prior_vars: Vec<Var> = init
+        .vars()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(&format!("{PRIOR_PREFIX}.")))
+        .map(|(_, var)| var)
+        .collect();
     if epochs_done > 0 {
         adam.restore_moments(&saved, adam_step)?;
     }
@@ -324,11 +347,21 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
                 .collect();
             let eps = Tensor::from_vec(noise, (rows, config.dim), device)?;
             let perm = objective::derangement(opts.batch, &mut rng);
+            let prior_samples = match config.objective.prior {
+                PriorKind::Adversarial => {
+                    let noise: Vec<f32> = (0..rows * config.dim)
+                        .map(|_| StandardNormal.sample(&mut rng))
+                        .collect();
+                    Some(Tensor::from_vec(noise, (rows, config.dim), device)?)
+                }
+                PriorKind::Kl | PriorKind::None => None,
+            };
             let losses = model.losses(&DimBatch {
                 x: &x,
                 views,
                 eps: &eps,
                 perm: &perm,
+                prior_samples: prior_samples.as_ref(),
             })?;
             let total = losses.total(&config)?;
             last = Losses {
@@ -353,7 +386,10 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
                     });
                 }
             }
-            let grads = total.backward()?;
+            let mut grads = total.backward()?;
+            if let Some(critic_loss) = &losses.prior_critic {
+                adversarial_grads(&mut grads, critic_loss, &prior_vars)?;
+            }
             adam.set_lr(
                 opts.schedule
                     .at(opts.lr, steps, opts.epochs * steps_per_epoch),
@@ -472,7 +508,65 @@ fn read_checkpoint(
 
 #[cfg(test)]
 mod tests {
-    use super::LrSchedule;
+    use super::{adversarial_grads, Adam, LrSchedule};
+    use crate::model::{ModelConfig, PriorDiscriminator, SeededInit, PRIOR_PREFIX};
+    use candle_core::{Device, Tensor, Var};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use rand_distr::{Distribution, StandardNormal};
+    use std::sync::Arc;
+
+    /// The prior game with a free code vector standing in for the encoder: codes start far
+    /// from N(0, I); the discriminator must learn to tell them apart and the codes must move
+    /// to the prior. With the discriminator's gradients taken from the total (which rewards
+    /// fooling it), neither happens.
+    #[test]
+    fn adversarial_prior_pulls_codes_to_the_prior() -> candle_core::Result<()> {
+        let device = Device::Cpu;
+        let config = ModelConfig {
+            dim: 8,
+            ..ModelConfig::default()
+        };
+        let init = Arc::new(SeededInit::new(3, Default::default()));
+        let discriminator =
+            PriorDiscriminator::new(&config, init.var_builder(&device).pp(PRIOR_PREFIX))?;
+        let critic_vars: Vec<Var> = init.vars().into_iter().map(|(_, v)| v).collect();
+        let codes =
+            Var::from_tensor(&(Tensor::ones((64, 8), candle_core::DType::F32, &device)? * 3.0)?)?;
+        let mut vars = init.vars();
+        vars.push(("codes".into(), codes.clone()));
+        let mut adam = Adam::new(vars, 3e-2)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mean_code = |codes: &Var| -> candle_core::Result<f32> {
+            codes.as_tensor().mean_all()?.to_scalar::<f32>()
+        };
+        let mut first_critic_loss = None;
+        let mut best_critic_loss = f32::INFINITY;
+        for _ in 0..150 {
+            let noise: Vec<f32> = (0..64 * 8)
+                .map(|_| StandardNormal.sample(&mut rng))
+                .collect();
+            let prior = Tensor::from_vec(noise, (64, 8), &device)?;
+            let game = discriminator.game(codes.as_tensor(), &prior)?;
+            let critic_loss = game.discriminator.to_scalar::<f32>()?;
+            first_critic_loss.get_or_insert(critic_loss);
+            best_critic_loss = best_critic_loss.min(critic_loss);
+            let mut grads = game.encoder.backward()?;
+            adversarial_grads(&mut grads, &game.discriminator, &critic_vars)?;
+            adam.step(&grads)?;
+        }
+        let first = first_critic_loss.unwrap_or_default();
+        assert!(
+            best_critic_loss < 0.5 * first,
+            "discriminator never separated the codes from the prior: {first} → {best_critic_loss}"
+        );
+        let mean = mean_code(&codes)?;
+        assert!(
+            mean.abs() < 1.0,
+            "codes stayed away from the prior: mean {mean}"
+        );
+        Ok(())
+    }
 
     #[test]
     fn cosine_schedule_goes_from_lr_to_zero() {

@@ -385,6 +385,8 @@ fn training_is_reproducible_and_resumes() {
             "8",
             "--seed",
             "3",
+            "--lr-schedule",
+            "constant",
             "--quiet",
         ]);
     }
@@ -395,7 +397,8 @@ fn training_is_reproducible_and_resumes() {
         "same seed, same data: same weights"
     );
 
-    // Two epochs in one go equal one epoch then --resume to two.
+    // Two epochs in one go equal one epoch then --resume to two. (A constant rate: the cosine
+    // schedule's horizon is --epochs, so a first run of one epoch would decay to zero.)
     let full = tmp.path().join("full");
     ok(&[
         "train",
@@ -408,6 +411,8 @@ fn training_is_reproducible_and_resumes() {
         "8",
         "--seed",
         "3",
+        "--lr-schedule",
+        "constant",
         "--quiet",
     ]);
     ok(&[
@@ -421,6 +426,8 @@ fn training_is_reproducible_and_resumes() {
         "8",
         "--seed",
         "3",
+        "--lr-schedule",
+        "constant",
         "--resume",
         "--quiet",
     ]);
@@ -480,4 +487,70 @@ fn training_is_reproducible_and_resumes() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("checkpoint.safetensors"));
+}
+
+/// The adversarial prior trains its discriminator beside the model: its weights and Adam
+/// state go into the checkpoint (so `--resume` works) but not into the inference model.
+#[test]
+fn adversarial_prior_trains_checkpoints_and_resumes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let train = fixtures().join("train/ship");
+    let out = tmp.path().join("adv");
+    let args = |epochs: &'static str| {
+        vec![
+            "train".to_string(),
+            s(&train).to_string(),
+            "--out".into(),
+            s(&out).to_string(),
+            "--epochs".into(),
+            epochs.into(),
+            "--batch".into(),
+            "8".into(),
+            "--prior".into(),
+            "adversarial".into(),
+            "--json".into(),
+        ]
+    };
+    let first = args("1");
+    ok(&first.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut second = args("2");
+    second.push("--resume".into());
+    let report: Value =
+        serde_json::from_str(&ok(&second.iter().map(String::as_str).collect::<Vec<_>>()))
+            .expect("train --json");
+    assert_eq!(report["epochs"], 2);
+
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(config["objective"]["prior"], "adversarial");
+    let names = |file: &str| -> Vec<String> {
+        let bytes = std::fs::read(out.join(file)).expect("safetensors");
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+        tensors.names().into_iter().map(String::from).collect()
+    };
+    let checkpoint = names("checkpoint.safetensors");
+    assert!(checkpoint.iter().any(|n| n == "param.prior.l0.weight"));
+    assert!(checkpoint.iter().any(|n| n == "adam_v.prior.l2.bias"));
+    assert!(names("model.safetensors")
+        .iter()
+        .all(|n| n.starts_with("encoder.")));
+
+    // The trained model indexes and answers like any other.
+    let index = tmp.path().join("index");
+    ok(&["index", s(&train), "--index", s(&index), "--model", s(&out)]);
+    let answer = ok(&[
+        "query",
+        s(&first_file(&train)),
+        "-k",
+        "3",
+        "--index",
+        s(&index),
+        "--model",
+        s(&out),
+        "--json",
+    ]);
+    let answer: Value = serde_json::from_str(answer.trim()).expect("query --json");
+    let top = &answer["results"][0];
+    assert!((top["score"].as_f64().expect("score") - 1.0).abs() < 1e-4);
 }

@@ -38,6 +38,9 @@ pub enum Critic {
 pub enum PriorKind {
     /// γ · KL(N(mean, exp(logvar)) ‖ N(0, I)).
     Kl,
+    /// The paper's adversarial prior: a discriminator between N(0, I) samples and the
+    /// encoder's codes; γ weights the encoder's −log D(code).
+    Adversarial,
     /// No prior term.
     None,
 }
@@ -79,15 +82,17 @@ fn one() -> usize {
     1
 }
 
+/// The recipe of the bundled model (docs/RESULTS.md): encode-and-dot critics with InfoNCE.
+/// The DIM paper's own is `critic: Concat, estimator: Jsd`.
 impl Default for Objective {
     fn default() -> Self {
         Objective {
             alpha: 0.5,
             beta: 1.5,
             gamma: 0.01,
-            estimator: Estimator::Jsd,
+            estimator: Estimator::Infonce,
             prior: PriorKind::Kl,
-            critic: Critic::Concat,
+            critic: Critic::Dot,
             temperature: default_temperature(),
         }
     }

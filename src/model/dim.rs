@@ -3,6 +3,7 @@
 
 use super::critic::DotCritic;
 use super::objective::{kl_to_standard_normal, matrix_mi_loss, mi_loss};
+use super::prior::{PriorDiscriminator, PRIOR_PREFIX};
 use super::{
     Critic, Encoder, EncoderOutput, GlobalDiscriminator, LocalDiscriminator, ModelConfig, PriorKind,
 };
@@ -24,24 +25,29 @@ enum Critics {
 pub struct Dim {
     pub encoder: Encoder,
     critics: Critics,
+    prior: Option<PriorDiscriminator>,
     pub config: ModelConfig,
 }
 
 /// One training batch: `views` augmented views of `B` images stacked view-major (row
 /// `v·B + i` is view `v` of image `i`), reparameterisation noise for every row, and a
-/// derangement of the `B` images for the concat critic's negatives.
+/// derangement of the `B` images for the concat critic's negatives. The adversarial
+/// prior also needs one N(0, I) sample per row.
 pub struct DimBatch<'a> {
     pub x: &'a Tensor,
     pub views: usize,
     pub eps: &'a Tensor,
     pub perm: &'a [u32],
+    pub prior_samples: Option<&'a Tensor>,
 }
 
-/// The three loss terms, unweighted.
+/// The three loss terms, unweighted, and the adversarial prior's discriminator loss, which
+/// only that discriminator minimises.
 pub struct DimLosses {
     pub global: Tensor,
     pub local: Tensor,
     pub prior: Tensor,
+    pub prior_critic: Option<Tensor>,
 }
 
 impl DimLosses {
@@ -54,7 +60,8 @@ impl DimLosses {
 }
 
 impl Dim {
-    /// Builds the model on a var builder (prefixes `encoder`, `global`, `local`).
+    /// Builds the model on a var builder (prefixes `encoder`, `global`, `local`, and `prior`
+    /// for the adversarial prior).
     pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         let critics = match config.objective.critic {
             Critic::Concat => Critics::Concat {
@@ -72,9 +79,14 @@ impl Dim {
                 }
             }
         };
+        let prior = match config.objective.prior {
+            PriorKind::Adversarial => Some(PriorDiscriminator::new(config, vb.pp(PRIOR_PREFIX))?),
+            PriorKind::Kl | PriorKind::None => None,
+        };
         Ok(Dim {
             encoder: Encoder::new(config, vb.pp("encoder"))?,
             critics,
+            prior,
             config: config.clone(),
         })
     }
@@ -160,14 +172,25 @@ impl Dim {
                 (g, l)
             }
         };
-        let prior = match objective.prior {
-            PriorKind::Kl => kl_to_standard_normal(&mean, &logvar)?,
-            PriorKind::None => Tensor::zeros((), DType::F32, device)?,
+        let (prior, prior_critic) = match (objective.prior, &self.prior) {
+            (PriorKind::Kl, _) => (kl_to_standard_normal(&mean, &logvar)?, None),
+            (PriorKind::None, _) => (Tensor::zeros((), DType::F32, device)?, None),
+            (PriorKind::Adversarial, Some(discriminator)) => {
+                let Some(samples) = batch.prior_samples else {
+                    candle_core::bail!("the adversarial prior needs prior samples in the batch");
+                };
+                let game = discriminator.game(&z, samples)?;
+                (game.encoder, Some(game.discriminator))
+            }
+            (PriorKind::Adversarial, None) => {
+                candle_core::bail!("model built without its prior discriminator")
+            }
         };
         Ok(DimLosses {
             global,
             local: local_loss,
             prior,
+            prior_critic,
         })
     }
 }

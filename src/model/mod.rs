@@ -10,6 +10,7 @@ mod encoder;
 mod init;
 mod io;
 pub mod objective;
+mod prior;
 
 pub use config::{
     Critic, Embedding, Estimator, ModelConfig, Objective, PriorKind, TrainingRecord, FORMAT_VERSION,
@@ -19,6 +20,7 @@ pub use discriminator::{GlobalDiscriminator, LocalDiscriminator};
 pub use encoder::{Encoder, EncoderOutput};
 pub use init::SeededInit;
 pub use io::{model_files, safetensors_bytes, save_model, write_atomic, Model, ModelSource};
+pub use prior::{PriorDiscriminator, PriorGame, PRIOR_PREFIX};
 
 /// Leaky ReLU with slope 0.2, written as a maximum: candle's own op was twice as slow here.
 pub(crate) fn leaky_relu(x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {

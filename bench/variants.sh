@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The DIM variants at one equal budget: each trained from the same seed on the same
+# CIFAR-10 train images for the same number of steps, then scored on CIFAR-10 test
+# (2,000 leave-one-out queries). Prints a Markdown table for docs/RESULTS.md.
+#
+#   bench/variants.sh [IMAGES] [EPOCHS]     (default 20000 images × 1 epoch)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+images=${1:-20000}
+epochs=${2:-1}
+for split in train test; do
+  if [ ! -d data/cifar10/$split ]; then
+    mkdir -p data && tar -xf ../shared/data/cifar10-$split.tar -C data
+  fi
+done
+cargo build --release -q
+bin=target/release/imgsearch
+out=${VARIANTS_DIR:-data/variants}
+mkdir -p "$out"
+
+# name | flags (the rest are train's defaults: batch 64, lr 1e-3 cosine, D 64, KL prior γ 0.01)
+variants=(
+  "concat critics, JSD, 1 view, no augmentation (the DIM paper)|--critic concat --estimator jsd --views 1 --augment none"
+  "concat critics, DV, 1 view, no augmentation|--critic concat --estimator dv --views 1 --augment none"
+  "dot critics, JSD, 2 views|--estimator jsd"
+  "dot critics, DV, 2 views|--estimator dv"
+  "dot critics, InfoNCE, 2 views (default)|"
+  "default, no prior|--prior none"
+  "default, adversarial prior|--prior adversarial"
+  "default, 1 view, no augmentation|--views 1 --augment none"
+  "default, D = 128|--dim 128"
+)
+
+echo "| variant | images × epochs | P@9 | kNN-200 | train s | train flags |"
+echo "|---|---|---|---|---|---|"
+for row in "${variants[@]}"; do
+  name=${row%%|*}
+  flags=${row#*|}
+  dir="$out/$(echo "$name" | tr -c 'a-zA-Z0-9\n' '-' | tr -s '-')"
+  # shellcheck disable=SC2086
+  train=$($bin --json train data/cifar10/train --limit "$images" --epochs "$epochs" --seed 0 --out "$dir" $flags)
+  score=$($bin --json eval data/cifar10/test --model "$dir" --queries 2000)
+  python3 - "$name" "$images" "$epochs" "$flags" "$train" "$score" <<'PY'
+import json, sys
+name, images, epochs, flags, train, score = sys.argv[1:]
+t, s = json.loads(train), json.loads(score)
+print(f"| {name} | {int(images):,} × {epochs} | {s['precision_at_k']:.4f} | {s['knn_accuracy']:.4f} "
+      f"| {t.get('seconds', 0):.0f} | `{flags or '(defaults)'}` |")
+PY
+done
