@@ -18,9 +18,14 @@ fn training_indexing_and_querying_see_the_same_pixels() {
     let preprocess = Preprocess::default();
     let paths = some_images();
     assert!(paths.len() > 40);
-    // Index, query and training all decode through `data::stream`; check it against a direct
-    // `data::load` of each file, and the training view without augmentation against the
-    // tensor the index and query paths build.
+    // Index and query decode through `data::stream`, training through the pixel cache; check
+    // both against a direct `data::load` of each file, and the training view without
+    // augmentation against the tensor the index and query paths build.
+    let files = data::scan(&[fixtures().join("photos"), fixtures().join("test/cat")])
+        .expect("scan")
+        .files;
+    let loaded = data::load_pixels(&files, &preprocess, None, &mut |_| {}).expect("load");
+    assert_eq!(loaded.pixels.len(), paths.len());
     let mut seen = 0;
     for batch in data::stream(paths.clone(), preprocess.clone(), 7) {
         assert!(batch.failures.is_empty());
@@ -28,9 +33,12 @@ fn training_indexing_and_querying_see_the_same_pixels() {
             let direct = data::load(&paths[item.index], &preprocess).expect("load");
             assert_eq!(direct, item.rgb);
             assert_eq!(item.rgb.len(), 32 * 32 * 3);
+            let cached = loaded.pixels.get(item.index);
+            assert_eq!(cached.exact, item.rgb.as_slice(), "training pixels");
+            assert_eq!(cached.aug.len(), 36 * 36 * 3);
             let mut train_view = Vec::new();
             let mut rng = rand::rng();
-            Augment::none().view_into(&item.rgb, &preprocess, &mut rng, &mut train_view);
+            Augment::none().view_into(cached, &preprocess, &mut rng, &mut train_view);
             let query_tensor = preprocess
                 .to_tensor(
                     std::iter::once(item.rgb.as_slice()),
