@@ -26,8 +26,9 @@
 //! Writes go to a temporary file beside the cache, flushed, then renamed over it.
 
 use super::batches::stream_with;
+use super::decode::decode_for;
 use super::preprocess::square_rgb;
-use super::{decode, Failure, FileInfo, Preprocess};
+use super::{Failure, FileInfo, Preprocess};
 use crate::{Error, Result};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
@@ -44,8 +45,8 @@ const VERSION: u32 = 1;
 const HEADER_LEN: usize = 64;
 /// Names what produces the pixels beyond the sizes: change it whenever `decode` or
 /// `square_rgb` would give different bytes, and old caches are discarded.
-const PIPELINE: &str =
-    "content-sniffed decode, EXIF orientation; box thumbnail to 2x above 4x; triangle fill";
+const PIPELINE: &str = "content-sniffed decode, big JPEGs at DCT scale (short side >= 8x), \
+    EXIF orientation; box thumbnail to 2x above 4x; triangle fill";
 /// Images decoded per batch while filling the cache.
 const DECODE_BATCH: usize = 64;
 
@@ -274,11 +275,11 @@ pub fn load_pixels(
         .collect();
     stats.decoded = todo.len();
     stats.from_cache = files.len() - todo.len();
-    let size = key.size;
     let aug = key.aug_size;
+    let preprocess = preprocess.clone();
     let mut decoded = stream_with(todo, DECODE_BATCH, move |path| {
-        let image = decode(path)?;
-        let mut record = square_rgb(&image, size);
+        let image = decode_for(path, &preprocess)?;
+        let mut record = preprocess.to_rgb(&image);
         record.extend(square_rgb(&image, aug));
         Ok(record)
     })
