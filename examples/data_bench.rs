@@ -58,6 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|p| std::fs::read(p).map_or(0, |b| b.len() as u64))
             .sum();
         let (ok, decode) = time(|| decode_only(&paths, model.preprocess()));
+        let (_, full) = time(|| full_decode_only(&paths, model.preprocess()));
         let opts = IndexOptions {
             roots: vec![dir.clone()],
             index: tmp.join(format!("index-{n}")),
@@ -70,12 +71,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let summary = summary?;
         let embed = embed_only(&model, &paths)?;
         println!(
-            "{}: {} files, {:.1} MB; decode-only {:.0} images/s ({ok} decoded); embed-only {:.0} images/s; \
-             index job {:.0} images/s ({} added, {} skipped, {:.2} s)",
+            "{}: {} files, {:.1} MB; decode-only {:.0} images/s ({ok} decoded; {:.0} with every \
+             JPEG decoded at full size); embed-only {:.0} images/s; index job {:.0} images/s \
+             ({} added, {} skipped, {:.2} s)",
             dir.display(),
             paths.len(),
             bytes as f64 / 1e6,
             paths.len() as f64 / decode,
+            paths.len() as f64 / full,
             embed,
             paths.len() as f64 / index,
             summary.added,
@@ -151,6 +154,14 @@ fn decode_only(paths: &[PathBuf], preprocess: &Preprocess) -> usize {
     paths
         .par_iter()
         .filter(|p| data::load(p, preprocess).is_ok())
+        .count()
+}
+
+/// The same with every image decoded at full size (no reduced-scale JPEG decode).
+fn full_decode_only(paths: &[PathBuf], preprocess: &Preprocess) -> usize {
+    paths
+        .par_iter()
+        .filter(|p| data::decode(p).map(|i| preprocess.to_rgb(&i)).is_ok())
         .count()
 }
 
