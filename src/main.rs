@@ -177,6 +177,13 @@ struct TrainArgs {
     /// Augmented views per image and step (2: code of one view against features of the other).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     views: u8,
+    /// Folder of the pixel cache (decoded images, reused by later runs and --resume)
+    /// [default: --out].
+    #[arg(long, conflicts_with = "no_cache")]
+    cache: Option<PathBuf>,
+    /// Decode into memory only: no pixel cache is read or written.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 #[derive(Args)]
@@ -253,6 +260,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
                 ..Default::default()
             };
+            let cache = (!args.no_cache).then(|| {
+                args.cache
+                    .unwrap_or_else(|| args.out.clone())
+                    .join(imgsearch::data::CACHE_FILE)
+            });
             let opts = TrainOptions {
                 roots: args.dirs,
                 out: args.out,
@@ -269,6 +281,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
                 views: args.views as usize,
                 config,
+                cache,
                 verbosity: flags.verbosity(),
             };
             let report = train::train(&opts, &device)?;

@@ -1,8 +1,9 @@
-//! Training: decode the folder once into preprocessed pixels, then run the DIM objective with
+//! Training: decode the folder once into preprocessed pixels (kept in a memory-mapped pixel
+//! cache, so later runs and `--resume` decode nothing), then run the DIM objective with
 //! Adam for some epochs, writing an atomic checkpoint (weights + optimiser state) and the
 //! exported model at the end of each epoch so that `--resume` continues exactly.
 
-use crate::data::{self, Augment, Failure};
+use crate::data::{self, Augment, Failure, LoadStats, Loaded};
 use crate::model::{
     objective, safetensors_bytes, save_model, write_atomic, Dim, DimBatch, ModelConfig, PriorKind,
     SeededInit, TrainingRecord, PRIOR_PREFIX,
@@ -41,6 +42,8 @@ pub struct TrainOptions {
     pub views: usize,
     /// Architecture and objective; ignored on `--resume`, which keeps the checkpoint's.
     pub config: ModelConfig,
+    /// The pixel cache file ([`data::CACHE_FILE`] in some folder); `None` decodes into memory.
+    pub cache: Option<PathBuf>,
     pub verbosity: Verbosity,
 }
 
@@ -76,6 +79,10 @@ pub struct TrainReport {
     pub steps: usize,
     pub seconds: f64,
     pub images_per_second: f64,
+    /// Decoding (or reading the pixel cache) before the first step.
+    pub load: LoadStats,
+    /// Training images/s of each epoch run, load excluded.
+    pub epoch_images_per_second: Vec<f64>,
     pub last_losses: Losses,
     pub model: PathBuf,
 }
@@ -190,43 +197,36 @@ impl Adam {
     }
 }
 
-/// Decodes every image under the roots once into preprocessed RGB8 pixels.
-fn load_pixels(
-    opts: &TrainOptions,
-    config: &ModelConfig,
-) -> Result<(Vec<u8>, usize, Vec<Failure>)> {
+/// The preprocessed pixels of every image under the roots, through the pixel cache.
+fn load_pixels(opts: &TrainOptions, config: &ModelConfig) -> Result<Loaded> {
     let scan = data::scan(&opts.roots)?;
-    let mut paths: Vec<PathBuf> = scan.files.into_iter().map(|f| f.path).collect();
-    if let Some(limit) = opts.limit.filter(|&l| l < paths.len()) {
+    let mut files = scan.files;
+    if let Some(limit) = opts.limit.filter(|&l| l < files.len()) {
         // Evenly spaced through the sorted paths, so a limit samples every folder.
-        let n = paths.len();
-        paths = (0..limit).map(|i| paths[i * n / limit].clone()).collect();
+        let n = files.len();
+        files = (0..limit).map(|i| files[i * n / limit].clone()).collect();
     }
-    let mut failures: Vec<Failure> = scan
-        .unreadable
-        .into_iter()
-        .map(|(path, reason)| Failure { path, reason })
-        .collect();
-    let bar = opts.verbosity.bar(paths.len() as u64, "decode");
-    let image_bytes = (config.preprocess.size * config.preprocess.size * 3) as usize;
-    let mut pixels = Vec::with_capacity(paths.len() * image_bytes);
-    let mut count = 0;
-    for batch in data::stream(paths, config.preprocess.clone(), 256) {
-        for (_, failure) in &batch.failures {
-            opts.verbosity.warn(
+    let bar = opts.verbosity.bar(files.len() as u64, "decode");
+    let mut loaded = data::load_pixels(
+        &files,
+        &config.preprocess,
+        opts.cache.as_deref(),
+        &mut |event| match event {
+            data::Event::Done(n) => bar.inc(n as u64),
+            data::Event::Skipped(failure) => opts.verbosity.warn(
                 &bar,
                 &format!("skipped {}: {}", failure.path.display(), failure.reason),
-            );
-        }
-        bar.inc((batch.items.len() + batch.failures.len()) as u64);
-        failures.extend(batch.failures.into_iter().map(|(_, f)| f));
-        for item in batch.items {
-            pixels.extend_from_slice(&item.rgb);
-            count += 1;
-        }
-    }
+            ),
+            data::Event::Warning(line) => opts.verbosity.warn(&bar, &line),
+        },
+    )?;
     bar.finish_and_clear();
-    Ok((pixels, count, failures))
+    let unreadable = scan
+        .unreadable
+        .into_iter()
+        .map(|(path, reason)| Failure { path, reason });
+    loaded.failures.splice(0..0, unreadable);
+    Ok(loaded)
 }
 
 /// The prior discriminator plays against the encoder: its variables take their gradients
@@ -268,7 +268,12 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
         ));
     }
 
-    let (pixels, count, failures) = load_pixels(opts, &config)?;
+    let Loaded {
+        pixels,
+        failures,
+        stats: load,
+    } = load_pixels(opts, &config)?;
+    let count = pixels.len();
     if count == 0 {
         return Err(Error::NoImages {
             path: opts.roots.first().cloned().unwrap_or_default(),
@@ -308,7 +313,6 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
         adam.restore_moments(&saved, adam_step)?;
     }
 
-    let image_bytes = (config.preprocess.size * config.preprocess.size * 3) as usize;
     // A resumed run keeps the views and augmentation it started with.
     let (views, augment) = match &config.training {
         Some(record) if epochs_done > 0 => (record.views, record.augment),
@@ -324,7 +328,9 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
     let started = Instant::now();
     let mut last = Losses::default();
     let mut trained_images = 0usize;
+    let mut epoch_images_per_second = Vec::new();
     for epoch in epochs_done..opts.epochs {
+        let epoch_started = Instant::now();
         // One RNG per epoch, derived from the seed: a resumed run draws what the
         // uninterrupted run would have.
         let mut rng = ChaCha8Rng::seed_from_u64(
@@ -337,8 +343,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
             let mut input = Vec::with_capacity(rows * 3 * s * s);
             for _ in 0..views {
                 for &i in chunk {
-                    let rgb = &pixels[i * image_bytes..(i + 1) * image_bytes];
-                    augment.view_into(rgb, &config.preprocess, &mut rng, &mut input);
+                    augment.view_into(pixels.get(i), &config.preprocess, &mut rng, &mut input);
                 }
             }
             let x = Tensor::from_vec(input, (rows, s, s, 3), device)?;
@@ -428,6 +433,8 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
             steps,
             seconds,
         )?;
+        epoch_images_per_second
+            .push((steps_per_epoch * opts.batch) as f64 / epoch_started.elapsed().as_secs_f64());
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
@@ -438,6 +445,8 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
         steps,
         seconds,
         images_per_second: trained_images as f64 / seconds.max(1e-9),
+        load,
+        epoch_images_per_second,
         last_losses: last,
         model: out.clone(),
     })

@@ -554,3 +554,78 @@ fn adversarial_prior_trains_checkpoints_and_resumes() {
     let top = &answer["results"][0];
     assert!((top["score"].as_f64().expect("score") - 1.0).abs() < 1e-4);
 }
+
+#[test]
+fn training_decodes_once_into_the_pixel_cache() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let train = fixtures().join("train/cat");
+    let images = count_files(&train);
+    let cache = tmp.path().join("cache");
+    let model = tmp.path().join("model");
+    let run = |out: &Path, extra: &[&str]| -> Value {
+        let mut args = vec![
+            "train",
+            s(&train),
+            "--out",
+            s(out),
+            "--batch",
+            "8",
+            "--json",
+        ];
+        args.extend(extra);
+        serde_json::from_str(ok(&args).trim()).expect("train --json")
+    };
+    let cache_flag = ["--cache", s(&cache), "--epochs", "1"];
+    let first = run(&model, &cache_flag);
+    assert_eq!(first["load"]["decoded"], images, "{first}");
+    assert_eq!(first["load"]["from_cache"], 0);
+    assert_eq!(
+        first["epoch_images_per_second"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert!(cache.join("pixels.cache").exists());
+    assert!(
+        !model.join("pixels.cache").exists(),
+        "--cache puts it elsewhere"
+    );
+
+    // --resume reads the cache and decodes nothing.
+    let resumed = run(&model, &["--cache", s(&cache), "--epochs", "2", "--resume"]);
+    assert_eq!(resumed["load"]["decoded"], 0, "{resumed}");
+    assert_eq!(resumed["load"]["from_cache"], images);
+    assert_eq!(resumed["images"], images);
+
+    // A truncated cache: one warning on stderr, then rebuilt.
+    let file = cache.join("pixels.cache");
+    let bytes = std::fs::read(&file).expect("read");
+    std::fs::write(&file, &bytes[..bytes.len() - 100]).expect("truncate");
+    let other = tmp.path().join("other");
+    let out = imgsearch(&[
+        "train",
+        s(&train),
+        "--out",
+        s(&other),
+        "--cache",
+        s(&cache),
+        "--epochs",
+        "1",
+        "--batch",
+        "8",
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("pixels.cache") && warnings[0].contains("truncated"));
+    assert_eq!(run(&other, &cache_flag)["load"]["decoded"], 0);
+
+    // The default place is beside the model; --no-cache writes none.
+    let beside = tmp.path().join("beside");
+    assert_eq!(run(&beside, &["--epochs", "1"])["load"]["decoded"], images);
+    assert!(beside.join("pixels.cache").exists());
+    let none = tmp.path().join("none");
+    let report = run(&none, &["--epochs", "1", "--no-cache"]);
+    assert_eq!(report["load"]["decoded"], images);
+    assert!(report["load"]["cache"].is_null());
+    assert!(!none.join("pixels.cache").exists());
+}

@@ -18,9 +18,14 @@ fn training_indexing_and_querying_see_the_same_pixels() {
     let preprocess = Preprocess::default();
     let paths = some_images();
     assert!(paths.len() > 40);
-    // Index, query and training all decode through `data::stream`; check it against a direct
-    // `data::load` of each file, and the training view without augmentation against the
-    // tensor the index and query paths build.
+    // Index and query decode through `data::stream`, training through the pixel cache; check
+    // both against a direct `data::load` of each file, and the training view without
+    // augmentation against the tensor the index and query paths build.
+    let files = data::scan(&[fixtures().join("photos"), fixtures().join("test/cat")])
+        .expect("scan")
+        .files;
+    let loaded = data::load_pixels(&files, &preprocess, None, &mut |_| {}).expect("load");
+    assert_eq!(loaded.pixels.len(), paths.len());
     let mut seen = 0;
     for batch in data::stream(paths.clone(), preprocess.clone(), 7) {
         assert!(batch.failures.is_empty());
@@ -28,9 +33,12 @@ fn training_indexing_and_querying_see_the_same_pixels() {
             let direct = data::load(&paths[item.index], &preprocess).expect("load");
             assert_eq!(direct, item.rgb);
             assert_eq!(item.rgb.len(), 32 * 32 * 3);
+            let cached = loaded.pixels.get(item.index);
+            assert_eq!(cached.exact, item.rgb.as_slice(), "training pixels");
+            assert_eq!(cached.aug.len(), 36 * 36 * 3);
             let mut train_view = Vec::new();
             let mut rng = rand::rng();
-            Augment::none().view_into(&item.rgb, &preprocess, &mut rng, &mut train_view);
+            Augment::none().view_into(cached, &preprocess, &mut rng, &mut train_view);
             let query_tensor = preprocess
                 .to_tensor(
                     std::iter::once(item.rgb.as_slice()),
@@ -129,4 +137,76 @@ fn scan_is_recursive_sorted_and_skips_hidden_files() {
         [PathBuf::from("a/b/z.jpg"), PathBuf::from("a/y.jpg")]
     );
     assert!(data::scan(&[tmp.path().join("missing")]).is_err());
+}
+
+/// A big JPEG made from a real photo (upscaled to 1280×960), with an EXIF orientation tag.
+fn big_jpeg(dir: &Path, orientation: u16) -> PathBuf {
+    use image::ImageEncoder;
+    let photo = data::decode(
+        &fixtures()
+            .join("photos/signdigits-4")
+            .read_dir()
+            .expect("dir")
+            .next()
+            .expect("file")
+            .expect("entry")
+            .path(),
+    )
+    .expect("decode");
+    let big = photo
+        .resize_exact(1280, 960, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    // A big-endian TIFF header and one IFD entry: Orientation (0x0112), SHORT, 1 value.
+    let mut exif = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+    exif.extend_from_slice(&orientation.to_be_bytes());
+    exif.extend_from_slice(&[0; 6]);
+    let path = dir.join(format!("big-{orientation}.jpg"));
+    let mut bytes = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90);
+    encoder.set_exif_metadata(exif).expect("exif");
+    encoder
+        .write_image(big.as_raw(), 1280, 960, image::ExtendedColorType::Rgb8)
+        .expect("encode");
+    std::fs::write(&path, bytes).expect("write");
+    path
+}
+
+#[test]
+fn big_jpegs_decode_at_reduced_scale_to_nearly_the_same_pixels() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let preprocess = Preprocess::default();
+    let mean_diff = |a: &[u8], b: &[u8]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (*x as f64 - *y as f64).abs())
+            .sum::<f64>()
+            / a.len() as f64
+    };
+    let mut loaded = Vec::new();
+    for orientation in [1, 6, 3] {
+        let path = big_jpeg(tmp.path(), orientation);
+        let full = data::decode(&path).expect("full decode");
+        let expected_w = if orientation == 6 { 960 } else { 1280 };
+        assert_eq!(
+            full.width(),
+            expected_w,
+            "the full decoder applies orientation {orientation}"
+        );
+        let reference = preprocess.to_rgb(&full);
+        let reduced = data::load(&path, &preprocess).expect("load");
+        assert_eq!(reduced.len(), reference.len());
+        assert_ne!(
+            reduced, reference,
+            "not the full decoder's pixels: a reduced decode"
+        );
+        let diff = mean_diff(&reduced, &reference);
+        assert!(
+            diff < 2.0,
+            "orientation {orientation}: mean difference {diff}"
+        );
+        loaded.push(reduced);
+    }
+    // Rotated and upside-down views really differ from the upright one.
+    assert!(mean_diff(&loaded[0], &loaded[1]) > 10.0);
+    assert!(mean_diff(&loaded[0], &loaded[2]) > 10.0);
 }

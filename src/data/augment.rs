@@ -1,7 +1,10 @@
 //! Training-time views of a preprocessed image: random resized crop, horizontal flip and colour
 //! jitter, sampled from the caller's seeded RNG so that runs are reproducible.
+//!
+//! Without augmentation a view is the model-size pixels themselves; with it, crops are read
+//! from the cache's finer augmentation source (see [`super::Pixels`]).
 
-use super::Preprocess;
+use super::{Pixels, Preprocess};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -40,20 +43,23 @@ impl Augment {
         *self == Augment::none()
     }
 
-    /// Appends one normalised HWC view of `rgb` (HWC, `size × size`) to `out`.
+    /// Appends one normalised HWC view (`size × size`) of `image` to `out`.
     pub fn view_into(
         &self,
-        rgb: &[u8],
+        image: Pixels<'_>,
         preprocess: &Preprocess,
         rng: &mut impl Rng,
         out: &mut Vec<f32>,
     ) {
         if self.is_none() {
-            preprocess.normalise_into(rgb, out);
+            preprocess.normalise_into(image.exact, out);
             return;
         }
         let s = preprocess.size as usize;
         let sf = s as f32;
+        // The crop box is drawn in model-size units, then read from the finer source.
+        let (rgb, a) = (image.aug, image.aug_size);
+        let (af, k) = (a as f32, a as f32 / sf);
         // Crop box in source pixels.
         let (mut cw, mut ch) = (sf, sf);
         if self.min_crop < 1.0 {
@@ -82,17 +88,17 @@ impl Augment {
         let mut pixels = vec![[0f32; 3]; s * s];
         let mut mean_luma = 0.0;
         for oy in 0..s {
-            let sy = (y0 + (oy as f32 + 0.5) * ch / sf - 0.5).clamp(0.0, sf - 1.0);
+            let sy = ((y0 + (oy as f32 + 0.5) * ch / sf) * k - 0.5).clamp(0.0, af - 1.0);
             let (y_lo, ty) = (sy.floor() as usize, sy.fract());
-            let y_hi = (y_lo + 1).min(s - 1);
+            let y_hi = (y_lo + 1).min(a - 1);
             for ox in 0..s {
                 let ox_src = if flip { s - 1 - ox } else { ox };
-                let sx = (x0 + (ox_src as f32 + 0.5) * cw / sf - 0.5).clamp(0.0, sf - 1.0);
+                let sx = ((x0 + (ox_src as f32 + 0.5) * cw / sf) * k - 0.5).clamp(0.0, af - 1.0);
                 let (x_lo, tx) = (sx.floor() as usize, sx.fract());
-                let x_hi = (x_lo + 1).min(s - 1);
+                let x_hi = (x_lo + 1).min(a - 1);
                 let mut px = [0f32; 3];
                 for (c, value) in px.iter_mut().enumerate() {
-                    let at = |y: usize, x: usize| rgb[(y * s + x) * 3 + c] as f32 / 255.0;
+                    let at = |y: usize, x: usize| rgb[(y * a + x) * 3 + c] as f32 / 255.0;
                     let top = at(y_lo, x_lo) * (1.0 - tx) + at(y_lo, x_hi) * tx;
                     let bottom = at(y_hi, x_lo) * (1.0 - tx) + at(y_hi, x_hi) * tx;
                     *value = (top * (1.0 - ty) + bottom * ty) * brightness;

@@ -3,7 +3,7 @@
 
 use super::{load, Preprocess};
 use rayon::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, IntoIter, Receiver};
 use std::thread::JoinHandle;
 
@@ -42,14 +42,19 @@ impl Iterator for Batches {
 
 /// Decodes `paths` in chunks of `batch_size`.
 pub fn stream(paths: Vec<PathBuf>, preprocess: Preprocess, batch_size: usize) -> Batches {
+    stream_with(paths, batch_size, move |path| load(path, &preprocess))
+}
+
+/// Like [`stream`], with `load` turning each file into its bytes.
+pub(crate) fn stream_with<F>(paths: Vec<PathBuf>, batch_size: usize, load: F) -> Batches
+where
+    F: Fn(&Path) -> crate::Result<Vec<u8>> + Send + Sync + 'static,
+{
     let batch_size = batch_size.max(1);
     let (sender, receiver) = sync_channel::<Batch>(1);
     let producer = std::thread::spawn(move || {
         for (chunk_no, chunk) in paths.chunks(batch_size).enumerate() {
-            let results: Vec<_> = chunk
-                .par_iter()
-                .map(|path| load(path, &preprocess))
-                .collect();
+            let results: Vec<_> = chunk.par_iter().map(|path| load(path)).collect();
             let mut batch = Batch {
                 items: Vec::with_capacity(chunk.len()),
                 failures: Vec::new(),

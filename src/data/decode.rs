@@ -11,18 +11,41 @@ const MAX_SIDE: u32 = 20_000;
 /// Largest buffer a decoder may allocate.
 const MAX_ALLOC: u64 = 512 << 20;
 
-/// Decodes an image file of any supported format.
+/// Decodes an image file of any supported format, at full size.
 pub fn decode(path: &Path) -> Result<DynamicImage> {
+    decode_scaled(path, None)
+}
+
+/// Decodes a file for a model input of `preprocess.size`: like [`decode`], except that a
+/// JPEG at least 16 × `size` on its shorter side is decoded at 1/2, 1/4 or 1/8 scale straight
+/// from its DCT blocks, keeping that side at least 8 × `size` (256 pixels for 32). The resize
+/// to the model size then starts from a box-filtered thumbnail as it would from the full
+/// image; a 12-megapixel photo decodes several times faster. Every command loads through
+/// here, so training, indexing and querying still see identical pixels.
+pub(crate) fn decode_for(path: &Path, preprocess: &Preprocess) -> Result<DynamicImage> {
+    decode_scaled(path, Some(8 * preprocess.size))
+}
+
+fn decode_scaled(path: &Path, min_short: Option<u32>) -> Result<DynamicImage> {
     let fail = |reason: String| Error::Image {
         path: path.to_path_buf(),
         reason,
     };
     let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-    if file.metadata().is_ok_and(|m| m.len() == 0) {
+    let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
+    if len == 0 {
         return Err(fail("empty file".into()));
     }
+    if len > MAX_ALLOC {
+        return Err(fail(format!("file of {len} bytes is too large")));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    std::io::Read::read_to_end(&mut { file }, &mut bytes).map_err(|e| fail(e.to_string()))?;
+    if let Some(image) = min_short.and_then(|min| reduced_jpeg(&bytes, min)) {
+        return Ok(image);
+    }
     // No format from the file name: only the content decides.
-    let reader = ImageReader::new(std::io::BufReader::new(file))
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| fail(e.to_string()))?;
     if reader.format().is_none() {
@@ -43,7 +66,50 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
     Ok(image)
 }
 
+/// A big baseline or progressive RGB or greyscale JPEG decoded at the smallest DCT scale
+/// whose shorter side is still at least `min_short`, EXIF orientation applied. `None` for
+/// anything else (other formats, small or odd JPEGs, errors): the full decoder then handles
+/// it and reports any error in its own words.
+fn reduced_jpeg(bytes: &[u8], min_short: u32) -> Option<DynamicImage> {
+    if !bytes.starts_with(&[0xFF, 0xD8, 0xFF]) || min_short == 0 {
+        return None;
+    }
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    decoder.read_info().ok()?;
+    let info = decoder.info()?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    let short = w.min(h);
+    if w.max(h) > MAX_SIDE || short < 2 * min_short {
+        return None;
+    }
+    // The decoder picks the smallest scale that gives at least the requested size.
+    let want = |side: u32| u16::try_from((side * min_short).div_ceil(short)).ok();
+    let (sw, sh) = decoder.scale(want(w)?, want(h)?).ok()?;
+    if u32::from(sw.min(sh)) < min_short {
+        return None;
+    }
+    decoder.set_max_decoding_buffer_size(usize::try_from(MAX_ALLOC).ok()?);
+    let pixels = decoder.decode().ok()?;
+    let (sw, sh) = (u32::from(sw), u32::from(sh));
+    let mut image = match decoder.info()?.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => {
+            DynamicImage::ImageRgb8(image::RgbImage::from_raw(sw, sh, pixels)?)
+        }
+        jpeg_decoder::PixelFormat::L8 => {
+            DynamicImage::ImageLuma8(image::GrayImage::from_raw(sw, sh, pixels)?)
+        }
+        _ => return None,
+    };
+    if let Some(orientation) = decoder
+        .exif_data()
+        .and_then(image::metadata::Orientation::from_exif_chunk)
+    {
+        image.apply_orientation(orientation);
+    }
+    Some(image)
+}
+
 /// Decodes and preprocesses a file into the model's input pixels (RGB8, `size × size`, HWC).
 pub fn load(path: &Path, preprocess: &Preprocess) -> Result<Vec<u8>> {
-    Ok(preprocess.to_rgb(&decode(path)?))
+    Ok(preprocess.to_rgb(&decode_for(path, preprocess)?))
 }

@@ -4,12 +4,14 @@
 
 mod augment;
 mod batches;
+mod cache;
 mod decode;
 mod preprocess;
 mod scan;
 
 pub use augment::Augment;
 pub use batches::{stream, Batch, Decoded, Failure};
+pub use cache::{aug_size, load_pixels, Event, LoadStats, Loaded, PixelSet, Pixels, CACHE_FILE};
 pub use decode::{decode, load};
 pub use preprocess::Preprocess;
 pub use scan::{scan, FileInfo, Scan};

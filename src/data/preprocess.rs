@@ -27,23 +27,7 @@ impl Default for Preprocess {
 impl Preprocess {
     /// RGB8 pixels, `size × size × 3`, row-major (HWC). Greyscale, alpha and 16-bit become RGB8.
     pub fn to_rgb(&self, image: &DynamicImage) -> Vec<u8> {
-        let size = self.size;
-        let (w, h) = (image.width().max(1), image.height().max(1));
-        let short = w.min(h);
-        // A box-filtered thumbnail first keeps big photos cheap; the final triangle filter then
-        // works from at most twice the target size.
-        let image = if short > 4 * size {
-            let scale = (2 * size) as f64 / short as f64;
-            let tw = ((w as f64 * scale).round() as u32).max(size);
-            let th = ((h as f64 * scale).round() as u32).max(size);
-            image.thumbnail_exact(tw, th)
-        } else {
-            image.clone()
-        };
-        image
-            .resize_to_fill(size, size, FilterType::Triangle)
-            .to_rgb8()
-            .into_raw()
+        square_rgb(image, self.size)
     }
 
     /// Normalises HWC RGB8 pixels into HWC floats, appending to `out`.
@@ -70,4 +54,24 @@ impl Preprocess {
         }
         Tensor::from_vec(data, (n, s, s, 3), device)
     }
+}
+
+/// The centre square of `image`, its shorter side resized to `size`: RGB8, `size × size × 3`, HWC.
+pub(crate) fn square_rgb(image: &DynamicImage, size: u32) -> Vec<u8> {
+    let (w, h) = (image.width().max(1), image.height().max(1));
+    let short = w.min(h);
+    // A box-filtered thumbnail first keeps big photos cheap; the final triangle filter then
+    // works from at most twice the target size.
+    let image = if short > 4 * size {
+        let scale = (2 * size) as f64 / short as f64;
+        let tw = ((w as f64 * scale).round() as u32).max(size);
+        let th = ((h as f64 * scale).round() as u32).max(size);
+        image.thumbnail_exact(tw, th)
+    } else {
+        image.clone()
+    };
+    image
+        .resize_to_fill(size, size, FilterType::Triangle)
+        .to_rgb8()
+        .into_raw()
 }
