@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release --example index_bench -- --n 100000 --dim 64 --queries 500 \
 //!     [--clustered 100 | --from-index DIR] [--recall 0.99] [--peers bench/.venv-peers/bin/python] \
-//!     [--keep DIR] [--meta-from DIR] [--graph-min N]
+//!     [--keep DIR [--reuse]] [--meta-from DIR] [--graph-min N]
 //! ```
 //!
 //! Vectors: uniform on the sphere (default), around `--clustered C` random centres, or the live
@@ -56,6 +56,7 @@ struct Args {
     only: String,
     keep: Option<PathBuf>,
     graph_min: Option<usize>,
+    reuse: bool,
     /// Internal: the cold-query child (`--cold-child DIR QUERIES_NPY EF`).
     cold_child: Option<(PathBuf, PathBuf, usize)>,
 }
@@ -83,6 +84,7 @@ fn parse_args() -> Result<Args> {
             "--peers" => a.peers = Some(text()?),
             "--only" => a.only = text()?,
             "--keep" => a.keep = Some(text()?.into()),
+            "--reuse" => a.reuse = true,
             "--graph-min" => a.graph_min = Some(text()?.parse().context("--graph-min")?),
             "--cold-child" => {
                 let dir = text()?.into();
@@ -299,6 +301,38 @@ fn search_rows(idx: &Index, q: &[f32], opts: &SearchOptions) -> Result<Vec<usize
         .collect())
 }
 
+/// Index `base` into `dir` (rows named by [`row_path`]) and print what was built.
+fn build(args: &Args, dir: &Path, meta: IndexMeta, base: &[Vec<f32>]) -> Result<()> {
+    let t = Instant::now();
+    let mut w = IndexWriter::open(dir, meta)?;
+    if let Some(g) = args.graph_min {
+        w.set_graph_threshold(g);
+    }
+    let graph_min = w.graph_threshold();
+    for (i, v) in base.iter().enumerate() {
+        let entry = Entry {
+            path: row_path(i),
+            size: i as u64,
+            mtime_ns: i as i64,
+        };
+        w.add(entry, v)?;
+    }
+    let stats = w.finish()?;
+    let build_s = t.elapsed().as_secs_f64();
+    println!(
+        "ours: build {build_s:.2} s ({} entries, {} segment(s), {}), {:.1} MB on disk",
+        stats.total,
+        stats.segments,
+        if stats.total >= graph_min {
+            "HNSW graph"
+        } else {
+            "no graph: exact scan below the graph threshold"
+        },
+        dir_size(dir) as f64 / 1e6
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = parse_args()?;
     if let Some((dir, queries, ef)) = &args.cold_child {
@@ -329,32 +363,12 @@ fn main() -> Result<()> {
         },
     };
     let t = Instant::now();
-    let mut w = IndexWriter::open(&dir, meta)?;
-    if let Some(g) = args.graph_min {
-        w.set_graph_threshold(g);
+    if args.reuse && dir.join("manifest.json").exists() {
+        println!("ours: reusing the index in {} (no build)", dir.display());
+    } else {
+        build(&args, &dir, meta, &base)?;
     }
-    let graph_min = w.graph_threshold();
-    for (i, v) in base.iter().enumerate() {
-        let entry = Entry {
-            path: row_path(i),
-            size: i as u64,
-            mtime_ns: i as i64,
-        };
-        w.add(entry, v)?;
-    }
-    let stats = w.finish()?;
     let build_s = t.elapsed().as_secs_f64();
-    println!(
-        "ours: build {build_s:.2} s ({} entries, {} segment(s), {}), {:.1} MB on disk",
-        stats.total,
-        stats.segments,
-        if stats.total >= graph_min {
-            "HNSW graph"
-        } else {
-            "no graph: exact scan below the graph threshold"
-        },
-        dir_size(&dir) as f64 / 1e6
-    );
 
     let mut opens = Vec::new();
     for _ in 0..5 {

@@ -358,25 +358,27 @@ impl GraphFile {
         }
 
         let ef = ef.max(k);
-        VISITED.with_borrow_mut(|visited| {
-            visited.start(self.count);
-            self.beam(vectors, query, k, ef, deleted, visited, (cur, cur_d))
-        })
+        VISITED
+            .with_borrow_mut(|visited| {
+                visited.start(self.count);
+                self.beam(&dist, ef, deleted, visited, Near { d: cur_d, id: cur })
+            })
+            .map(|mut out| {
+                out.truncate(k);
+                out
+            })
     }
 
-    /// Layer-0 beam search of width `ef` from `start` (node, distance).
-    #[allow(clippy::too_many_arguments)]
+    /// Layer-0 beam search of width `ef` from `start`; the best `ef` live rows, best first.
     fn beam(
         &self,
-        vectors: &VectorFile,
-        query: &[f32],
-        k: usize,
+        dist: &impl Fn(u32) -> f32,
         ef: usize,
         deleted: &Tombstones,
         visited: &mut Visited,
-        (cur, cur_d): (u32, f32),
+        start: Near,
     ) -> Result<Vec<Scored>, IndexError> {
-        let dist = |id: u32| 1.0 - dot(query, vectors.row(id as usize));
+        let (cur, cur_d) = (start.id, start.d);
         let mut candidates: BinaryHeap<Reverse<Near>> = BinaryHeap::with_capacity(ef * 2);
         let mut results: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
         visited.insert(cur);
@@ -414,7 +416,6 @@ impl GraphFile {
             })
             .collect();
         out.sort_unstable_by(|a, b| b.cmp(a));
-        out.truncate(k);
         Ok(out)
     }
 }
