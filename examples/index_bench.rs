@@ -234,15 +234,17 @@ fn read_first_row(path: &Path, dim: usize) -> Result<Vec<f32>> {
 
 /// From /proc/self/status: (VmRSS, VmHWM) in MB.
 fn rss_mb() -> (f64, f64) {
+    (status_mb("VmRSS:"), status_mb("VmHWM:"))
+}
+
+/// A field of /proc/self/status in MB (NaN where there is none).
+fn status_mb(name: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// The child process of the cold-query measurement: open the index and answer one query.
@@ -252,6 +254,7 @@ fn cold_child(dir: &Path, queries: &Path, ef: usize) -> Result<()> {
     let idx = Index::open(dir)?;
     let q = read_first_row(queries, idx.meta().dim)?;
     let opened = t.elapsed().as_secs_f64() * 1e3;
+    let (rss_open, _) = rss_mb();
     idx.search(
         &q,
         &SearchOptions {
@@ -262,10 +265,12 @@ fn cold_child(dir: &Path, queries: &Path, ef: usize) -> Result<()> {
     )?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
     let (rss, hwm) = rss_mb();
+    let (anon, file) = (status_mb("RssAnon:"), status_mb("RssFile:"));
     println!(
         "{}",
-        serde_json::json!({"open_ms": opened, "cold_ms": ms, "rss_before_mb": rss_before,
-                           "rss_mb": rss, "cold_rss_mb": hwm})
+        serde_json::json!({"open_ms": opened, "cold_ms": ms, "rss_before_mb": rss_before, "rss_open_mb": rss_open,
+                           "rss_mb": rss, "cold_rss_mb": hwm,
+                           "anon_mb": anon, "file_mb": file})
     );
     Ok(())
 }
@@ -469,11 +474,15 @@ fn main() -> Result<()> {
     let num = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN);
     println!(
         "ours: cold process: open {:.2} ms, open + first query {:.2} ms, RSS {:.1} MB before open, \
-         {:.1} MB after, peak {:.1} MB",
+         {:.1} MB after open, {:.1} MB after the query (private {:.1} MB, mapped index and binary \
+         files {:.1} MB), peak {:.1} MB",
         num(&cold, "open_ms"),
         num(&cold, "cold_ms"),
         num(&cold, "rss_before_mb"),
+        num(&cold, "rss_open_mb"),
         num(&cold, "rss_mb"),
+        num(&cold, "anon_mb"),
+        num(&cold, "file_mb"),
         num(&cold, "cold_rss_mb")
     );
     let mut rows = vec![Measured {
