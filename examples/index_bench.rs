@@ -1,49 +1,96 @@
-//! Benchmark of the index engine on synthetic vectors: build time, open time, single-thread
-//! QPS and recall@10 against the exact scan at several `ef`, and exact-scan QPS.
+//! Benchmark of the index engine, alone or side by side with its peers (hnswlib, faiss-cpu
+//! `IndexHNSWFlat`, usearch) on the same vectors at the same recall target.
 //!
 //! ```text
-//! cargo run --release --example index_bench -- --n 100000 --dim 64 --queries 200 [--clustered 100]
+//! cargo run --release --example index_bench -- --n 100000 --dim 64 --queries 500 \
+//!     [--clustered 100 | --from-index DIR] [--recall 0.99] [--peers bench/.venv-peers/bin/python] \
+//!     [--keep DIR [--reuse]] [--meta-from DIR] [--graph-min N]
 //! ```
 //!
-//! `--clustered C` draws vectors around C random centres instead of uniformly on the sphere.
+//! Vectors: uniform on the sphere (default), around `--clustered C` random centres, or the live
+//! vectors of an existing index (`--from-index DIR`, real embeddings; shuffled with a fixed
+//! seed, the first `--queries` held out as queries, the next `--n` indexed).
+//!
+//! Measures for ours: build time (add + commit + graph), open time, exact-scan QPS, then the
+//! smallest `ef` of a fixed ladder whose recall@10 against the exact scan reaches `--recall`, and
+//! at that `ef` single-thread and parallel QPS; cold query: a new process opens the index and
+//! answers one query (time of open + query, and its peak RSS). With `--peers PYTHON` the same
+//! vectors and the exact top-10 are written as .npy files and `bench/peers.py` measures the peers
+//! the same way; a table with ratios follows. `--keep DIR` keeps our index there; `--meta-from
+//! DIR` stamps it with that index's model identity so `imgsearch query` can use it. `--graph-min N`
+//! overrides the graph threshold (default 20,000: smaller indexes are scanned exactly).
 //! Prints numbers; asserts nothing.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use imgsearch::index::{Entry, Index, IndexMeta, IndexWriter, SearchOptions};
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
+const K: usize = 10;
+/// The `ef` values tried, in order, for ours and the peers alike.
+const EF_LADDER: [usize; 14] = [
+    10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024,
+];
+/// Graph parameters of the engine (`src/index/graph.rs`), passed to the peers.
+const M: usize = 16;
+const EF_CONSTRUCTION: usize = 200;
+
+#[derive(Default)]
 struct Args {
     n: usize,
     dim: usize,
     queries: usize,
     clustered: Option<usize>,
+    from_index: Option<PathBuf>,
+    meta_from: Option<PathBuf>,
+    recall: f64,
+    peers: Option<String>,
+    only: String,
+    keep: Option<PathBuf>,
+    graph_min: Option<usize>,
+    reuse: bool,
+    /// Internal: the cold-query child (`--cold-child DIR QUERIES_NPY EF`).
+    cold_child: Option<(PathBuf, PathBuf, usize)>,
 }
 
 fn parse_args() -> Result<Args> {
     let mut a = Args {
         n: 100_000,
         dim: 64,
-        queries: 200,
-        clustered: None,
+        queries: 500,
+        recall: 0.99,
+        only: "hnswlib,faiss,usearch".into(),
+        ..Args::default()
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || -> Result<usize> {
-            it.next()
-                .with_context(|| format!("{flag} needs a value"))?
-                .parse()
-                .with_context(|| format!("{flag} needs a number"))
-        };
+        let mut text = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--n" => a.n = value()?,
-            "--dim" => a.dim = value()?,
-            "--queries" => a.queries = value()?,
-            "--clustered" => a.clustered = Some(value()?),
+            "--n" => a.n = text()?.parse().context("--n")?,
+            "--dim" => a.dim = text()?.parse().context("--dim")?,
+            "--queries" => a.queries = text()?.parse().context("--queries")?,
+            "--clustered" => a.clustered = Some(text()?.parse().context("--clustered")?),
+            "--recall" => a.recall = text()?.parse().context("--recall")?,
+            "--from-index" => a.from_index = Some(text()?.into()),
+            "--meta-from" => a.meta_from = Some(text()?.into()),
+            "--peers" => a.peers = Some(text()?),
+            "--only" => a.only = text()?,
+            "--keep" => a.keep = Some(text()?.into()),
+            "--reuse" => a.reuse = true,
+            "--graph-min" => a.graph_min = Some(text()?.parse().context("--graph-min")?),
+            "--cold-child" => {
+                let dir = text()?.into();
+                let queries = text()?.into();
+                a.cold_child = Some((dir, queries, text()?.parse().context("ef")?));
+            }
             other => bail!("unknown argument {other}"),
         }
     }
@@ -66,7 +113,7 @@ fn gaussian(rng: &mut ChaCha8Rng) -> f32 {
     (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
 }
 
-fn vectors(rng: &mut ChaCha8Rng, n: usize, dim: usize, centres: &[Vec<f32>]) -> Vec<Vec<f32>> {
+fn synthetic(rng: &mut ChaCha8Rng, n: usize, dim: usize, centres: &[Vec<f32>]) -> Vec<Vec<f32>> {
     (0..n)
         .map(|_| {
             let noise: Vec<f32> = (0..dim).map(|_| gaussian(rng)).collect();
@@ -81,7 +128,43 @@ fn vectors(rng: &mut ChaCha8Rng, n: usize, dim: usize, centres: &[Vec<f32>]) -> 
         .collect()
 }
 
-fn dir_size(dir: &std::path::Path) -> u64 {
+/// Vectors to index, held-out queries, and a description.
+type Vectors = (Vec<Vec<f32>>, Vec<Vec<f32>>, String);
+
+fn load_vectors(args: &Args) -> Result<Vectors> {
+    let mut rng = ChaCha8Rng::seed_from_u64(42);
+    if let Some(dir) = &args.from_index {
+        let idx = Index::open(dir)?;
+        let mut all: Vec<Vec<f32>> = idx.vectors().map(<[f32]>::to_vec).collect();
+        if all.len() <= args.queries {
+            bail!("{} holds {} vectors, too few", dir.display(), all.len());
+        }
+        all.shuffle(&mut rng);
+        let queries: Vec<Vec<f32>> = all.drain(..args.queries).collect();
+        all.truncate(args.n);
+        let what = format!(
+            "real embeddings of {} ({})",
+            dir.display(),
+            idx.meta().model_name
+        );
+        return Ok((all, queries, what));
+    }
+    let centres: Vec<Vec<f32>> = match args.clustered {
+        Some(c) => (0..c)
+            .map(|_| normalize((0..args.dim).map(|_| gaussian(&mut rng)).collect()))
+            .collect(),
+        None => Vec::new(),
+    };
+    let base = synthetic(&mut rng, args.n, args.dim, &centres);
+    let queries = synthetic(&mut rng, args.queries, args.dim, &centres);
+    let what = match args.clustered {
+        Some(c) => format!("clustered ({c} centres) random"),
+        None => "uniform random".into(),
+    };
+    Ok((base, queries, what))
+}
+
+fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|it| {
             it.flatten()
@@ -92,143 +175,411 @@ fn dir_size(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn main() -> Result<()> {
-    let args = parse_args()?;
-    let mut rng = ChaCha8Rng::seed_from_u64(42);
-    let centres: Vec<Vec<f32>> = match args.clustered {
-        Some(c) => (0..c)
-            .map(|_| normalize((0..args.dim).map(|_| gaussian(&mut rng)).collect()))
-            .collect(),
-        None => Vec::new(),
-    };
-    let data = vectors(&mut rng, args.n, args.dim, &centres);
-    let queries = vectors(&mut rng, args.queries, args.dim, &centres);
-    println!(
-        "data: {} × {}-d {} vectors, {} queries, {} threads",
-        args.n,
-        args.dim,
-        if centres.is_empty() {
-            "uniform".to_string()
-        } else {
-            format!("clustered ({} centres)", centres.len())
-        },
-        args.queries,
-        rayon::current_num_threads()
+fn row_path(i: usize) -> PathBuf {
+    PathBuf::from(format!("/bench/img-{i:08}.jpg"))
+}
+
+fn row_of(path: &Path) -> Option<usize> {
+    path.to_str()?
+        .strip_prefix("/bench/img-")?
+        .strip_suffix(".jpg")?
+        .parse()
+        .ok()
+}
+
+/// Write a little-endian `.npy` (format 1.0) of `shape` with element type `descr`.
+fn write_npy(path: &Path, descr: &str, shape: (usize, usize), data: &[u8]) -> Result<()> {
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({}, {}), }}",
+        shape.0, shape.1
     );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    f.write_all(b"\x93NUMPY\x01\x00")?;
+    f.write_all(&u16::try_from(header.len())?.to_le_bytes())?;
+    f.write_all(header.as_bytes())?;
+    f.write_all(data)?;
+    f.flush()?;
+    Ok(())
+}
 
-    let tmp = tempfile::tempdir()?;
-    let dir: PathBuf = tmp.path().join("index");
-    let meta = IndexMeta {
-        model_id: "bench".into(),
-        model_name: "bench".into(),
-        dim: args.dim,
-        preprocess: serde_json::json!({}),
-    };
+fn write_f32_npy(path: &Path, rows: &[Vec<f32>]) -> Result<()> {
+    let dim = rows.first().map_or(0, Vec::len);
+    let bytes: Vec<u8> = rows
+        .iter()
+        .flatten()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    write_npy(path, "<f4", (rows.len(), dim), &bytes)
+}
 
+/// The first row of a float32 `.npy` written by [`write_f32_npy`].
+fn read_first_row(path: &Path, dim: usize) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path)?;
+    let hlen = bytes
+        .get(8..10)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+        .context("short .npy")?;
+    let row = bytes
+        .get(10 + hlen..10 + hlen + 4 * dim)
+        .context("short .npy")?;
+    Ok(row
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// From /proc/self/status: (VmRSS, VmHWM) in MB.
+fn rss_mb() -> (f64, f64) {
+    (status_mb("VmRSS:"), status_mb("VmHWM:"))
+}
+
+/// A field of /proc/self/status in MB (NaN where there is none).
+fn status_mb(name: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The child process of the cold-query measurement: open the index and answer one query.
+fn cold_child(dir: &Path, queries: &Path, ef: usize) -> Result<()> {
+    let (rss_before, _) = rss_mb();
     let t = Instant::now();
-    let mut w = IndexWriter::open(&dir, meta)?;
-    for (i, v) in data.iter().enumerate() {
+    let idx = Index::open(dir)?;
+    let q = read_first_row(queries, idx.meta().dim)?;
+    let opened = t.elapsed().as_secs_f64() * 1e3;
+    let (rss_open, _) = rss_mb();
+    idx.search(
+        &q,
+        &SearchOptions {
+            k: K,
+            ef,
+            exact: false,
+        },
+    )?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let (rss, hwm) = rss_mb();
+    let (anon, file) = (status_mb("RssAnon:"), status_mb("RssFile:"));
+    println!(
+        "{}",
+        serde_json::json!({"open_ms": opened, "cold_ms": ms, "rss_before_mb": rss_before, "rss_open_mb": rss_open,
+                           "rss_mb": rss, "cold_rss_mb": hwm,
+                           "anon_mb": anon, "file_mb": file})
+    );
+    Ok(())
+}
+
+struct Measured {
+    name: String,
+    build_s: f64,
+    ef: usize,
+    recall: f64,
+    qps1: f64,
+    qpsn: f64,
+    cold_ms: f64,
+    cold_rss_mb: f64,
+}
+
+fn recall(found: &[Vec<usize>], truth: &[Vec<usize>]) -> f64 {
+    let hits: usize = found
+        .iter()
+        .zip(truth)
+        .map(|(f, t)| {
+            let t: HashSet<&usize> = t.iter().collect();
+            f.iter().filter(|i| t.contains(i)).count()
+        })
+        .sum();
+    hits as f64 / truth.iter().map(Vec::len).sum::<usize>().max(1) as f64
+}
+
+fn search_rows(idx: &Index, q: &[f32], opts: &SearchOptions) -> Result<Vec<usize>> {
+    Ok(idx
+        .search(q, opts)?
+        .iter()
+        .filter_map(|h| row_of(&h.path))
+        .collect())
+}
+
+/// Index `base` into `dir` (rows named by [`row_path`]) and print what was built.
+fn build(args: &Args, dir: &Path, meta: IndexMeta, base: &[Vec<f32>]) -> Result<()> {
+    let t = Instant::now();
+    let mut w = IndexWriter::open(dir, meta)?;
+    if let Some(g) = args.graph_min {
+        w.set_graph_threshold(g);
+    }
+    let graph_min = w.graph_threshold();
+    for (i, v) in base.iter().enumerate() {
         let entry = Entry {
-            path: PathBuf::from(format!("/bench/img-{i:08}.jpg")),
+            path: row_path(i),
             size: i as u64,
             mtime_ns: i as i64,
         };
         w.add(entry, v)?;
     }
     let stats = w.finish()?;
-    let build = t.elapsed().as_secs_f64();
+    let build_s = t.elapsed().as_secs_f64();
     println!(
-        "build: {build:.2} s ({} entries, {} segment(s), graph threshold default), {:.1} MB on disk",
+        "ours: build {build_s:.2} s ({} entries, {} segment(s), {}), {:.1} MB on disk",
         stats.total,
         stats.segments,
-        dir_size(&dir) as f64 / 1e6
+        if stats.total >= graph_min {
+            "HNSW graph"
+        } else {
+            "no graph: exact scan below the graph threshold"
+        },
+        dir_size(dir) as f64 / 1e6
     );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    if let Some((dir, queries, ef)) = &args.cold_child {
+        return cold_child(dir, queries, *ef);
+    }
+    let threads = rayon::current_num_threads();
+    let (base, queries, what) = load_vectors(&args)?;
+    let dim = base[0].len();
+    let n = base.len();
+    println!(
+        "data: {n} × {dim}-d {what} vectors, {} held-out queries, k {K}, recall target {}, {threads} threads",
+        queries.len(),
+        args.recall
+    );
+
+    let tmp = tempfile::tempdir()?;
+    let dir: PathBuf = args
+        .keep
+        .clone()
+        .unwrap_or_else(|| tmp.path().join("index"));
+    let meta = match &args.meta_from {
+        Some(d) => Index::open(d)?.meta().clone(),
+        None => IndexMeta {
+            model_id: "bench".into(),
+            model_name: "bench".into(),
+            dim,
+            preprocess: serde_json::json!({}),
+        },
+    };
+    // Not measured (NaN in the table) when a kept index is reused.
+    let build_s = if args.reuse && dir.join("manifest.json").exists() {
+        println!("ours: reusing the index in {} (no build)", dir.display());
+        f64::NAN
+    } else {
+        let t = Instant::now();
+        build(&args, &dir, meta, &base)?;
+        t.elapsed().as_secs_f64()
+    };
 
     let mut opens = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let idx = Index::open(&dir)?;
+        drop(Index::open(&dir)?);
         opens.push(t.elapsed().as_secs_f64() * 1e3);
-        drop(idx);
     }
     opens.sort_by(f64::total_cmp);
     println!(
-        "open: median {:.3} ms (min {:.3}, max {:.3})",
+        "ours: open (warm cache) median {:.3} ms (min {:.3}, max {:.3})",
         opens[2], opens[0], opens[4]
     );
     let idx = Index::open(&dir)?;
-    let t = Instant::now();
-    idx.search(
-        &queries[0],
-        &SearchOptions {
-            k: 10,
-            ef: 64,
-            exact: false,
-        },
-    )?;
-    println!(
-        "first query after open (ef 64): {:.3} ms",
-        t.elapsed().as_secs_f64() * 1e3
-    );
 
-    let exact_opts = SearchOptions {
-        k: 10,
-        ef: 64,
+    let exact = SearchOptions {
+        k: K,
+        ef: 0,
         exact: true,
     };
     let t = Instant::now();
-    let truth: Vec<HashSet<PathBuf>> = queries
+    let truth: Vec<Vec<usize>> = queries
         .iter()
-        .map(|q| {
-            idx.search(q, &exact_opts)
-                .map(|hits| hits.into_iter().map(|h| h.path).collect())
-        })
-        .collect::<Result<_, _>>()?;
+        .map(|q| search_rows(&idx, q, &exact))
+        .collect::<Result<_>>()?;
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "exact scan ({} threads): {:.0} QPS ({:.3} ms/query)",
-        rayon::current_num_threads(),
-        args.queries as f64 / secs,
-        secs * 1e3 / args.queries as f64
-    );
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
-    let t = Instant::now();
-    pool.install(|| -> Result<()> {
-        for q in &queries {
-            idx.search(q, &exact_opts)?;
-        }
-        Ok(())
-    })?;
-    let secs = t.elapsed().as_secs_f64();
-    println!(
-        "exact scan (1 thread): {:.0} QPS ({:.3} ms/query)",
-        args.queries as f64 / secs,
-        secs * 1e3 / args.queries as f64
+        "ours: exact scan ({threads} threads) {:.0} QPS ({:.3} ms/query)",
+        queries.len() as f64 / secs,
+        secs * 1e3 / queries.len() as f64
     );
 
-    println!("graph search, single thread:");
-    for ef in [16, 32, 64, 128, 256] {
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let run = |ef: usize| -> Result<Vec<Vec<usize>>> {
         let opts = SearchOptions {
-            k: 10,
+            k: K,
             ef,
             exact: false,
         };
+        one.install(|| {
+            queries
+                .iter()
+                .map(|q| search_rows(&idx, q, &opts))
+                .collect()
+        })
+    };
+    let mut chosen = None;
+    for ef in EF_LADDER {
         let t = Instant::now();
-        let mut found = 0usize;
-        let mut results = Vec::with_capacity(queries.len());
-        for q in &queries {
-            results.push(idx.search(q, &opts)?);
-        }
+        let found = run(ef)?;
         let secs = t.elapsed().as_secs_f64();
-        for (hits, want) in results.iter().zip(&truth) {
-            found += hits.iter().filter(|h| want.contains(&h.path)).count();
-        }
+        let r = recall(&found, &truth);
         println!(
-            "  ef {ef:>4}: {:>8.0} QPS ({:.3} ms/query), recall@10 {:.4}",
-            args.queries as f64 / secs,
-            secs * 1e3 / args.queries as f64,
-            found as f64 / (10 * args.queries) as f64
+            "ours: ef {ef:>4}: {:>8.0} QPS single-thread, recall@10 {r:.4}",
+            queries.len() as f64 / secs
+        );
+        chosen = Some((ef, r));
+        if r >= args.recall {
+            break;
+        }
+    }
+    let (ef, rec) = chosen.context("empty ef ladder")?;
+    let reps = (2000 / queries.len()).max(1);
+    let t = Instant::now();
+    for _ in 0..reps {
+        run(ef)?;
+    }
+    let qps1 = (reps * queries.len()) as f64 / t.elapsed().as_secs_f64();
+    let opts = SearchOptions {
+        k: K,
+        ef,
+        exact: false,
+    };
+    let t = Instant::now();
+    for _ in 0..reps {
+        queries
+            .par_iter()
+            .map(|q| idx.search(q, &opts).map(|_| ()))
+            .collect::<Result<(), _>>()?;
+    }
+    let qpsn = (reps * queries.len()) as f64 / t.elapsed().as_secs_f64();
+
+    let out = tempfile::tempdir()?;
+    let queries_npy = out.path().join("queries.npy");
+    write_f32_npy(&queries_npy, &queries)?;
+    let child = Command::new(std::env::current_exe()?)
+        .arg("--cold-child")
+        .arg(&dir)
+        .arg(&queries_npy)
+        .arg(ef.to_string())
+        .output()?;
+    if !child.status.success() {
+        bail!(
+            "cold-query child failed: {}",
+            String::from_utf8_lossy(&child.stderr)
         );
     }
+    let cold: serde_json::Value = serde_json::from_slice(&child.stdout)?;
+    let num = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "ours: cold process: open {:.2} ms, open + first query {:.2} ms, RSS {:.1} MB before open, \
+         {:.1} MB after open, {:.1} MB after the query (private {:.1} MB, mapped index and binary \
+         files {:.1} MB), peak {:.1} MB",
+        num(&cold, "open_ms"),
+        num(&cold, "cold_ms"),
+        num(&cold, "rss_before_mb"),
+        num(&cold, "rss_open_mb"),
+        num(&cold, "rss_mb"),
+        num(&cold, "anon_mb"),
+        num(&cold, "file_mb"),
+        num(&cold, "cold_rss_mb")
+    );
+    let mut rows = vec![Measured {
+        name: "imgsearch".into(),
+        build_s,
+        ef,
+        recall: rec,
+        qps1,
+        qpsn,
+        cold_ms: num(&cold, "cold_ms"),
+        cold_rss_mb: num(&cold, "cold_rss_mb"),
+    }];
+    drop(idx);
+
+    if let Some(python) = &args.peers {
+        write_f32_npy(&out.path().join("base.npy"), &base)?;
+        let ids: Vec<u8> = truth
+            .iter()
+            .flat_map(|t| (0..K).map(move |j| t.get(j).map_or(-1, |&i| i as i64)))
+            .flat_map(i64::to_le_bytes)
+            .collect();
+        write_npy(&out.path().join("truth.npy"), "<i8", (truth.len(), K), &ids)?;
+        drop(base);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/peers.py");
+        let mut child = Command::new(python)
+            .arg(&script)
+            .arg(out.path())
+            .args(["--recall", &args.recall.to_string()])
+            .args(["--threads", &threads.to_string()])
+            .args(["--m", &M.to_string()])
+            .args(["--ef-construction", &EF_CONSTRUCTION.to_string()])
+            .args(["--only", &args.only])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run {python} {}", script.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let v: serde_json::Value = serde_json::from_str(&line?)?;
+            let name = v["name"].as_str().unwrap_or("?").to_string();
+            for step in v["ladder"].as_array().into_iter().flatten() {
+                println!(
+                    "{name}: ef {:>4}: {:>8.0} QPS single-thread, recall@10 {:.4}",
+                    num(step, "ef"),
+                    num(step, "qps1"),
+                    num(step, "recall")
+                );
+            }
+            rows.push(Measured {
+                name,
+                build_s: num(&v, "build_s"),
+                ef: v["ef"].as_u64().unwrap_or(0) as usize,
+                recall: num(&v, "recall"),
+                qps1: num(&v, "qps1"),
+                qpsn: num(&v, "qpsn"),
+                cold_ms: num(&v, "cold_ms"),
+                cold_rss_mb: num(&v, "cold_rss_mb"),
+            });
+        }
+        if !child.wait()?.success() {
+            bail!("{} failed", script.display());
+        }
+    }
+    print_table(&rows, threads);
     Ok(())
+}
+
+fn print_table(rows: &[Measured], threads: usize) {
+    println!();
+    println!(
+        "| library | build s | ef | recall@10 | QPS 1 thread | QPS {threads} threads | cold open+query ms | cold peak RSS MB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {:.1} | {} | {:.4} | {:.0} | {:.0} | {:.1} | {:.0} |",
+            r.name, r.build_s, r.ef, r.recall, r.qps1, r.qpsn, r.cold_ms, r.cold_rss_mb
+        );
+    }
+    let Some((ours, peers)) = rows.split_first() else {
+        return;
+    };
+    if peers.is_empty() {
+        return;
+    }
+    println!();
+    println!("| imgsearch vs | build speed (peer s / ours s) | QPS 1 thread (ours / peer) | QPS {threads} threads (ours / peer) | cold time (peer / ours) |");
+    println!("|---|---|---|---|---|");
+    for p in peers {
+        println!(
+            "| {} | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+            p.name,
+            p.build_s / ours.build_s,
+            ours.qps1 / p.qps1,
+            ours.qpsn / p.qpsn,
+            p.cold_ms / ours.cold_ms
+        );
+    }
 }

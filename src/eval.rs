@@ -85,7 +85,10 @@ pub fn evaluate_model(model: &Model, opts: &EvalOptions) -> Result<EvalReport> {
     };
     let summary = search::index_folders(model, &index_opts, |_| {})?;
     let index = Index::open(&tmp)?;
-    let mut paths: Vec<PathBuf> = index.entries().map(|e| e.path).collect();
+    let mut paths: Vec<PathBuf> = index
+        .entries()
+        .map(|e| e.map(|e| e.path))
+        .collect::<Result<_, _>>()?;
     paths.sort();
     let queries = query_subset(&paths, opts.queries);
     let search_opts = SearchOptions {

@@ -331,7 +331,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Grid(args) => {
             let index = Index::open(&args.index)?;
             let model = search::model_for_index(&index, &args.index, None, &device)?;
-            let mut entries: Vec<PathBuf> = index.entries().map(|e| e.path).collect();
+            let mut entries: Vec<PathBuf> = index
+                .entries()
+                .map(|e| e.map(|e| e.path))
+                .collect::<Result<_, _>>()?;
             entries.sort();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
             let picks: Vec<PathBuf> =

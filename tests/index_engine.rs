@@ -142,7 +142,7 @@ fn create_commit_reopen() {
     assert_eq!(idx.len(), 300);
     assert!(!idx.is_empty());
     assert_eq!(idx.meta(), &meta("m1", 16));
-    let mut got: Vec<Entry> = idx.entries().collect();
+    let mut got: Vec<Entry> = idx.entries().map(Result::unwrap).collect();
     got.sort_by(|a, b| a.path.cmp(&b.path));
     let mut want: Vec<Entry> = (0..300).map(entry).collect();
     want.sort_by(|a, b| a.path.cmp(&b.path));
@@ -255,7 +255,7 @@ fn removed_entries_are_never_returned() {
         let idx = Index::open(dir.path()).unwrap();
         assert_eq!(idx.len(), 300);
         let gone: HashSet<PathBuf> = removed.iter().map(|&i| entry(i).path).collect();
-        assert!(idx.entries().all(|e| !gone.contains(&e.path)));
+        assert!(idx.entries().all(|e| !gone.contains(&e.unwrap().path)));
         for &i in removed.iter().take(30) {
             for exact in [false, true] {
                 let hits = idx.search(&vecs[i], &opts(20, exact)).unwrap();
@@ -300,7 +300,11 @@ fn adding_an_existing_path_replaces_it() {
 
     let idx = Index::open(dir.path()).unwrap();
     assert_eq!(idx.len(), 100);
-    let matching: Vec<Entry> = idx.entries().filter(|e| e.path == changed.path).collect();
+    let matching: Vec<Entry> = idx
+        .entries()
+        .map(Result::unwrap)
+        .filter(|e| e.path == changed.path)
+        .collect();
     assert_eq!(matching, vec![changed.clone()]);
     let hits = idx.search(&newv, &opts(3, true)).unwrap();
     assert_eq!(hits[0].path, changed.path);
@@ -319,7 +323,7 @@ fn adding_an_existing_path_replaces_it() {
     w.finish().unwrap();
     let idx = Index::open(dir.path()).unwrap();
     assert_eq!(idx.len(), 99);
-    let paths: HashSet<PathBuf> = idx.entries().map(|e| e.path).collect();
+    let paths: HashSet<PathBuf> = idx.entries().map(|e| e.unwrap().path).collect();
     assert!(paths.contains(&entry(8).path));
     assert!(!paths.contains(&entry(9).path));
     assert!(!paths.contains(&entry(1000).path));
@@ -446,16 +450,89 @@ fn flipped_byte_in_vectors_caught_by_verify_and_writer() {
 #[test]
 fn flipped_byte_in_entries_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
-    build(dir.path(), &random_vectors(11, 50, 8), usize::MAX);
+    let vecs = random_vectors(11, 50, 8);
+    build(dir.path(), &vecs, usize::MAX);
     let ent = files_ending(dir.path(), ".ent").remove(0);
-    let len = fs::metadata(&ent).unwrap().len() as usize;
-    for at in [len - 3, 64 + 32 * 3 + 17, 20] {
-        let backup = fs::read(&ent).unwrap();
-        flip_byte(&ent, at);
-        expect_corrupt(Index::open(dir.path()), ".ent");
-        fs::write(&ent, backup).unwrap();
+    let good = fs::read(&ent).unwrap();
+    let restore = || fs::write(&ent, &good).unwrap();
+
+    // The header (entry count) is checked on open.
+    flip_byte(&ent, 20);
+    expect_corrupt(Index::open(dir.path()), ".ent");
+    restore();
+
+    // A path byte: open is O(1) and does not checksum; verify and the writer do.
+    flip_byte(&ent, good.len() - 3);
+    let idx = Index::open(dir.path()).unwrap();
+    assert_eq!(idx.entries().filter(Result::is_ok).count(), 50);
+    drop(idx);
+    let msg = expect_corrupt(verify(dir.path()), ".ent");
+    assert!(msg.contains("checksum"), "{msg}");
+    expect_corrupt(IndexWriter::open(dir.path(), meta("m1", 8)), ".ent");
+    restore();
+
+    // Row 3's path offset pointing past the path table: a clean error when that row is read
+    // (a hit or an entry), never a panic or an out-of-bounds read.
+    flip_byte(&ent, 64 + 32 * 3 + 17);
+    let idx = Index::open(dir.path()).unwrap();
+    for exact in [true, false] {
+        expect_corrupt(idx.search(&vecs[3], &opts(1, exact)), ".ent");
     }
+    let bad: Vec<_> = idx.entries().filter_map(Result::err).collect();
+    assert_eq!(bad.len(), 1);
+    expect_corrupt(Err::<(), _>(bad.into_iter().next().unwrap()), ".ent");
+    assert_eq!(
+        idx.search(&vecs[4], &opts(1, true)).unwrap()[0].path,
+        entry(4).path
+    );
+    drop(idx);
+    expect_corrupt(verify(dir.path()), ".ent");
+    restore();
+
+    // Truncated: caught on open by the length check.
+    fs::write(&ent, &good[..good.len() - 1]).unwrap();
+    let msg = expect_corrupt(Index::open(dir.path()), ".ent");
+    assert!(msg.contains("truncated"), "{msg}");
+    restore();
+    verify(dir.path()).unwrap();
+}
+
+#[test]
+fn damaged_tombstones_are_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let vecs = random_vectors(15, 200, 8);
+    build(dir.path(), &vecs, usize::MAX);
+    let mut w = IndexWriter::open(dir.path(), meta("m1", 8)).unwrap();
+    for i in [1, 70, 199] {
+        w.remove(&entry(i).path);
+    }
+    w.commit().unwrap();
+    drop(w);
+    let del = files_ending(dir.path(), ".del-000002").remove(0);
+    let good = fs::read(&del).unwrap();
+    // Mapped on open, not copied: the deleted rows stay hidden.
+    let idx = Index::open(dir.path()).unwrap();
+    assert_eq!(idx.len(), 197);
+    let hit = idx.search(&vecs[70], &opts(1, true)).unwrap();
+    assert_ne!(hit[0].path, entry(70).path);
+    drop(idx);
+
+    // Truncated, or a header that disagrees with the manifest: caught on open.
+    fs::write(&del, &good[..good.len() - 8]).unwrap();
+    expect_corrupt(Index::open(dir.path()), ".del-000002");
+    fs::write(&del, &good).unwrap();
+    flip_byte(&del, 24);
+    expect_corrupt(Index::open(dir.path()), ".del-000002");
+    fs::write(&del, &good).unwrap();
+
+    // A flipped bit: open is O(1); verify and the writer checksum the file.
+    flip_byte(&del, 64 + 1);
     Index::open(dir.path()).unwrap();
+    let msg = expect_corrupt(verify(dir.path()), ".del-000002");
+    assert!(msg.contains("checksum"), "{msg}");
+    expect_corrupt(IndexWriter::open(dir.path(), meta("m1", 8)), ".del-000002");
+    fs::write(&del, &good).unwrap();
+    verify(dir.path()).unwrap();
 }
 
 #[test]

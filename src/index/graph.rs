@@ -12,9 +12,9 @@
 //!
 //! Every lookup is O(1). Node ids are segment row numbers.
 
+use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 
 use hnsw_rs::prelude::{Distance, Hnsw};
@@ -358,8 +358,27 @@ impl GraphFile {
         }
 
         let ef = ef.max(k);
-        let mut visited: HashSet<u32, BuildHasherDefault<IdHasher>> =
-            HashSet::with_capacity_and_hasher(ef * self.m0, Default::default());
+        VISITED
+            .with_borrow_mut(|visited| {
+                visited.start(self.count);
+                self.beam(&dist, ef, deleted, visited, Near { d: cur_d, id: cur })
+            })
+            .map(|mut out| {
+                out.truncate(k);
+                out
+            })
+    }
+
+    /// Layer-0 beam search of width `ef` from `start`; the best `ef` live rows, best first.
+    fn beam(
+        &self,
+        dist: &impl Fn(u32) -> f32,
+        ef: usize,
+        deleted: &Tombstones,
+        visited: &mut Visited,
+        start: Near,
+    ) -> Result<Vec<Scored>, IndexError> {
+        let (cur, cur_d) = (start.id, start.d);
         let mut candidates: BinaryHeap<Reverse<Near>> = BinaryHeap::with_capacity(ef * 2);
         let mut results: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
         visited.insert(cur);
@@ -397,7 +416,6 @@ impl GraphFile {
             })
             .collect();
         out.sort_unstable_by(|a, b| b.cmp(a));
-        out.truncate(k);
         Ok(out)
     }
 }
@@ -429,24 +447,44 @@ impl PartialOrd for Near {
     }
 }
 
-/// A cheap hasher for u32 node ids (the visited set of one search).
-#[derive(Default)]
-struct IdHasher(u64);
+thread_local! {
+    /// Each thread's visited set, reused across searches (see [`Visited`]).
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { stamps: Vec::new(), epoch: 0 }) };
+}
 
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// The nodes one search has visited: `stamps[id] == epoch`. Starting a search bumps the epoch
+/// instead of clearing, so a search costs O(nodes touched), not O(count), and allocates nothing
+/// after a thread's first search of a segment this big. Holds 4 bytes a node of the largest
+/// segment a thread has searched; the pages stay untouched (zero-filled on demand) until
+/// visited, so a cold query adds only the pages of the nodes it visits to the RSS.
+struct Visited {
+    stamps: Vec<u32>,
+    epoch: u32,
+}
 
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+impl Visited {
+    fn start(&mut self, count: usize) {
+        if self.stamps.len() < count {
+            // `vec!` of zeros is a zeroed allocation: pages are mapped on first touch.
+            self.stamps = vec![0; count];
+            self.epoch = 0;
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.stamps.fill(0);
+            self.epoch = 1;
         }
     }
 
-    fn write_u32(&mut self, n: u32) {
-        let x = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = x ^ (x >> 29);
+    /// Mark `id` (< the `count` given to `start`) visited; whether it was new.
+    fn insert(&mut self, id: u32) -> bool {
+        match self.stamps.get_mut(id as usize) {
+            Some(s) if *s != self.epoch => {
+                *s = self.epoch;
+                true
+            }
+            _ => false,
+        }
     }
 }
 

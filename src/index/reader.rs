@@ -1,5 +1,17 @@
-//! The read side: [`Index`] opens one generation (reads and verifies the manifest, maps the
-//! files it names, checks headers and lengths) and searches it; [`verify`] checks everything.
+//! The read side: [`Index`] opens one generation and searches it; [`verify`] checks everything.
+//!
+//! What is checked when:
+//!
+//! - [`Index::open`], O(1) in the index's size: the manifest's own CRC, version and structure;
+//!   every file it names is mapped (never read) and its magic, format version, header fields
+//!   (counts, dimension, strides) against the manifest, and exact length. A truncated, missing
+//!   or foreign file is reported here.
+//! - While searching: graph ids and neighbour lists, and a hit's entry record, are bounds-checked
+//!   as they are read, so a damaged byte gives [`IndexError::Corrupt`] naming the file, never a
+//!   panic or a read outside a map.
+//! - [`verify`] and [`super::IndexWriter::open`] (which rewrites from these files when it
+//!   merges), O(size): every file's CRC32 against the manifest, every entry record, the graph's
+//!   structure and the tombstones' bit count. A flipped byte inside a file is caught here.
 
 use std::path::{Path, PathBuf};
 
@@ -14,8 +26,8 @@ use super::{normalized, Entry, Hit, IndexError, IndexMeta, SearchOptions};
 const OPEN_ATTEMPTS: usize = 5;
 
 /// A read-only view of one committed generation of an index. Opening costs O(1) in the size of
-/// the vectors and graphs (they are mapped, not read); later commits by a writer do not affect an
-/// open `Index`.
+/// the index (every file is mapped, not read; see the module docs for what is checked); later
+/// commits by a writer do not affect an open `Index`.
 pub struct Index {
     dir: PathBuf,
     manifest: Manifest,
@@ -137,20 +149,29 @@ impl Index {
         }
         all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         all.truncate(k);
-        Ok(all
-            .into_iter()
-            .map(|(s, si)| Hit {
-                path: self.segments[si].entries.path(s.row as usize),
-                score: s.score,
+        all.into_iter()
+            .map(|(s, si)| {
+                Ok(Hit {
+                    path: self.segments[si].entries.path(s.row as usize)?,
+                    score: s.score,
+                })
             })
-            .collect())
+            .collect()
     }
 
-    /// Live entries, segment by segment.
-    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+    /// Live entries, segment by segment. An entry whose record is damaged yields
+    /// [`IndexError::Corrupt`] naming the entries file.
+    pub fn entries(&self) -> impl Iterator<Item = Result<Entry, IndexError>> + '_ {
         self.segments
             .iter()
             .flat_map(|s| s.live_rows().map(move |i| s.entries.entry(i)))
+    }
+
+    /// Live vectors (L2-normalised, as stored), in the order of [`Index::entries`].
+    pub fn vectors(&self) -> impl Iterator<Item = &[f32]> + '_ {
+        self.segments
+            .iter()
+            .flat_map(|s| s.live_rows().map(move |i| s.vectors.row(i)))
     }
 }
 

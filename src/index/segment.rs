@@ -174,20 +174,21 @@ impl VectorFile {
     }
 }
 
-/// A mapped entries file.
+/// A mapped entries file. Opening checks only the header and the length (O(1)); a record's
+/// path range is checked when it is read, so a damaged record gives [`IndexError::Corrupt`]
+/// naming the file, never a panic or a read outside the map. [`EntriesFile::check`] checks the
+/// checksum and every record (for `verify` and the writer).
 pub(crate) struct EntriesFile {
+    path: PathBuf,
     map: Mmap,
+    count: usize,
     paths_start: usize,
+    paths_len: usize,
 }
 
 impl EntriesFile {
-    /// Map, check header and length, and (when `crc` is given) the checksum; then validate every
-    /// record's path range so later reads cannot go out of bounds.
-    pub(crate) fn open(
-        path: &Path,
-        count: usize,
-        crc: Option<u32>,
-    ) -> Result<EntriesFile, IndexError> {
+    /// Map and check the header and length against the manifest's `count` (O(1)).
+    pub(crate) fn open(path: &Path, count: usize) -> Result<EntriesFile, IndexError> {
         let map = map_file(path)?;
         let mut h = HeaderReader::open(path, &map, ENT_MAGIC, FILE_VERSION)?;
         let _reserved = h.u32();
@@ -203,24 +204,20 @@ impl EntriesFile {
             map.len(),
             HEADER_LEN as u128 + count as u128 * RECORD_LEN as u128 + paths_len as u128,
         )?;
-        if let Some(crc) = crc {
-            expect_crc(path, &map, crc)?;
-        }
-        let f = EntriesFile {
+        Ok(EntriesFile {
+            path: path.to_path_buf(),
             map,
+            count,
             paths_start: HEADER_LEN + count * RECORD_LEN,
-        };
-        let paths_len = paths_len as usize;
-        for i in 0..count {
-            let (off, len) = f.path_range(i);
-            if off.checked_add(len).is_none_or(|end| end > paths_len) {
-                return Err(IndexError::corrupt(
-                    path,
-                    format!("entry {i} points outside the path table"),
-                ));
-            }
-        }
-        Ok(f)
+            // The length check above bounds `paths_len` by the mapped length.
+            paths_len: paths_len as usize,
+        })
+    }
+
+    /// Full check, O(entries): the manifest's checksum and every record's path range.
+    pub(crate) fn check(&self, crc: u32) -> Result<(), IndexError> {
+        expect_crc(&self.path, &self.map, crc)?;
+        (0..self.count).try_for_each(|i| self.path_range(i).map(|_| ()))
     }
 
     fn field(&self, i: usize, at: usize) -> u64 {
@@ -230,29 +227,38 @@ impl EntriesFile {
         u64::from_le_bytes(b)
     }
 
-    fn path_range(&self, i: usize) -> (usize, usize) {
+    /// Row `i`'s path as a range of the path table, checked against the table's length.
+    fn path_range(&self, i: usize) -> Result<std::ops::Range<usize>, IndexError> {
+        if i >= self.count {
+            return Err(IndexError::corrupt(
+                &self.path,
+                format!("entry {i} asked of a file of {} entries", self.count),
+            ));
+        }
         let off = self.field(i, 16);
         let len = self.field(i, 24) & 0xffff_ffff;
-        (usize::try_from(off).unwrap_or(usize::MAX), len as usize)
+        match off.checked_add(len) {
+            Some(end) if end <= self.paths_len as u64 => {
+                Ok(self.paths_start + off as usize..self.paths_start + end as usize)
+            }
+            _ => Err(IndexError::corrupt(
+                &self.path,
+                format!("entry {i} points outside the path table"),
+            )),
+        }
     }
 
-    pub(crate) fn path(&self, i: usize) -> PathBuf {
-        let (off, len) = self.path_range(i);
-        let start = self.paths_start.saturating_add(off);
-        // Ranges were validated in `open`; `get` keeps this panic-free regardless.
-        let bytes = self
-            .map
-            .get(start..start.saturating_add(len))
-            .unwrap_or_default();
-        path_from_bytes(bytes)
+    pub(crate) fn path(&self, i: usize) -> Result<PathBuf, IndexError> {
+        let range = self.path_range(i)?;
+        Ok(path_from_bytes(&self.map[range]))
     }
 
-    pub(crate) fn entry(&self, i: usize) -> Entry {
-        Entry {
-            path: self.path(i),
+    pub(crate) fn entry(&self, i: usize) -> Result<Entry, IndexError> {
+        Ok(Entry {
+            path: self.path(i)?,
             size: self.field(i, 0),
             mtime_ns: self.field(i, 8) as i64,
-        }
+        })
     }
 }
 
@@ -266,8 +272,9 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    /// Open the files of `record`. With `full`, also checksum the big files (vectors, graph) and
-    /// check the graph's structure; without it, opening is O(1) in their size.
+    /// Open the files of `record`: map them and check magic, version, header fields against the
+    /// manifest, and lengths, which is O(1) in the segment's size. With `full`, also check every
+    /// file's checksum and the structure of the entries, graph and tombstones (O(size)).
     pub(crate) fn open(
         dir: &Path,
         record: &SegmentRecord,
@@ -280,11 +287,10 @@ impl Segment {
         if full {
             expect_crc(vectors.path(), vectors.bytes(), record.vec_crc32)?;
         }
-        let entries = EntriesFile::open(
-            &dir.join(&record.entries_file),
-            count,
-            Some(record.entries_crc32),
-        )?;
+        let entries = EntriesFile::open(&dir.join(&record.entries_file), count)?;
+        if full {
+            entries.check(record.entries_crc32)?;
+        }
         let graph = match (&record.graph_file, record.graph_crc32) {
             (Some(name), Some(crc)) => {
                 let g = GraphFile::open(&dir.join(name), count)?;
@@ -297,9 +303,12 @@ impl Segment {
             _ => None,
         };
         let deleted = match (&record.del_file, record.del_crc32) {
-            (Some(name), Some(crc)) => {
-                Tombstones::read(&dir.join(name), count, record.deleted as usize, crc)?
-            }
+            (Some(name), Some(crc)) => Tombstones::open(
+                &dir.join(name),
+                count,
+                record.deleted as usize,
+                full.then_some(crc),
+            )?,
             _ => Tombstones::new(count),
         };
         Ok(Segment {

@@ -110,7 +110,7 @@ impl IndexWriter {
         let mut location = HashMap::new();
         for seg in &segments {
             for row in seg.live_rows() {
-                let e = seg.entries.entry(row);
+                let e = seg.entries.entry(row)?;
                 location.insert(e.path.clone(), (seg.record.id, row));
                 existing.insert(e.path.clone(), e);
             }
@@ -285,9 +285,10 @@ impl IndexWriter {
             }
         }
         if let Some(seg) = new_segment {
-            for row in 0..seg.count() {
-                self.location
-                    .insert(seg.entries.path(row), (seg.record.id, row));
+            // Row `j` of the new segment is the `j`-th pending entry still present.
+            let paths = self.pending.iter().flatten().map(|e| e.path.clone());
+            for (row, path) in paths.enumerate() {
+                self.location.insert(path, (seg.record.id, row));
             }
             self.segments.push(seg);
         }
@@ -359,7 +360,7 @@ impl IndexWriter {
         let entries: Vec<Entry> = rows
             .iter()
             .map(|&(si, r)| self.segments[si].entries.entry(r))
-            .collect();
+            .collect::<Result<_, _>>()?;
         let entry_refs: Vec<&Entry> = entries.iter().collect();
         let mut next = self.manifest.clone();
         next.generation += 1;
