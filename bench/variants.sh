@@ -3,10 +3,10 @@
 # CIFAR-10 train images for the same number of steps, then scored on CIFAR-10 test
 # (2,000 leave-one-out queries). Prints a Markdown table for docs/RESULTS.md.
 #
-#   bench/variants.sh [IMAGES] [EPOCHS]     (default 20000 images × 1 epoch)
+#   bench/variants.sh [IMAGES] [EPOCHS]     (default 10000 images × 1 epoch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-images=${1:-20000}
+images=${1:-10000}
 epochs=${2:-1}
 for split in train test; do
   if [ ! -d data/cifar10/$split ]; then
@@ -31,8 +31,8 @@ variants=(
   "default, D = 128|--dim 128"
 )
 
-echo "| variant | images × epochs | P@9 | kNN-200 | train s | train flags |"
-echo "|---|---|---|---|---|---|"
+echo "| variant | images × epochs | P@9 | kNN-200 | train flags |"
+echo "|---|---|---|---|---|"
 for row in "${variants[@]}"; do
   name=${row%%|*}
   flags=${row#*|}
@@ -45,6 +45,6 @@ import json, sys
 name, images, epochs, flags, train, score = sys.argv[1:]
 t, s = json.loads(train), json.loads(score)
 print(f"| {name} | {int(images):,} × {epochs} | {s['precision_at_k']:.4f} | {s['knn_accuracy']:.4f} "
-      f"| {t.get('seconds', 0):.0f} | `{flags or '(defaults)'}` |")
+      f"| `{flags or '(defaults)'}` |", flush=True)
 PY
 done
