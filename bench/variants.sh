@@ -4,6 +4,7 @@
 # (2,000 leave-one-out queries). Prints a Markdown table for docs/RESULTS.md.
 #
 #   bench/variants.sh [IMAGES] [EPOCHS]     (default 10000 images × 1 epoch)
+#   VARIANTS_ONLY='adversarial|D = 128' bench/variants.sh    (only rows whose name matches)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 images=${1:-10000}
@@ -37,8 +38,14 @@ for row in "${variants[@]}"; do
   name=${row%%|*}
   flags=${row#*|}
   dir="$out/$(echo "$name" | tr -c 'a-zA-Z0-9\n' '-' | tr -s '-')"
+  if [ -n "${VARIANTS_ONLY:-}" ] && ! [[ "$name" =~ $VARIANTS_ONLY ]]; then
+    continue
+  fi
   # shellcheck disable=SC2086
-  train=$($bin --json train data/cifar10/train --limit "$images" --epochs "$epochs" --seed 0 --out "$dir" $flags)
+  if ! train=$($bin --json train data/cifar10/train --limit "$images" --epochs "$epochs" --seed 0 --out "$dir" $flags 2>"$dir.err"); then
+    echo "| $name | $(printf "%'d" "$images") × $epochs | — | — | \`$flags\` — $(tail -1 "$dir.err" | cut -c1-80) |"
+    continue
+  fi
   score=$($bin --json eval data/cifar10/test --model "$dir" --queries 2000)
   python3 - "$name" "$images" "$epochs" "$flags" "$train" "$score" <<'PY'
 import json, sys
