@@ -10,6 +10,9 @@ use super::{
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
+/// Bound on the posterior's log-variance when sampling z: σ within e^±5.
+const LOGVAR_LIMIT: f64 = 10.0;
+
 enum Critics {
     Concat {
         global: GlobalDiscriminator,
@@ -99,7 +102,10 @@ impl Dim {
             mean,
             logvar,
         } = self.encoder.forward(batch.x)?;
-        let z = (&mean + (&logvar * 0.5)?.exp()?.mul(batch.eps)?)?;
+        // Without a prior nothing bounds the log-variance, and exp overflowed within tens of
+        // steps (docs/RESULTS.md); the clamp only bites far outside what the KL prior allows.
+        let std = (logvar.clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)? * 0.5)?.exp()?;
+        let z = (&mean + std.mul(batch.eps)?)?;
         let rows = z.dim(0)?;
         let images = batch.perm.len();
         let views = batch.views.max(1);
