@@ -229,6 +229,19 @@ fn load_pixels(opts: &TrainOptions, config: &ModelConfig) -> Result<Loaded> {
     Ok(loaded)
 }
 
+/// A `(rows, cols)` matrix of N(0, I) draws from our seeded RNG (candle's CPU device cannot be
+/// seeded).
+fn standard_normal(
+    (rows, cols): (usize, usize),
+    rng: &mut impl rand::Rng,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    let noise: Vec<f32> = (0..rows * cols)
+        .map(|_| StandardNormal.sample(rng))
+        .collect();
+    Tensor::from_vec(noise, (rows, cols), device)
+}
+
 /// The prior discriminator plays against the encoder: its variables take their gradients
 /// from its own loss, not from the total, whose prior term pushes the other way.
 fn adversarial_grads(
@@ -347,17 +360,11 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
                 }
             }
             let x = Tensor::from_vec(input, (rows, s, s, 3), device)?;
-            let noise: Vec<f32> = (0..rows * config.dim)
-                .map(|_| StandardNormal.sample(&mut rng))
-                .collect();
-            let eps = Tensor::from_vec(noise, (rows, config.dim), device)?;
+            let eps = standard_normal((rows, config.dim), &mut rng, device)?;
             let perm = objective::derangement(opts.batch, &mut rng);
             let prior_samples = match config.objective.prior {
                 PriorKind::Adversarial => {
-                    let noise: Vec<f32> = (0..rows * config.dim)
-                        .map(|_| StandardNormal.sample(&mut rng))
-                        .collect();
-                    Some(Tensor::from_vec(noise, (rows, config.dim), device)?)
+                    Some(standard_normal((rows, config.dim), &mut rng, device)?)
                 }
                 PriorKind::Kl | PriorKind::None => None,
             };
@@ -517,12 +524,11 @@ fn read_checkpoint(
 
 #[cfg(test)]
 mod tests {
-    use super::{adversarial_grads, Adam, LrSchedule};
+    use super::{adversarial_grads, standard_normal, Adam, LrSchedule};
     use crate::model::{ModelConfig, PriorDiscriminator, SeededInit, PRIOR_PREFIX};
     use candle_core::{Device, Tensor, Var};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
-    use rand_distr::{Distribution, StandardNormal};
     use std::sync::Arc;
 
     /// The prior game with a free code vector standing in for the encoder: codes start far
@@ -552,10 +558,7 @@ mod tests {
         let mut first_critic_loss = None;
         let mut best_critic_loss = f32::INFINITY;
         for _ in 0..150 {
-            let noise: Vec<f32> = (0..64 * 8)
-                .map(|_| StandardNormal.sample(&mut rng))
-                .collect();
-            let prior = Tensor::from_vec(noise, (64, 8), &device)?;
+            let prior = standard_normal((64, 8), &mut rng, &device)?;
             let game = discriminator.game(codes.as_tensor(), &prior)?;
             let critic_loss = game.discriminator.to_scalar::<f32>()?;
             first_critic_loss.get_or_insert(critic_loss);
