@@ -7,7 +7,7 @@
 //! - `manifest`: `manifest.json`, the single mutable file, swapped atomically on every commit;
 //! - `segment`: a segment's vectors file (`seg-NNNNNN.vec`) and entries file (`seg-NNNNNN.ent`);
 //! - `tombstones`: per-generation deletion bitsets (`seg-NNNNNN.del-GGGGGG`);
-//! - `graph`: the flat HNSW graph (`seg-NNNNNN.hnsw`), built with `hnsw_rs` and searched over the mmap;
+//! - `graph`: the flat HNSW graph (`seg-NNNNNN.hnsw`), built by our own parallel HNSW builder, searched over the mmap;
 //! - `exact`: the dot product and brute-force top-k scan;
 //! - `lock`: the writer's exclusive lock file (`writer.lock`);
 //! - `fsutil`: fsync'd, checksummed file writing and mapping;

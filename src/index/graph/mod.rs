@@ -1,6 +1,5 @@
-//! The HNSW graph of a segment: built with `hnsw_rs`, exported to a flat file, and searched in
-//! place over its memory map (the `hnsw_rs` structure is dropped after export; its own
-//! dump/reload, which reads everything onto the heap, is never used).
+//! The HNSW graph of a segment: built in memory by [`build`] (module `build`), written as a flat
+//! file, and searched in place over its memory map, so opening a graph reads nothing.
 //!
 //! File `seg-NNNNNN.hnsw`: a 64-byte header (magic `IMGS-HNS`, u32 version, u32 `m0`, u32 `m_up`,
 //! u32 `max_level`, u32 `entry`, u32 zero, u64 `count`, u64 `upper_nodes`), then little-endian
@@ -17,38 +16,34 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 
-use hnsw_rs::prelude::{Distance, Hnsw};
 use memmap2::Mmap;
 
-use super::exact::{dot, Scored};
+use super::exact::{dot, prefetch, Scored};
 use super::fsutil::{expect_len, map_file, HeaderBuilder, HeaderReader, Sink, HEADER_LEN};
 use super::segment::VectorFile;
 use super::tombstones::Tombstones;
 use super::IndexError;
 
-/// Neighbours per node on upper layers (`hnsw_rs` keeps up to twice this on layer 0).
+mod build;
+
+use build::{build_lists, BuildParams};
+
+/// Neighbours per node on upper layers, and the links each new node chooses.
 pub(crate) const MAX_NB_CONNECTION: usize = 16;
+/// Neighbours per node on layer 0 (twice the upper layers', as in the paper).
+const MAX_NB_CONNECTION_0: usize = 2 * MAX_NB_CONNECTION;
 /// Beam width while building.
 pub(crate) const EF_CONSTRUCTION: usize = 200;
-/// Layers `hnsw_rs` may use (its maximum).
+/// Layers a graph may have.
 const MAX_LAYERS: usize = 16;
+/// Seed of the level draw (fixed: the same vectors get the same layer structure).
+const LEVEL_SEED: u64 = 0x1d5e_a2c4;
 /// Sanity bound on strides read from a header.
 const MAX_STRIDE: u32 = 4096;
 
 const GRAPH_MAGIC: &[u8; 8] = b"IMGS-HNS";
 const FILE_VERSION: u32 = 1;
 const NONE: u32 = u32::MAX;
-
-/// Cosine distance on L2-normalised vectors, `(1 - dot).max(0)`: never negative, so rounding on
-/// near-identical vectors cannot trip `hnsw_rs` (whose `DistDot` asserts on it).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct CosineDistance;
-
-impl Distance<f32> for CosineDistance {
-    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
-        (1.0 - dot(va, vb)).max(0.0)
-    }
-}
 
 /// Build the graph of `count` rows of `data` (`count × dim`, normalised) and write it to `path`.
 /// Returns the file's CRC32. `count` must be at least 1.
@@ -58,44 +53,25 @@ pub(crate) fn build(
     dim: usize,
     count: usize,
 ) -> Result<u32, IndexError> {
-    let lists = {
-        let hnsw: Hnsw<f32, CosineDistance> = Hnsw::new(
-            MAX_NB_CONNECTION,
-            count,
-            MAX_LAYERS,
-            EF_CONSTRUCTION,
-            CosineDistance,
-        );
-        let items: Vec<(&[f32], usize)> = (0..count)
-            .map(|i| (&data[i * dim..(i + 1) * dim], i))
-            .collect();
-        hnsw.parallel_insert_slice(&items);
-        // lists[node][layer] = neighbour ids.
-        let mut lists: Vec<Vec<Vec<u32>>> = vec![vec![Vec::new()]; count];
-        for point in hnsw.get_point_indexation() {
-            let id = point.get_origin_id();
-            if id >= count {
-                continue;
-            }
-            let level = usize::from(point.get_point_id().0).min(MAX_LAYERS - 1);
-            let hood = point.get_neighborhood_id();
-            lists[id] = (0..=level)
-                .map(|l| {
-                    hood.get(l)
-                        .map(|ns| {
-                            ns.iter()
-                                .map(|n| n.get_origin_id())
-                                .filter(|&d| d < count && d != id)
-                                .map(|d| d as u32)
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                })
-                .collect();
-        }
-        lists
-    };
+    let lists = build_lists(
+        data,
+        dim,
+        count,
+        BuildParams {
+            m: MAX_NB_CONNECTION,
+            m0: MAX_NB_CONNECTION_0,
+            ef_construction: EF_CONSTRUCTION,
+            max_level: MAX_LAYERS - 1,
+            seed: LEVEL_SEED,
+        },
+    );
     write_flat(path, &lists)
+}
+
+/// The entry point of `lists[node][layer]`: the first node on the highest layer.
+fn entry_of(lists: &[Vec<Vec<u32>>]) -> Option<usize> {
+    let top = lists.iter().map(Vec::len).max()?;
+    lists.iter().position(|l| l.len() == top)
 }
 
 /// Write the flat layout of `lists[node][layer]`.
@@ -106,10 +82,7 @@ fn write_flat(path: &Path, lists: &[Vec<Vec<u32>>]) -> Result<u32, IndexError> {
         .map(|l| l.len().saturating_sub(1))
         .max()
         .unwrap_or(0);
-    let entry = lists
-        .iter()
-        .position(|l| l.len() == max_level + 1)
-        .unwrap_or(0);
+    let entry = entry_of(lists).unwrap_or(0);
     let m0 = lists
         .iter()
         .map(|l| l.first().map_or(0, Vec::len))
@@ -358,20 +331,26 @@ impl GraphFile {
         }
 
         let ef = ef.max(k);
-        VISITED
-            .with_borrow_mut(|visited| {
-                visited.start(self.count);
-                self.beam(&dist, ef, deleted, visited, Near { d: cur_d, id: cur })
-            })
-            .map(|mut out| {
-                out.truncate(k);
-                out
-            })
+        with_visited(self.count, |visited| {
+            self.beam(
+                vectors,
+                &dist,
+                ef,
+                deleted,
+                visited,
+                Near { d: cur_d, id: cur },
+            )
+        })
+        .map(|mut out| {
+            out.truncate(k);
+            out
+        })
     }
 
     /// Layer-0 beam search of width `ef` from `start`; the best `ef` live rows, best first.
     fn beam(
         &self,
+        vectors: &VectorFile,
         dist: &impl Fn(u32) -> f32,
         ef: usize,
         deleted: &Tombstones,
@@ -390,9 +369,13 @@ impl GraphFile {
             if results.len() >= ef && results.peek().is_some_and(|w| c.d > w.d) {
                 break;
             }
-            for &n in self.neighbours(c.id, 0)? {
+            let list = self.neighbours(c.id, 0)?;
+            for (i, &n) in list.iter().enumerate() {
                 if !visited.insert(self.check_id(n)?) {
                     continue;
+                }
+                if let Some(&next) = list.get(i + 1).filter(|&&n| (n as usize) < self.count) {
+                    prefetch(vectors.row(next as usize));
                 }
                 let d = dist(n);
                 let worth = results.len() < ef || results.peek().is_some_and(|w| d < w.d);
@@ -450,6 +433,14 @@ impl PartialOrd for Near {
 thread_local! {
     /// Each thread's visited set, reused across searches (see [`Visited`]).
     static VISITED: RefCell<Visited> = const { RefCell::new(Visited { stamps: Vec::new(), epoch: 0 }) };
+}
+
+/// Run `f` with this thread's visited set, emptied, for a graph of `count` nodes.
+fn with_visited<R>(count: usize, f: impl FnOnce(&mut Visited) -> R) -> R {
+    VISITED.with_borrow_mut(|visited| {
+        visited.start(count);
+        f(visited)
+    })
 }
 
 /// The nodes one search has visited: `stamps[id] == epoch`. Starting a search bumps the epoch
