@@ -3,6 +3,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -21,11 +22,18 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+    if has_avx2_fma() {
         // SAFETY: `dot_avx2` only needs the AVX2 and FMA instructions, which were just detected.
         return unsafe { dot_avx2(a, b) };
     }
     dot_portable(a, b)
+}
+
+/// Whether this CPU has AVX2 and FMA (a cached flag after the first call).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn has_avx2_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
 /// 16 independent accumulators so the compiler vectorises the loop without reassociation.
@@ -52,6 +60,7 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
 /// the 8-float chunks left, a scalar tail.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[inline]
 unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     // SAFETY (every load below): `_mm256_loadu_ps` reads 8 floats from a pointer with no
@@ -134,6 +143,12 @@ impl TopK {
         }
     }
 
+    /// Whether [`Self::push`] would keep `score` (a cheap test before any other work).
+    #[inline]
+    fn would_keep(&self, score: f32) -> bool {
+        self.heap.len() < self.k || self.heap.peek().is_some_and(|w| score > w.0.score)
+    }
+
     #[inline]
     pub(crate) fn push(&mut self, score: f32, row: u32) {
         if self.k == 0 || score.is_nan() {
@@ -174,25 +189,73 @@ pub(crate) fn scan(
     deleted: &Tombstones,
 ) -> Vec<Scored> {
     let count = data.len() / dim.max(1);
-    let scan_block = |start: usize, end: usize| {
-        let mut top = TopK::new(k);
-        for row in start..end {
-            if deleted.is_deleted(row) {
-                continue;
-            }
-            top.push(dot(&data[row * dim..(row + 1) * dim], query), row as u32);
-        }
-        top
-    };
+    let rows = |start: usize, end: usize| scan_rows(data, dim, query, k, deleted, start..end);
     if count < PARALLEL_MIN_ROWS {
-        return scan_block(0, count).into_sorted();
+        return rows(0, count).into_sorted();
     }
     let blocks = count.div_ceil(BLOCK_ROWS);
     (0..blocks)
         .into_par_iter()
-        .map(|b| scan_block(b * BLOCK_ROWS, ((b + 1) * BLOCK_ROWS).min(count)))
+        .map(|b| rows(b * BLOCK_ROWS, ((b + 1) * BLOCK_ROWS).min(count)))
         .reduce(|| TopK::new(k), TopK::merge)
         .into_sorted()
+}
+
+/// The top `k` of `rows`, with the dot product the CPU does best inlined into the loop.
+fn scan_rows(
+    data: &[f32],
+    dim: usize,
+    query: &[f32],
+    k: usize,
+    deleted: &Tombstones,
+    rows: Range<usize>,
+) -> TopK {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA, all `scan_rows_avx2` requires.
+        return unsafe { scan_rows_avx2(data, dim, query, k, deleted, rows) };
+    }
+    scan_rows_with(dot_portable, data, dim, query, k, deleted, rows)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scan_rows_avx2(
+    data: &[f32],
+    dim: usize,
+    query: &[f32],
+    k: usize,
+    deleted: &Tombstones,
+    rows: Range<usize>,
+) -> TopK {
+    // SAFETY: this function only runs where AVX2 and FMA were detected.
+    let dot = |a: &[f32], b: &[f32]| unsafe { dot_avx2(a, b) };
+    scan_rows_with(dot, data, dim, query, k, deleted, rows)
+}
+
+#[inline(always)]
+fn scan_rows_with(
+    dot: impl Fn(&[f32], &[f32]) -> f32,
+    data: &[f32],
+    dim: usize,
+    query: &[f32],
+    k: usize,
+    deleted: &Tombstones,
+    rows: Range<usize>,
+) -> TopK {
+    let mut top = TopK::new(k);
+    let query = &query[..dim.min(query.len())];
+    for (row, v) in data[rows.start * dim..rows.end * dim]
+        .chunks_exact(dim.max(1))
+        .enumerate()
+        .map(|(i, v)| (rows.start + i, v))
+    {
+        let score = dot(v, query);
+        if top.would_keep(score) && !deleted.is_deleted(row) {
+            top.push(score, row as u32);
+        }
+    }
+    top
 }
 
 #[cfg(test)]
