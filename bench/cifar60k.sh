@@ -86,8 +86,8 @@ graphed=$(python3 -c '
 import json, sys
 m = json.loads(open(sys.argv[1]).read())["manifest"]
 print(max([s["count"] - s["deleted"] for s in m["segments"] if s.get("graph_file")] or [0]))' "$INDEX/manifest.json")
-check "graph used: largest graphed segment has $graphed live vectors (threshold 20000)" \
-  "$([ "$graphed" -ge 20000 ] && echo 1 || echo 0)"
+check "graph used: largest graphed segment has $graphed live vectors (threshold 5000)" \
+  "$([ "$graphed" -ge 5000 ] && echo 1 || echo 0)"
 # Queries: the 100 deleted images (still on disk, outside the library) and 100 indexed ones.
 { sed "s|^\./|$WORK/deleted/|" "$WORK/delete.txt"; sed "s|^\./|$LIB/|" "$WORK/kept-queries.txt"; } > "$WORK/queries.txt"
 t0=$(date +%s.%N)

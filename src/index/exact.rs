@@ -77,7 +77,12 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     }
     let mut sum8 = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
     let (ca, cb) = (ra.chunks_exact(8), rb.chunks_exact(8));
-    let tail = dot_portable(ca.remainder(), cb.remainder());
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         sum8 = _mm256_fmadd_ps(load(x, 0), load(y, 0), sum8);
     }
