@@ -8,6 +8,7 @@
 //! transpose. On devices other than the CPU the same gather is built from candle's own ops
 //! ([`im2col_reference`]), so the CUDA backend keeps working.
 
+use super::dense::{contiguous_f32, dense, Activation};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
@@ -67,12 +68,15 @@ impl Conv {
 
     /// `x`: `(B, H, W, C_in)` → `(B, H', W', C_out)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_act(x, Activation::Identity)
+    }
+
+    /// The convolution followed by `act`, fused into one [`dense`] op after the im2col.
+    pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
         let (b, h, w, _) = x.dims4()?;
         let (oh, ow) = (self.window.output_size(h), self.window.output_size(w));
         let cols = im2col(x, self.window)?;
-        cols.matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)?
-            .reshape((b, oh, ow, self.out_channels))
+        dense(&cols, &self.weight, &self.bias, act)?.reshape((b, oh, ow, self.out_channels))
     }
 }
 
@@ -225,36 +229,12 @@ fn for_each_tap(window: Window, (h, w, c): (usize, usize, usize), mut f: impl Fn
     }
 }
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("{op}: only f32 is supported");
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("{op}: input must be contiguous"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use crate::model::test_util::{max_diff, random};
+    use candle_core::Var;
     use rand::{Rng, SeedableRng};
-
-    fn random(shape: &[usize], rng: &mut impl Rng) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).expect("tensor")
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .and_then(|d| d.abs())
-            .and_then(|d| d.flatten_all())
-            .and_then(|d| d.max(0))
-            .and_then(|d| d.to_scalar::<f32>())
-            .expect("diff")
-    }
 
     /// Random shapes, odd sizes included: the custom op and its gradient equal the
     /// reference gather built from candle's ops.

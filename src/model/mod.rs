@@ -4,6 +4,7 @@
 mod config;
 pub mod conv;
 mod critic;
+pub mod dense;
 mod dim;
 mod discriminator;
 mod encoder;
@@ -24,5 +25,29 @@ pub use prior::{PriorDiscriminator, PriorGame, PRIOR_PREFIX};
 
 /// Leaky ReLU with slope 0.2, written as a maximum: candle's own op was twice as slow here.
 pub(crate) fn leaky_relu(x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
-    x.maximum(&(x * 0.2)?)
+    x.maximum(&(x * dense::LEAKY_SLOPE as f64)?)
+}
+
+/// Helpers shared by the custom ops' tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use candle_core::{Device, Tensor};
+    use rand::Rng;
+
+    /// Uniform values in [-1, 1) of the given shape, on the CPU.
+    pub fn random(shape: &[usize], rng: &mut impl Rng) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).expect("tensor")
+    }
+
+    /// Largest absolute difference of two tensors of the same shape.
+    pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.flatten_all())
+            .and_then(|d| d.max(0))
+            .and_then(|d| d.to_scalar::<f32>())
+            .expect("diff")
+    }
 }
