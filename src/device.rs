@@ -57,6 +57,19 @@ impl DeviceChoice {
     }
 }
 
+/// candle's CPU element-wise ops run on its own worker pool, whose idle workers spin 25,000
+/// times before sleeping; on a 2-core machine the spinning worker takes a core from the gemm
+/// threads (rayon) that run next: 9–11% of a training step's samples were that spin.
+/// A short spin keeps the pool's wake-up fast between back-to-back element-wise ops. A
+/// value the user set is kept. Call at the start of `main`, before any thread exists.
+pub fn tune_threads() {
+    const SPIN: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+    if std::env::var_os(SPIN).is_none() {
+        // Changing the environment is sound while this is the only thread (see above).
+        std::env::set_var(SPIN, "1000");
+    }
+}
+
 /// Large tensors are freed and re-allocated every step; glibc's default returns such buffers to
 /// the kernel each time, which made candle's ops 1.3–3× slower here. Raising the thresholds keeps
 /// them in the process.
