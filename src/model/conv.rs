@@ -8,8 +8,10 @@
 //! transpose. On devices other than the CPU the same gather is built from candle's own ops
 //! ([`im2col_reference`]), so the CUDA backend keeps working.
 
-use super::dense::{contiguous_f32, dense, Activation};
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use super::dense::{
+    column_sums, contiguous_f32, dense_cpu, dense_reference, leaky_relu_grad, Activation,
+};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
@@ -33,7 +35,6 @@ pub struct Conv {
     weight: Tensor,
     bias: Tensor,
     window: Window,
-    out_channels: usize,
 }
 
 impl Conv {
@@ -62,7 +63,6 @@ impl Conv {
             weight,
             bias,
             window,
-            out_channels,
         })
     }
 
@@ -71,12 +71,135 @@ impl Conv {
         self.forward_act(x, Activation::Identity)
     }
 
-    /// The convolution followed by `act`, fused into one [`dense`] op after the im2col.
+    /// The convolution followed by `act`, as one op ([`conv`]).
     pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
-        let (b, h, w, _) = x.dims4()?;
+        conv(x, &self.weight, &self.bias, self.window, act)
+    }
+}
+
+/// `act(conv(x) + bias)` for `x` `(B, H, W, C)` and `weight` `(O, K·K·C)` in the patch order
+/// of [`im2col`]: `(B, H', W', O)`. On the CPU one custom op ([`ConvOp`]) whose patch matrix
+/// lives only inside its forward and backward; elsewhere the same from candle's ops.
+pub fn conv(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    window: Window,
+    act: Activation,
+) -> Result<Tensor> {
+    let fused = x.device().is_cpu()
+        && [x, weight, bias].iter().all(|t| t.dtype() == DType::F32)
+        && weight.rank() == 2
+        && bias.rank() == 1;
+    if fused {
+        x.contiguous()?.apply_op3(
+            &weight.contiguous()?,
+            &bias.contiguous()?,
+            ConvOp { window, act },
+        )
+    } else {
+        conv_reference(x, weight, bias, window, act)
+    }
+}
+
+/// The convolution from candle's ops: the gather [`im2col_reference`], a matmul, the bias
+/// and the activation. Runs on every backend; the tests compare [`conv`] against it.
+pub fn conv_reference(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    window: Window,
+    act: Activation,
+) -> Result<Tensor> {
+    let (b, h, w, _) = x.dims4()?;
+    let (oh, ow) = (window.output_size(h), window.output_size(w));
+    let cols = im2col_reference(x, window)?;
+    dense_reference(&cols, weight, bias, act)?.reshape((b, oh, ow, weight.dim(0)?))
+}
+
+/// The fused convolution: arguments `x` `(B, H, W, C)`, `W` `(O, K·K·C)`, `b` `(O)`, all
+/// contiguous. The forward gathers the patches, multiplies from the bias rows and applies
+/// the activation; the patch matrix is dropped at once. The backward gathers it again
+/// (one memory-bound pass) rather than keep it alive from forward to backward, and nothing
+/// in between is a graph node, so backprop never zero-fills or accumulates a patch-sized
+/// gradient.
+struct ConvOp {
+    window: Window,
+    act: Activation,
+}
+
+impl CustomOp3 for ConvOp {
+    fn name(&self) -> &'static str {
+        "conv-nhwc"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, h, w, c) = l1.shape().dims4()?;
+        let (o, row) = l2.shape().dims2()?;
+        let kernel = self.window.kernel;
+        if row != kernel * kernel * c || l3.shape().dims1()? != o {
+            candle_core::bail!(
+                "conv: weight {:?} and bias {:?} for {c} channels and a {kernel}×{kernel} kernel",
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        if h + 2 * self.window.padding < kernel || w + 2 * self.window.padding < kernel {
+            candle_core::bail!("conv: {h}×{w} input is smaller than the {kernel}×{kernel} kernel");
+        }
+        let input = contiguous_f32(s1, l1, self.name())?;
+        let weight = contiguous_f32(s2, l2, self.name())?;
+        let bias = contiguous_f32(s3, l3, self.name())?;
         let (oh, ow) = (self.window.output_size(h), self.window.output_size(w));
-        let cols = im2col(x, self.window)?;
-        dense(&cols, &self.weight, &self.bias, act)?.reshape((b, oh, ow, self.out_channels))
+        let cols = im2col_cpu(input, (b, h, w, c), self.window);
+        let out = dense_cpu(&cols, weight, bias, (b * oh * ow, row, o), self.act);
+        Ok((CpuStorage::F32(out), Shape::from((b, oh, ow, o))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, h, w, c) = x.dims4()?;
+        let (_, oh, ow, o) = res.dims4()?;
+        let g = match self.act {
+            Activation::Identity => grad_res.contiguous()?,
+            Activation::LeakyRelu => leaky_relu_grad(res, grad_res)?,
+        }
+        .reshape((b * oh * ow, o))?;
+        // All three are computed from tensors outside the graph (no_bwd ops, detached
+        // inputs), so none of them keeps this step's graph alive.
+        let x_const = x.detach();
+        let weight_const = weight.detach();
+        let cols = x_const.apply_op1_no_bwd(&Im2Col {
+            window: self.window,
+        })?;
+        let grad_w = g.t()?.matmul(&cols)?;
+        drop(cols);
+        let grad_x = if x.track_op() {
+            Some(g.matmul(&weight_const)?.apply_op1_no_bwd(&Col2Im {
+                window: self.window,
+                batch: b,
+                height: h,
+                width: w,
+                channels: c,
+            })?)
+        } else {
+            None
+        };
+        Ok((grad_x, Some(grad_w), Some(column_sums(&g)?)))
     }
 }
 
@@ -131,16 +254,11 @@ impl CustomOp1 for Im2Col {
         let input = contiguous_f32(storage, layout, self.name())?;
         let kernel = self.window.kernel;
         let (oh, ow) = (self.window.output_size(h), self.window.output_size(w));
-        let row = kernel * kernel * c;
-        let mut out = vec![0f32; b * oh * ow * row];
-        out.par_chunks_mut(oh * ow * row)
-            .zip(input.par_chunks(h * w * c))
-            .for_each(|(out, image)| {
-                for_each_tap(self.window, (h, w, c), |patch, pixel| {
-                    out[patch..patch + c].copy_from_slice(&image[pixel..pixel + c]);
-                });
-            });
-        Ok((CpuStorage::F32(out), Shape::from((b * oh * ow, row))))
+        let out = im2col_cpu(input, (b, h, w, c), self.window);
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((b * oh * ow, kernel * kernel * c)),
+        ))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -154,6 +272,29 @@ impl CustomOp1 for Im2Col {
         })?;
         Ok(Some(grad))
     }
+}
+
+/// The patch matrix `(B·H'·W', K·K·C)` of a contiguous `(B, H, W, C)` input.
+fn im2col_cpu(
+    input: &[f32],
+    (b, h, w, c): (usize, usize, usize, usize),
+    window: Window,
+) -> Vec<f32> {
+    let kernel = window.kernel;
+    let (oh, ow) = (window.output_size(h), window.output_size(w));
+    let row = kernel * kernel * c;
+    let mut out = vec![0f32; b * oh * ow * row];
+    if out.is_empty() || h * w * c == 0 {
+        return out;
+    }
+    out.par_chunks_mut(oh * ow * row)
+        .zip(input.par_chunks(h * w * c))
+        .for_each(|(out, image)| {
+            for_each_tap(window, (h, w, c), |patch, pixel| {
+                out[patch..patch + c].copy_from_slice(&image[pixel..pixel + c]);
+            });
+        });
+    out
 }
 
 /// Scatter-adds patch rows back onto the image: the adjoint of [`Im2Col`]. Each image's
@@ -278,6 +419,59 @@ mod tests {
         }
     }
 
+    /// Random windows and odd shapes, both activations: the fused op's values and its
+    /// three gradients equal the same convolution composed from candle's ops.
+    #[test]
+    fn fused_conv_matches_the_reference() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        for case in 0..14 {
+            let window = Window {
+                kernel: rng.random_range(1..=4),
+                stride: rng.random_range(1..=2),
+                padding: rng.random_range(0..=1),
+            };
+            let act = if case % 2 == 0 {
+                Activation::LeakyRelu
+            } else {
+                Activation::Identity
+            };
+            let (b, c, o) = (
+                rng.random_range(1..=3),
+                rng.random_range(1..=5),
+                rng.random_range(1..=7),
+            );
+            let h = rng.random_range(window.kernel.max(2)..=9);
+            let w = rng.random_range(window.kernel.max(2)..=9);
+            let row = window.kernel * window.kernel * c;
+            let x = Var::from_tensor(&random(&[b, h, w, c], &mut rng)).expect("x");
+            let weight = Var::from_tensor(&random(&[o, row], &mut rng)).expect("w");
+            let bias = Var::from_tensor(&random(&[o], &mut rng)).expect("b");
+            let args = (x.as_tensor(), weight.as_tensor(), bias.as_tensor());
+            let ours = conv(args.0, args.1, args.2, window, act).expect("conv");
+            let theirs = conv_reference(args.0, args.1, args.2, window, act).expect("reference");
+            assert_eq!(ours.dims(), theirs.dims(), "{window:?}");
+            assert!(max_diff(&ours, &theirs) < 1e-5, "{window:?}");
+
+            let probe = random(ours.dims(), &mut rng);
+            let g1 = (ours * &probe)
+                .and_then(|t| t.sum_all())
+                .and_then(|t| t.backward())
+                .expect("ours backward");
+            let g2 = (theirs * &probe)
+                .and_then(|t| t.sum_all())
+                .and_then(|t| t.backward())
+                .expect("reference backward");
+            for var in [&x, &weight, &bias] {
+                let (a, b) = (
+                    g1.get(var.as_tensor()).expect("g"),
+                    g2.get(var.as_tensor()).expect("g"),
+                );
+                assert!(!a.track_op(), "gradient still tracks its graph");
+                assert!(max_diff(a, b) < 1e-4, "{window:?}: {}", max_diff(a, b));
+            }
+        }
+    }
+
     /// The NHWC convolution equals candle's NCHW conv2d, values and gradients, on odd shapes.
     #[test]
     fn conv_matches_candle_conv2d() {
@@ -303,7 +497,6 @@ mod tests {
                     .expect("w"),
                 bias: bias.clone(),
                 window,
-                out_channels: cout,
             };
             let ours = conv.forward(x.as_tensor()).expect("ours");
             let theirs = x

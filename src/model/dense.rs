@@ -44,16 +44,20 @@ pub fn dense(x: &Tensor, weight: &Tensor, bias: &Tensor, act: Activation) -> Res
     let Some((&k, lead)) = dims.split_last() else {
         candle_core::bail!("dense: input must have at least one dimension");
     };
+    let op = DenseOp { act };
+    let (weight, bias) = (weight.contiguous()?, bias.contiguous()?);
+    if lead.len() == 1 {
+        // No reshape: every reshape is a graph node whose gradient backprop zero-fills and
+        // adds once more.
+        return x.contiguous()?.apply_op3(&weight, &bias, op);
+    }
     let rows: usize = lead.iter().product();
-    let out_features = weight.dim(0)?;
-    let y = x.reshape((rows, k))?.contiguous()?.apply_op3(
-        &weight.contiguous()?,
-        &bias.contiguous()?,
-        DenseOp { act },
-    )?;
     let mut shape = lead.to_vec();
-    shape.push(out_features);
-    y.reshape(shape)
+    shape.push(weight.dim(0)?);
+    x.reshape((rows, k))?
+        .contiguous()?
+        .apply_op3(&weight, &bias, op)?
+        .reshape(shape)
 }
 
 /// A `candle_nn::Linear` applied through [`dense`] (or through candle's own forward when it
@@ -113,19 +117,7 @@ impl CustomOp3 for DenseOp {
         let x = contiguous_f32(s1, l1, self.name())?;
         let w = contiguous_f32(s2, l2, self.name())?;
         let b = contiguous_f32(s3, l3, self.name())?;
-        // The gemm below adds onto the bias rows (no zero fill, no separate bias pass).
-        let mut out = Vec::with_capacity(n * o);
-        for _ in 0..n {
-            out.extend_from_slice(b);
-        }
-        gemm_nt(&mut out, x, w, n, k, o);
-        if self.act == Activation::LeakyRelu {
-            out.par_chunks_mut(CHUNK).for_each(|chunk| {
-                for v in chunk {
-                    *v = v.max(*v * LEAKY_SLOPE);
-                }
-            });
-        }
+        let out = dense_cpu(x, w, b, (n, k, o), self.act);
         Ok((CpuStorage::F32(out), Shape::from((n, o))))
     }
 
@@ -156,9 +148,33 @@ impl CustomOp3 for DenseOp {
     }
 }
 
+/// `act(x·Wᵀ + b)` on slices: `x` `N×K`, `w` `O×K`, `b` `O` (lengths checked by the callers).
+pub(crate) fn dense_cpu(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    (n, k, o): (usize, usize, usize),
+    act: Activation,
+) -> Vec<f32> {
+    // The gemm adds onto the bias rows: no zero fill, no separate bias pass.
+    let mut out = Vec::with_capacity(n * o);
+    for _ in 0..n {
+        out.extend_from_slice(b);
+    }
+    gemm_nt(&mut out, x, w, n, k, o);
+    if act == Activation::LeakyRelu {
+        out.par_chunks_mut(CHUNK).for_each(|chunk| {
+            for v in chunk {
+                *v = v.max(*v * LEAKY_SLOPE);
+            }
+        });
+    }
+    out
+}
+
 /// `dst (N×O) += x (N×K) · wᵀ` with `w` stored `(O, K)` row-major, on gemm's threads.
 fn gemm_nt(dst: &mut [f32], x: &[f32], w: &[f32], n: usize, k: usize, o: usize) {
-    debug_assert!(dst.len() == n * o && x.len() == n * k && w.len() == o * k);
+    assert!(dst.len() == n * o && x.len() == n * k && w.len() == o * k);
     if n == 0 || o == 0 {
         return;
     }
@@ -168,8 +184,8 @@ fn gemm_nt(dst: &mut [f32], x: &[f32], w: &[f32], n: usize, k: usize, o: usize) 
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the three slices have exactly the extents the strides describe (checked by
-    // the callers' shape checks, asserted above in debug builds): dst is N×O with row stride
+    // SAFETY: the three slices have exactly the extents the strides describe (asserted
+    // above): dst is N×O with row stride
     // O, x is N×K with row stride K, and the right-hand side Wᵀ (K×O) reads w[o·K + k] through
     // column stride K and row stride 1. dst is borrowed mutably and does not alias x or w.
     // With read_dst, dst := 1·dst + 1·x·Wᵀ.
@@ -200,7 +216,7 @@ fn gemm_nt(dst: &mut [f32], x: &[f32], w: &[f32], n: usize, k: usize, o: usize) 
 
 /// The gradient through the leaky ReLU, from its output `y` (whose sign is its input's) and
 /// the gradient `g` with respect to it.
-fn leaky_relu_grad(y: &Tensor, g: &Tensor) -> Result<Tensor> {
+pub(crate) fn leaky_relu_grad(y: &Tensor, g: &Tensor) -> Result<Tensor> {
     if y.device().is_cpu() && y.dtype() == DType::F32 && g.dtype() == DType::F32 {
         g.contiguous()?
             .apply_op2_no_bwd(&y.contiguous()?, &LeakyReluGrad)
@@ -215,7 +231,7 @@ fn leaky_relu_grad(y: &Tensor, g: &Tensor) -> Result<Tensor> {
 
 /// Sums over the rows of `g` `(N, O)` → `(O)`: the bias gradient. candle's `sum(0)` walks
 /// the matrix column by column; this adds whole rows, in a few row blocks at once.
-fn column_sums(g: &Tensor) -> Result<Tensor> {
+pub(crate) fn column_sums(g: &Tensor) -> Result<Tensor> {
     if g.device().is_cpu() && g.dtype() == DType::F32 {
         g.contiguous()?.apply_op1_no_bwd(&ColumnSums)
     } else {
