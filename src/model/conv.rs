@@ -9,8 +9,9 @@
 //! ([`im2col_reference`]), so the CUDA backend keeps working.
 
 use super::dense::{
-    column_sums, contiguous_f32, dense_cpu, dense_reference, leaky_relu_grad, Activation,
+    contiguous_f32, dense_reference, leaky_relu_grad, leaky_relu_in_place, Activation,
 };
+use super::matmul::{matmul, MatRef};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
@@ -156,11 +157,30 @@ impl CustomOp3 for ConvOp {
             candle_core::bail!("conv: {h}×{w} input is smaller than the {kernel}×{kernel} kernel");
         }
         let input = contiguous_f32(s1, l1, self.name())?;
-        let weight = contiguous_f32(s2, l2, self.name())?;
+        let weight = MatRef::rows(contiguous_f32(s2, l2, self.name())?, o, row).t();
         let bias = contiguous_f32(s3, l3, self.name())?;
         let (oh, ow) = (self.window.output_size(h), self.window.output_size(w));
-        let cols = im2col_cpu(input, (b, h, w, c), self.window);
-        let out = dense_cpu(&cols, weight, bias, (b * oh * ow, row, o), self.act);
+        let mut out = vec![0f32; b * oh * ow * o];
+        if out.is_empty() || input.is_empty() {
+            return Ok((CpuStorage::F32(out), Shape::from((b, oh, ow, o))));
+        }
+        // A few images per task: gather their patches, multiply on this thread from the
+        // bias rows and activate while the patch block is still in cache.
+        let per_task = images_per_task(b, oh * ow * row);
+        out.par_chunks_mut(per_task * oh * ow * o)
+            .zip(input.par_chunks(per_task * h * w * c))
+            .for_each(|(out, images)| {
+                let n = images.len() / (h * w * c);
+                let mut cols = vec![0f32; n * oh * ow * row];
+                gather_patches(images, &mut cols, (h, w, c), self.window);
+                for r in out.chunks_exact_mut(o) {
+                    r.copy_from_slice(bias);
+                }
+                matmul(out, MatRef::rows(&cols, n * oh * ow, row), weight, true, 1);
+                if self.act == Activation::LeakyRelu {
+                    leaky_relu_in_place(out);
+                }
+            });
         Ok((CpuStorage::F32(out), Shape::from((b, oh, ow, o))))
     }
 
@@ -173,33 +193,135 @@ impl CustomOp3 for ConvOp {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (b, h, w, c) = x.dims4()?;
-        let (_, oh, ow, o) = res.dims4()?;
+        let (o, row) = weight.dims2()?;
         let g = match self.act {
             Activation::Identity => grad_res.contiguous()?,
             Activation::LeakyRelu => leaky_relu_grad(res, grad_res)?,
-        }
-        .reshape((b * oh * ow, o))?;
-        // All three are computed from tensors outside the graph (no_bwd ops, detached
-        // inputs), so none of them keeps this step's graph alive.
-        let x_const = x.detach();
-        let weight_const = weight.detach();
-        let cols = x_const.apply_op1_no_bwd(&Im2Col {
-            window: self.window,
-        })?;
-        let grad_w = g.t()?.matmul(&cols)?;
-        drop(cols);
-        let grad_x = if x.track_op() {
-            Some(g.matmul(&weight_const)?.apply_op1_no_bwd(&Col2Im {
+        };
+        // One op computes all three gradients, packed in one vector, from tensors outside
+        // the graph (detached inputs, a no_bwd op): nothing keeps this step's graph alive.
+        let input_grad = x.track_op();
+        let packed = x.detach().apply_op3_no_bwd(
+            &weight.detach(),
+            &g,
+            &ConvBackward {
                 window: self.window,
-                batch: b,
-                height: h,
-                width: w,
-                channels: c,
-            })?)
+                input_grad,
+            },
+        )?;
+        let nx = if input_grad { b * h * w * c } else { 0 };
+        let grad_x = if input_grad {
+            Some(packed.narrow(0, 0, nx)?.reshape((b, h, w, c))?)
         } else {
             None
         };
-        Ok((grad_x, Some(grad_w), Some(column_sums(&g)?)))
+        let grad_w = packed.narrow(0, nx, o * row)?.reshape((o, row))?;
+        let grad_b = packed.narrow(0, nx + o * row, o)?;
+        Ok((grad_x, Some(grad_w), Some(grad_b)))
+    }
+}
+
+/// Patch-block floats per task in the fused convolution (1 MB: about a core's L2).
+const TASK_FLOATS: usize = 1 << 18;
+
+/// Images per task: a patch block near [`TASK_FLOATS`], and at least two tasks per thread
+/// when the batch is large enough.
+fn images_per_task(batch: usize, floats_per_image: usize) -> usize {
+    let by_cache = (TASK_FLOATS / floats_per_image.max(1)).max(1);
+    let by_balance = batch.div_ceil(2 * rayon::current_num_threads()).max(1);
+    by_cache.min(by_balance)
+}
+
+/// The three gradients of [`ConvOp`]: arguments `x` `(B, H, W, C)`, `W` `(O, K·K·C)` and the
+/// gradient `g` `(B, H', W', O)` of the pre-activation output. Result: one vector holding
+/// the input gradient (`B·H·W·C` values, only when `input_grad`), the weight gradient
+/// (`O·K·K·C`) and the bias gradient (`O`). Each task re-gathers the patches of a few images
+/// and, while they are in cache, adds `gᵀ·patches` and the column sums of `g` to its own
+/// partial sums and scatters `g·W` back onto its images.
+struct ConvBackward {
+    window: Window,
+    input_grad: bool,
+}
+
+impl CustomOp3 for ConvBackward {
+    fn name(&self) -> &'static str {
+        "conv-nhwc-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, h, w, c) = l1.shape().dims4()?;
+        let (o, row) = l2.shape().dims2()?;
+        let (b2, oh, ow, o2) = l3.shape().dims4()?;
+        let window = self.window;
+        if b2 != b
+            || o2 != o
+            || row != window.kernel * window.kernel * c
+            || (oh, ow) != (window.output_size(h), window.output_size(w))
+        {
+            candle_core::bail!(
+                "conv backward: x {:?}, weight {:?}, gradient {:?}",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        let input = contiguous_f32(s1, l1, self.name())?;
+        let weight = contiguous_f32(s2, l2, self.name())?;
+        let g = contiguous_f32(s3, l3, self.name())?;
+        let image = h * w * c;
+        let mut grad_x = vec![0f32; if self.input_grad { b * image } else { 0 }];
+        let zeros = || (vec![0f32; o * row], vec![0f32; o]);
+        let (grad_w, grad_b) = if b == 0 || image == 0 || oh * ow == 0 {
+            zeros()
+        } else {
+            let per_task = images_per_task(b, oh * ow * row);
+            let mut tasks: Vec<(&[f32], &[f32], Option<&mut [f32]>)> = input
+                .chunks(per_task * image)
+                .zip(g.chunks(per_task * oh * ow * o))
+                .map(|(x, g)| (x, g, None))
+                .collect();
+            if self.input_grad {
+                for (task, gx) in tasks.iter_mut().zip(grad_x.chunks_mut(per_task * image)) {
+                    task.2 = Some(gx);
+                }
+            }
+            tasks
+                .into_par_iter()
+                .fold(zeros, |(mut gw, mut gb), (images, g, gx)| {
+                    let rows = images.len() / image * oh * ow;
+                    let mut cols = vec![0f32; rows * row];
+                    gather_patches(images, &mut cols, (h, w, c), window);
+                    let g_rows = MatRef::rows(g, rows, o);
+                    matmul(&mut gw, g_rows.t(), MatRef::rows(&cols, rows, row), true, 1);
+                    for r in g.chunks_exact(o) {
+                        gb.iter_mut().zip(r).for_each(|(a, v)| *a += v);
+                    }
+                    if let Some(gx) = gx {
+                        // cols is free now: it receives g·W, the patch gradient.
+                        matmul(&mut cols, g_rows, MatRef::rows(weight, o, row), false, 1);
+                        scatter_patches(&cols, gx, (h, w, c), window);
+                    }
+                    (gw, gb)
+                })
+                .reduce(zeros, |(mut w1, mut b1), (w2, b2)| {
+                    w1.iter_mut().zip(&w2).for_each(|(a, v)| *a += v);
+                    b1.iter_mut().zip(&b2).for_each(|(a, v)| *a += v);
+                    (w1, b1)
+                })
+        };
+        let mut packed = grad_x;
+        packed.extend_from_slice(&grad_w);
+        packed.extend_from_slice(&grad_b);
+        let n = packed.len();
+        Ok((CpuStorage::F32(packed), Shape::from(n)))
     }
 }
 
@@ -289,12 +411,44 @@ fn im2col_cpu(
     }
     out.par_chunks_mut(oh * ow * row)
         .zip(input.par_chunks(h * w * c))
-        .for_each(|(out, image)| {
-            for_each_tap(window, (h, w, c), |patch, pixel| {
-                out[patch..patch + c].copy_from_slice(&image[pixel..pixel + c]);
-            });
-        });
+        .for_each(|(out, image)| gather_patches(image, out, (h, w, c), window));
     out
+}
+
+/// Writes the patch rows of whole `(h, w, c)` images into `cols` (`oh·ow·K·K·c` values an
+/// image), which must be zero where the window falls outside an image.
+fn gather_patches(images: &[f32], cols: &mut [f32], dims: (usize, usize, usize), window: Window) {
+    let (image, patches) = patch_sizes(dims, window);
+    for (image, cols) in images.chunks(image).zip(cols.chunks_mut(patches)) {
+        for_each_tap(window, dims, |patch, pixel| {
+            cols[patch..patch + dims.2].copy_from_slice(&image[pixel..pixel + dims.2]);
+        });
+    }
+}
+
+/// Adds the patch rows `cols` of whole images back onto them: the adjoint of
+/// [`gather_patches`].
+fn scatter_patches(cols: &[f32], images: &mut [f32], dims: (usize, usize, usize), window: Window) {
+    let (image, patches) = patch_sizes(dims, window);
+    for (image, cols) in images.chunks_mut(image).zip(cols.chunks(patches)) {
+        for_each_tap(window, dims, |patch, pixel| {
+            for (d, s) in image[pixel..pixel + dims.2]
+                .iter_mut()
+                .zip(&cols[patch..patch + dims.2])
+            {
+                *d += s;
+            }
+        });
+    }
+}
+
+/// Values in one image and in its patch rows (both at least 1, for chunking).
+fn patch_sizes((h, w, c): (usize, usize, usize), window: Window) -> (usize, usize) {
+    let rows = window.output_size(h) * window.output_size(w);
+    (
+        (h * w * c).max(1),
+        (rows * window.kernel * window.kernel * c).max(1),
+    )
 }
 
 /// Scatter-adds patch rows back onto the image: the adjoint of [`Im2Col`]. Each image's
@@ -322,18 +476,11 @@ impl CustomOp1 for Col2Im {
             candle_core::bail!("col2im: {} values for {b}×{oh}×{ow}×{row}", cols.len());
         }
         let mut out = vec![0f32; b * h * w * c];
-        out.par_chunks_mut(h * w * c)
-            .zip(cols.par_chunks(oh * ow * row))
-            .for_each(|(image, cols)| {
-                for_each_tap(self.window, (h, w, c), |patch, pixel| {
-                    for (d, s) in image[pixel..pixel + c]
-                        .iter_mut()
-                        .zip(&cols[patch..patch + c])
-                    {
-                        *d += s;
-                    }
-                });
-            });
+        if !out.is_empty() && oh * ow * row > 0 {
+            out.par_chunks_mut(h * w * c)
+                .zip(cols.par_chunks(oh * ow * row))
+                .for_each(|(image, cols)| scatter_patches(cols, image, (h, w, c), self.window));
+        }
         Ok((CpuStorage::F32(out), Shape::from((b, h, w, c))))
     }
 }

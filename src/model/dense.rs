@@ -11,6 +11,7 @@
 //! On devices other than the CPU [`dense`] composes candle's own ops ([`dense_reference`]),
 //! so the CUDA backend keeps working; the reference is also what the tests compare against.
 
+use super::matmul::{matmul, MatRef};
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
 };
@@ -161,56 +162,18 @@ pub(crate) fn dense_cpu(
     for _ in 0..n {
         out.extend_from_slice(b);
     }
-    gemm_nt(&mut out, x, w, n, k, o);
+    let (x, w) = (MatRef::rows(x, n, k), MatRef::rows(w, o, k).t());
+    matmul(&mut out, x, w, true, rayon::current_num_threads());
     if act == Activation::LeakyRelu {
-        out.par_chunks_mut(CHUNK).for_each(|chunk| {
-            for v in chunk {
-                *v = v.max(*v * LEAKY_SLOPE);
-            }
-        });
+        out.par_chunks_mut(CHUNK).for_each(leaky_relu_in_place);
     }
     out
 }
 
-/// `dst (N×O) += x (N×K) · wᵀ` with `w` stored `(O, K)` row-major, on gemm's threads.
-fn gemm_nt(dst: &mut [f32], x: &[f32], w: &[f32], n: usize, k: usize, o: usize) {
-    assert!(dst.len() == n * o && x.len() == n * k && w.len() == o * k);
-    if n == 0 || o == 0 {
-        return;
-    }
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the three slices have exactly the extents the strides describe (asserted
-    // above): dst is N×O with row stride
-    // O, x is N×K with row stride K, and the right-hand side Wᵀ (K×O) reads w[o·K + k] through
-    // column stride K and row stride 1. dst is borrowed mutably and does not alias x or w.
-    // With read_dst, dst := 1·dst + 1·x·Wᵀ.
-    unsafe {
-        gemm::gemm(
-            n,
-            o,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            o as isize,
-            true,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            parallelism,
-        );
+/// `v ← max(v, 0.2·v)` over a slice.
+pub(crate) fn leaky_relu_in_place(values: &mut [f32]) {
+    for v in values {
+        *v = v.max(*v * LEAKY_SLOPE);
     }
 }
 

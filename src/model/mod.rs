@@ -10,6 +10,7 @@ mod discriminator;
 mod encoder;
 mod init;
 mod io;
+mod matmul;
 pub mod objective;
 mod prior;
 
