@@ -1,12 +1,17 @@
 //! Convolution as im2col + matmul on channels-last (NHWC) activations.
 //!
 //! candle's own conv2d backward goes through conv_transpose2d, which on the CPU ran at a
-//! fraction of its forward speed (3–5× the forward's time). Here a convolution is an explicit
-//! patch gather ([`Im2Col`], a custom op with a scatter-add backward) followed by one matmul
-//! on candle's gemm, so forward and both gradients run at matmul speed. Channels-last keeps
-//! every patch row contiguous and makes the matmul's output the next layer's input without a
-//! transpose. On devices other than the CPU the same gather is built from candle's own ops
-//! ([`im2col_reference`]), so the CUDA backend keeps working.
+//! fraction of its forward speed (3–5× the forward's time). Here a convolution is a patch
+//! gather followed by a matmul on gemm, so forward and both gradients run at matmul speed.
+//! On the CPU the whole layer (gather, matmul from the bias rows, activation) is one custom op,
+//! [`conv`], run in tasks of several images, each with its own single-threaded gemm; its
+//! backward is one more op that re-gathers the patches and returns all three gradients.
+//! The patch matrix is never a graph node, so candle's backprop never zero-fills or adds a
+//! patch-sized gradient, and it is not kept from forward to backward. Channels-last keeps
+//! every patch row contiguous and makes the output the next layer's input without a
+//! transpose. On devices other than the CPU the same layer is built from candle's own ops
+//! ([`conv_reference`], [`im2col_reference`]), so the CUDA backend keeps working; the
+//! separate gather op [`im2col`] remains as the tested building block.
 
 use super::dense::{
     contiguous_f32, dense_reference, leaky_relu_grad, leaky_relu_in_place, Activation,
@@ -164,8 +169,8 @@ impl CustomOp3 for ConvOp {
         if out.is_empty() || input.is_empty() {
             return Ok((CpuStorage::F32(out), Shape::from((b, oh, ow, o))));
         }
-        // A few images per task: gather their patches, multiply on this thread from the
-        // bias rows and activate while the patch block is still in cache.
+        // Tasks of several images: gather their patches, multiply from the bias rows and
+        // activate, each task's gemm on its own thread (no gemm-internal barriers).
         let per_task = images_per_task(b, oh * ow * row);
         out.par_chunks_mut(per_task * oh * ow * o)
             .zip(input.par_chunks(per_task * h * w * c))
@@ -221,23 +226,25 @@ impl CustomOp3 for ConvOp {
     }
 }
 
-/// Patch-block floats per task in the fused convolution (1 MB: about a core's L2).
-const TASK_FLOATS: usize = 1 << 18;
+/// Most patch-matrix floats one task holds (16 MB): bounds the memory of large batches.
+const TASK_FLOATS: usize = 1 << 22;
 
-/// Images per task: a patch block near [`TASK_FLOATS`], and at least two tasks per thread
-/// when the batch is large enough.
+/// Images per task: two tasks per thread, within [`TASK_FLOATS`]. Measured at batch 64–256
+/// (interleaved runs): tasks of about 1 MB of patches (to stay in L2) made training 5–10%
+/// and embedding 7% slower than these larger ones, because every task packs the whole weight
+/// matrix again for its gemm; one task per thread balanced the embedding worse.
 fn images_per_task(batch: usize, floats_per_image: usize) -> usize {
-    let by_cache = (TASK_FLOATS / floats_per_image.max(1)).max(1);
+    let by_memory = (TASK_FLOATS / floats_per_image.max(1)).max(1);
     let by_balance = batch.div_ceil(2 * rayon::current_num_threads()).max(1);
-    by_cache.min(by_balance)
+    by_memory.min(by_balance)
 }
 
 /// The three gradients of [`ConvOp`]: arguments `x` `(B, H, W, C)`, `W` `(O, K·K·C)` and the
 /// gradient `g` `(B, H', W', O)` of the pre-activation output. Result: one vector holding
 /// the input gradient (`B·H·W·C` values, only when `input_grad`), the weight gradient
-/// (`O·K·K·C`) and the bias gradient (`O`). Each task re-gathers the patches of a few images
-/// and, while they are in cache, adds `gᵀ·patches` and the column sums of `g` to its own
-/// partial sums and scatters `g·W` back onto its images.
+/// (`O·K·K·C`) and the bias gradient (`O`). Each task re-gathers the patches of its images,
+/// adds `gᵀ·patches` and the column sums of `g` to its own partial sums, and scatters `g·W`
+/// back onto its images.
 struct ConvBackward {
     window: Window,
     input_grad: bool,
