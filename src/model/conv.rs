@@ -20,6 +20,7 @@ use super::matmul::{matmul, MatRef};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
+use std::borrow::Cow;
 
 /// Geometry of a square convolution window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,13 @@ pub struct Window {
 }
 
 impl Window {
+    /// The 1×1 window: every pixel is its own patch.
+    pub const POINT: Window = Window {
+        kernel: 1,
+        stride: 1,
+        padding: 0,
+    };
+
     pub fn output_size(&self, input: usize) -> usize {
         (input + 2 * self.padding - self.kernel) / self.stride + 1
     }
@@ -84,7 +92,8 @@ impl Conv {
 }
 
 /// `act(conv(x) + bias)` for `x` `(B, H, W, C)` and `weight` `(O, K·K·C)` in the patch order
-/// of [`im2col`]: `(B, H', W', O)`. On the CPU one custom op ([`ConvOp`]) whose patch matrix
+/// of [`im2col`]: `(B, H', W', O)`. With [`Window::POINT`], `x` may also be rows `(N, K)`:
+/// a dense layer, output `(N, O)`. On the CPU one custom op ([`ConvOp`]) whose patch matrix
 /// lives only inside its forward and backward; elsewhere the same from candle's ops.
 pub fn conv(
     x: &Tensor,
@@ -117,6 +126,9 @@ pub fn conv_reference(
     window: Window,
     act: Activation,
 ) -> Result<Tensor> {
+    if x.rank() == 2 && window == Window::POINT {
+        return dense_reference(x, weight, bias, act);
+    }
     let (b, h, w, _) = x.dims4()?;
     let (oh, ow) = (window.output_size(h), window.output_size(w));
     let cols = im2col_reference(x, window)?;
@@ -148,7 +160,7 @@ impl CustomOp3 for ConvOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (b, h, w, c) = l1.shape().dims4()?;
+        let (b, h, w, c) = as_images(l1.shape(), self.window)?;
         let (o, row) = l2.shape().dims2()?;
         let kernel = self.window.kernel;
         if row != kernel * kernel * c || l3.shape().dims1()? != o {
@@ -165,9 +177,14 @@ impl CustomOp3 for ConvOp {
         let weight = MatRef::rows(contiguous_f32(s2, l2, self.name())?, o, row).t();
         let bias = contiguous_f32(s3, l3, self.name())?;
         let (oh, ow) = (self.window.output_size(h), self.window.output_size(w));
+        let shape = if l1.shape().rank() == 2 {
+            Shape::from((b, o))
+        } else {
+            Shape::from((b, oh, ow, o))
+        };
         let mut out = vec![0f32; b * oh * ow * o];
         if out.is_empty() || input.is_empty() {
-            return Ok((CpuStorage::F32(out), Shape::from((b, oh, ow, o))));
+            return Ok((CpuStorage::F32(out), shape));
         }
         // Tasks of several images: gather their patches, multiply from the bias rows and
         // activate, each task's gemm on its own thread (no gemm-internal barriers).
@@ -176,8 +193,7 @@ impl CustomOp3 for ConvOp {
             .zip(input.par_chunks(per_task * h * w * c))
             .for_each(|(out, images)| {
                 let n = images.len() / (h * w * c);
-                let mut cols = vec![0f32; n * oh * ow * row];
-                gather_patches(images, &mut cols, (h, w, c), self.window);
+                let cols = patches(images, n * oh * ow * row, (h, w, c), self.window);
                 for r in out.chunks_exact_mut(o) {
                     r.copy_from_slice(bias);
                 }
@@ -186,7 +202,7 @@ impl CustomOp3 for ConvOp {
                     leaky_relu_in_place(out);
                 }
             });
-        Ok((CpuStorage::F32(out), Shape::from((b, oh, ow, o))))
+        Ok((CpuStorage::F32(out), shape))
     }
 
     fn bwd(
@@ -197,7 +213,6 @@ impl CustomOp3 for ConvOp {
         res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (b, h, w, c) = x.dims4()?;
         let (o, row) = weight.dims2()?;
         let g = match self.act {
             Activation::Identity => grad_res.contiguous()?,
@@ -214,9 +229,9 @@ impl CustomOp3 for ConvOp {
                 input_grad,
             },
         )?;
-        let nx = if input_grad { b * h * w * c } else { 0 };
+        let nx = if input_grad { x.elem_count() } else { 0 };
         let grad_x = if input_grad {
-            Some(packed.narrow(0, 0, nx)?.reshape((b, h, w, c))?)
+            Some(packed.narrow(0, 0, nx)?.reshape(x.shape())?)
         } else {
             None
         };
@@ -264,10 +279,10 @@ impl CustomOp3 for ConvBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (b, h, w, c) = l1.shape().dims4()?;
-        let (o, row) = l2.shape().dims2()?;
-        let (b2, oh, ow, o2) = l3.shape().dims4()?;
         let window = self.window;
+        let (b, h, w, c) = as_images(l1.shape(), window)?;
+        let (o, row) = l2.shape().dims2()?;
+        let (b2, oh, ow, o2) = as_images(l3.shape(), window)?;
         if b2 != b
             || o2 != o
             || row != window.kernel * window.kernel * c
@@ -304,17 +319,22 @@ impl CustomOp3 for ConvBackward {
                 .into_par_iter()
                 .fold(zeros, |(mut gw, mut gb), (images, g, gx)| {
                     let rows = images.len() / image * oh * ow;
-                    let mut cols = vec![0f32; rows * row];
-                    gather_patches(images, &mut cols, (h, w, c), window);
+                    let cols = patches(images, rows * row, (h, w, c), window);
                     let g_rows = MatRef::rows(g, rows, o);
                     matmul(&mut gw, g_rows.t(), MatRef::rows(&cols, rows, row), true, 1);
                     for r in g.chunks_exact(o) {
                         gb.iter_mut().zip(r).for_each(|(a, v)| *a += v);
                     }
-                    if let Some(gx) = gx {
-                        // cols is free now: it receives g·W, the patch gradient.
-                        matmul(&mut cols, g_rows, MatRef::rows(weight, o, row), false, 1);
-                        scatter_patches(&cols, gx, (h, w, c), window);
+                    let weight = MatRef::rows(weight, o, row);
+                    match (gx, cols) {
+                        (None, _) => {}
+                        // 1×1: the patch gradient is the input gradient.
+                        (Some(gx), Cow::Borrowed(_)) => matmul(gx, g_rows, weight, false, 1),
+                        (Some(gx), Cow::Owned(mut cols)) => {
+                            // cols is free now: it receives g·W, the patch gradient.
+                            matmul(&mut cols, g_rows, weight, false, 1);
+                            scatter_patches(&cols, gx, (h, w, c), window);
+                        }
                     }
                     (gw, gb)
                 })
@@ -420,6 +440,33 @@ fn im2col_cpu(
         .zip(input.par_chunks(h * w * c))
         .for_each(|(out, image)| gather_patches(image, out, (h, w, c), window));
     out
+}
+
+/// `(B, H, W, C)`, or `(N, K)` rows taken as `N` images of one `K`-channel pixel (the 1×1
+/// window only).
+fn as_images(shape: &Shape, window: Window) -> Result<(usize, usize, usize, usize)> {
+    match shape.dims() {
+        &[b, h, w, c] => Ok((b, h, w, c)),
+        &[n, k] if window == Window::POINT => Ok((n, 1, 1, k)),
+        _ => candle_core::bail!("conv: {shape:?} is not (B, H, W, C) nor rows for a 1×1 window"),
+    }
+}
+
+/// The patch rows of whole images (`len` values): the images themselves for the 1×1 window,
+/// else a gathered copy.
+fn patches<'a>(
+    images: &'a [f32],
+    len: usize,
+    dims: (usize, usize, usize),
+    window: Window,
+) -> Cow<'a, [f32]> {
+    if window == Window::POINT {
+        Cow::Borrowed(images)
+    } else {
+        let mut cols = vec![0f32; len];
+        gather_patches(images, &mut cols, dims, window);
+        Cow::Owned(cols)
+    }
 }
 
 /// Writes the patch rows of whole `(h, w, c)` images into `cols` (`oh·ow·K·K·c` values an

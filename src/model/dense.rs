@@ -1,20 +1,19 @@
-//! A fused dense layer, `act(x·Wᵀ + b)`, as one candle custom op.
+//! A fused dense layer, `act(x·Wᵀ + b)`, and the leaky-ReLU helpers of the fused ops.
 //!
 //! Written with candle's generic ops the layer is a matmul, a broadcast add and a leaky ReLU
 //! (`max(x, 0.2x)`): three full passes over the output forward, and about ten backward (the
 //! maximum's gradient builds equality masks and divides by their sum), each a fresh tensor
-//! that backprop then adds into a zero-filled gradient. Here the forward is one gemm call
-//! that starts from the bias rows and one in-place activation pass; the backward is one pass
-//! for the activation's derivative, two matmuls and a column sum. Every layer of the model
-//! (the convolutions after their im2col, the heads, the critics) goes through it.
+//! that backprop then adds into a zero-filled gradient. On the CPU [`dense`] is the fused
+//! convolution's 1×1 case on rows ([`super::conv::conv`]): the forward multiplies from the
+//! bias rows and activates in place; the backward is one pass for the activation's
+//! derivative and one op for the three gradients. Every layer of the model (convolutions,
+//! heads, critics) goes through it.
 //!
 //! On devices other than the CPU [`dense`] composes candle's own ops ([`dense_reference`]),
 //! so the CUDA backend keeps working; the reference is also what the tests compare against.
 
-use super::matmul::{matmul, MatRef};
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
-};
+use super::conv::{conv, Window};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use candle_nn::Linear;
 use rayon::prelude::*;
 
@@ -45,20 +44,17 @@ pub fn dense(x: &Tensor, weight: &Tensor, bias: &Tensor, act: Activation) -> Res
     let Some((&k, lead)) = dims.split_last() else {
         candle_core::bail!("dense: input must have at least one dimension");
     };
-    let op = DenseOp { act };
     let (weight, bias) = (weight.contiguous()?, bias.contiguous()?);
+    // The dense layer is the fused convolution's 1×1 case on rows.
     if lead.len() == 1 {
         // No reshape: every reshape is a graph node whose gradient backprop zero-fills and
         // adds once more.
-        return x.contiguous()?.apply_op3(&weight, &bias, op);
+        return conv(x, &weight, &bias, Window::POINT, act);
     }
     let rows: usize = lead.iter().product();
     let mut shape = lead.to_vec();
     shape.push(weight.dim(0)?);
-    x.reshape((rows, k))?
-        .contiguous()?
-        .apply_op3(&weight, &bias, op)?
-        .reshape(shape)
+    conv(&x.reshape((rows, k))?, &weight, &bias, Window::POINT, act)?.reshape(shape)
 }
 
 /// A `candle_nn::Linear` applied through [`dense`] (or through candle's own forward when it
@@ -90,86 +86,6 @@ pub fn dense_reference(
     }
 }
 
-/// The fused CPU op: arguments `x` `(N, K)`, `W` `(O, K)`, `b` `(O)`, all contiguous.
-struct DenseOp {
-    act: Activation,
-}
-
-impl CustomOp3 for DenseOp {
-    fn name(&self) -> &'static str {
-        "dense"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (n, k) = l1.shape().dims2()?;
-        let (o, k2) = l2.shape().dims2()?;
-        let o2 = l3.shape().dims1()?;
-        if k != k2 || o != o2 {
-            candle_core::bail!("dense: x {n}×{k}, weight {o}×{k2}, bias {o2}");
-        }
-        let x = contiguous_f32(s1, l1, self.name())?;
-        let w = contiguous_f32(s2, l2, self.name())?;
-        let b = contiguous_f32(s3, l3, self.name())?;
-        let out = dense_cpu(x, w, b, (n, k, o), self.act);
-        Ok((CpuStorage::F32(out), Shape::from((n, o))))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        _bias: &Tensor,
-        res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = match self.act {
-            Activation::Identity => grad_res.contiguous()?,
-            Activation::LeakyRelu => leaky_relu_grad(res, grad_res)?,
-        };
-        // The input gradient is only wanted when the input depends on a variable: the first
-        // layer's image patches do not. Every gradient is detached: built from `x` and `W`,
-        // which are tracked, it would otherwise keep this step's whole graph alive in the
-        // optimiser's moments (candle detaches gradients only between its own ops).
-        let grad_x = if x.track_op() {
-            Some(g.matmul(weight)?.detach())
-        } else {
-            None
-        };
-        let grad_w = g.t()?.matmul(x)?.detach();
-        let grad_b = column_sums(&g)?.detach();
-        Ok((grad_x, Some(grad_w), Some(grad_b)))
-    }
-}
-
-/// `act(x·Wᵀ + b)` on slices: `x` `N×K`, `w` `O×K`, `b` `O` (lengths checked by the callers).
-pub(crate) fn dense_cpu(
-    x: &[f32],
-    w: &[f32],
-    b: &[f32],
-    (n, k, o): (usize, usize, usize),
-    act: Activation,
-) -> Vec<f32> {
-    // The gemm adds onto the bias rows: no zero fill, no separate bias pass.
-    let mut out = Vec::with_capacity(n * o);
-    for _ in 0..n {
-        out.extend_from_slice(b);
-    }
-    let (x, w) = (MatRef::rows(x, n, k), MatRef::rows(w, o, k).t());
-    matmul(&mut out, x, w, true, rayon::current_num_threads());
-    if act == Activation::LeakyRelu {
-        out.par_chunks_mut(CHUNK).for_each(leaky_relu_in_place);
-    }
-    out
-}
-
 /// `v ← max(v, 0.2·v)` over a slice.
 pub(crate) fn leaky_relu_in_place(values: &mut [f32]) {
     for v in values {
@@ -189,51 +105,6 @@ pub(crate) fn leaky_relu_grad(y: &Tensor, g: &Tensor) -> Result<Tensor> {
             .to_dtype(g.dtype())?
             .affine(1.0 - LEAKY_SLOPE as f64, LEAKY_SLOPE as f64)?;
         g * slope
-    }
-}
-
-/// Sums over the rows of `g` `(N, O)` → `(O)`: the bias gradient. candle's `sum(0)` walks
-/// the matrix column by column; this adds whole rows, in a few row blocks at once.
-pub(crate) fn column_sums(g: &Tensor) -> Result<Tensor> {
-    if g.device().is_cpu() && g.dtype() == DType::F32 {
-        g.contiguous()?.apply_op1_no_bwd(&ColumnSums)
-    } else {
-        g.sum(0)
-    }
-}
-
-struct ColumnSums;
-
-impl CustomOp1 for ColumnSums {
-    fn name(&self) -> &'static str {
-        "column-sums"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, o) = layout.shape().dims2()?;
-        let g = contiguous_f32(storage, layout, self.name())?;
-        let add_rows = |rows: &[f32]| {
-            let mut acc = vec![0f32; o];
-            for row in rows.chunks_exact(o) {
-                for (a, &v) in acc.iter_mut().zip(row) {
-                    *a += v;
-                }
-            }
-            acc
-        };
-        let sums = if o == 0 || n == 0 {
-            vec![0f32; o]
-        } else {
-            let block = (CHUNK / o).max(1) * o;
-            g.par_chunks(block).map(add_rows).reduce(
-                || vec![0f32; o],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            )
-        };
-        Ok((CpuStorage::F32(sums), Shape::from(o)))
     }
 }
 
