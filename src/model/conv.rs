@@ -254,6 +254,10 @@ fn images_per_task(batch: usize, floats_per_image: usize) -> usize {
     by_memory.min(by_balance)
 }
 
+/// One task of [`ConvBackward`]: its images, their output gradient rows, and their slice of
+/// the input gradient when it is wanted.
+type BackwardTask<'a> = (&'a [f32], &'a [f32], Option<&'a mut [f32]>);
+
 /// The three gradients of [`ConvOp`]: arguments `x` `(B, H, W, C)`, `W` `(O, K·K·C)` and the
 /// gradient `g` `(B, H', W', O)` of the pre-activation output. Result: one vector holding
 /// the input gradient (`B·H·W·C` values, only when `input_grad`), the weight gradient
@@ -305,7 +309,7 @@ impl CustomOp3 for ConvBackward {
             zeros()
         } else {
             let per_task = images_per_task(b, oh * ow * row);
-            let mut tasks: Vec<(&[f32], &[f32], Option<&mut [f32]>)> = input
+            let mut tasks: Vec<BackwardTask> = input
                 .chunks(per_task * image)
                 .zip(g.chunks(per_task * oh * ow * o))
                 .map(|(x, g)| (x, g, None))
@@ -445,9 +449,9 @@ fn im2col_cpu(
 /// `(B, H, W, C)`, or `(N, K)` rows taken as `N` images of one `K`-channel pixel (the 1×1
 /// window only).
 fn as_images(shape: &Shape, window: Window) -> Result<(usize, usize, usize, usize)> {
-    match shape.dims() {
-        &[b, h, w, c] => Ok((b, h, w, c)),
-        &[n, k] if window == Window::POINT => Ok((n, 1, 1, k)),
+    match *shape.dims() {
+        [b, h, w, c] => Ok((b, h, w, c)),
+        [n, k] if window == Window::POINT => Ok((n, 1, 1, k)),
         _ => candle_core::bail!("conv: {shape:?} is not (B, H, W, C) nor rows for a 1×1 window"),
     }
 }
