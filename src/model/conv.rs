@@ -467,9 +467,47 @@ fn patches<'a>(
     if window == Window::POINT {
         Cow::Borrowed(images)
     } else {
-        let mut cols = vec![0f32; len];
-        gather_patches(images, &mut cols, dims, window);
+        // Written in order, each value once: no zero fill first.
+        let mut cols = Vec::with_capacity(len);
+        push_patches(images, &mut cols, dims, window);
+        debug_assert_eq!(cols.len(), len);
         Cow::Owned(cols)
+    }
+}
+
+/// Appends the patch rows of whole `(h, w, c)` images to `cols`, in the order of
+/// [`gather_patches`], with zeros where the window falls outside an image.
+fn push_patches(
+    images: &[f32],
+    cols: &mut Vec<f32>,
+    (h, w, c): (usize, usize, usize),
+    window: Window,
+) {
+    let Window {
+        kernel,
+        stride,
+        padding,
+    } = window;
+    let (oh, ow) = (window.output_size(h), window.output_size(w));
+    let inside = |o: usize, k: usize, size: usize| {
+        (o * stride + k).checked_sub(padding).filter(|&i| i < size)
+    };
+    for image in images.chunks(h * w * c) {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ky in 0..kernel {
+                    for kx in 0..kernel {
+                        match (inside(oy, ky, h), inside(ox, kx, w)) {
+                            (Some(iy), Some(ix)) => {
+                                let pixel = (iy * w + ix) * c;
+                                cols.extend_from_slice(&image[pixel..pixel + c]);
+                            }
+                            _ => cols.resize(cols.len() + c, 0.0),
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
