@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     imgsearch::device::tune_allocator();
+    imgsearch::device::tune_threads();
     let mut index_dirs = Vec::new();
     let mut train_dir = PathBuf::from("data/signdigits/test");
     let mut epochs = 2usize;

@@ -21,6 +21,7 @@ use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     imgsearch::device::tune_allocator();
+    imgsearch::device::tune_threads();
     let mut args = std::env::args().skip(1);
     let mut dir = PathBuf::from("data/cifar10/train");
     let mut steps = 5usize;

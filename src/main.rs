@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use imgsearch::data::Augment;
-use imgsearch::device::{tune_allocator, DeviceChoice};
+use imgsearch::device::{tune_allocator, tune_threads, DeviceChoice};
 use imgsearch::eval::{self, EvalOptions};
 use imgsearch::grid::{self, Row};
 use imgsearch::index::{Index, SearchOptions};
@@ -228,6 +228,7 @@ struct QueryArgs {
 
 fn main() -> ExitCode {
     tune_allocator();
+    tune_threads();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

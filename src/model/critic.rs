@@ -2,9 +2,10 @@
 //! are embedded separately and a pair's score is their cosine over a temperature, so scoring
 //! every (code, feature) pair of a batch costs one matmul.
 
-use super::{leaky_relu, ModelConfig};
-use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{linear, Linear, VarBuilder};
+use super::dense::{linear, Activation};
+use super::ModelConfig;
+use candle_core::{Result, Tensor, D};
+use candle_nn::{Linear, VarBuilder};
 
 /// A two-layer MLP whose output is L2-normalised.
 struct Embedder {
@@ -15,14 +16,18 @@ struct Embedder {
 impl Embedder {
     fn new(input: usize, width: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Embedder {
-            first: linear(input, width, vb.pp("0"))?,
-            second: linear(width, width, vb.pp("1"))?,
+            first: candle_nn::linear(input, width, vb.pp("0"))?,
+            second: candle_nn::linear(width, width, vb.pp("1"))?,
         })
     }
 
     /// `(N, input)` → `(N, width)`, unit rows.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.second.forward(&leaky_relu(&self.first.forward(x)?)?)?;
+        let h = linear(
+            &self.second,
+            &linear(&self.first, x, Activation::LeakyRelu)?,
+            Activation::Identity,
+        )?;
         let norm = h
             .sqr()?
             .sum_keepdim(D::Minus1)?

@@ -2,6 +2,7 @@
 //! pairs from the same image and pairs shuffled across the batch.
 
 use super::conv::{Conv, Window};
+use super::dense::{self, Activation};
 use super::{leaky_relu, ModelConfig};
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
@@ -74,9 +75,9 @@ impl GlobalDiscriminator {
         };
         let mut x = x;
         for layer in hidden {
-            x = leaky_relu(&layer.forward(&x)?)?;
+            x = dense::linear(layer, &x, Activation::LeakyRelu)?;
         }
-        last.forward(&x)?.squeeze(D::Minus1)
+        dense::linear(last, &x, Activation::Identity)?.squeeze(D::Minus1)
     }
 }
 
@@ -105,9 +106,12 @@ impl LocalDiscriminator {
     /// The first layer's share from local maps `(B, M, M, C)` → `(B, M·M, H)`.
     pub fn project(&self, local: &Tensor) -> Result<Tensor> {
         let (b, m1, m2, c) = local.dims4()?;
-        self.feature_in
-            .forward(&local.reshape((b * m1 * m2, c))?)?
-            .reshape((b, m1 * m2, ()))
+        dense::linear(
+            &self.feature_in,
+            &local.reshape((b * m1 * m2, c))?,
+            Activation::Identity,
+        )?
+        .reshape((b, m1 * m2, ()))
     }
 
     /// Scores `(B, M·M)` for projected maps `(B, M·M, H)` paired with codes `(B, D)`.
@@ -115,7 +119,7 @@ impl LocalDiscriminator {
         let (b, positions, h) = projected.dims3()?;
         let code = self.code_in.forward(code)?.unsqueeze(1)?;
         let x = leaky_relu(&projected.broadcast_add(&code)?)?.reshape((b * positions, h))?;
-        let x = leaky_relu(&self.hidden.forward(&x)?)?;
-        self.out.forward(&x)?.reshape((b, positions))
+        let x = dense::linear(&self.hidden, &x, Activation::LeakyRelu)?;
+        dense::linear(&self.out, &x, Activation::Identity)?.reshape((b, positions))
     }
 }

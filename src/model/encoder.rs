@@ -3,9 +3,10 @@
 //! Activations are channels-last (NHWC); see [`super::conv`].
 
 use super::conv::{Conv, Window};
-use super::{leaky_relu, Embedding, ModelConfig};
-use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use super::dense::{linear, Activation};
+use super::{Embedding, ModelConfig};
+use candle_core::{Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
 
 pub struct Encoder {
     embedding: Embedding,
@@ -48,9 +49,9 @@ impl Encoder {
             padding: 1,
         };
         let refine = Conv::new(in_channels, in_channels, same, vb.pp("refine"))?;
-        let hidden = linear(in_channels, config.hidden, vb.pp("hidden"))?;
-        let mean = linear(config.hidden, config.dim, vb.pp("mean"))?;
-        let logvar = linear(config.hidden, config.dim, vb.pp("logvar"))?;
+        let hidden = candle_nn::linear(in_channels, config.hidden, vb.pp("hidden"))?;
+        let mean = candle_nn::linear(config.hidden, config.dim, vb.pp("mean"))?;
+        let logvar = candle_nn::linear(config.hidden, config.dim, vb.pp("logvar"))?;
         Ok(Encoder {
             embedding: config.embedding,
             downs,
@@ -64,10 +65,10 @@ impl Encoder {
     /// `x`: `(B, S, S, 3)` normalised images.
     pub fn forward(&self, x: &Tensor) -> Result<EncoderOutput> {
         let (local, pooled) = self.features(x)?;
-        let hidden = leaky_relu(&self.hidden.forward(&pooled)?)?;
+        let hidden = linear(&self.hidden, &pooled, Activation::LeakyRelu)?;
         Ok(EncoderOutput {
-            mean: self.mean.forward(&hidden)?,
-            logvar: self.logvar.forward(&hidden)?,
+            mean: linear(&self.mean, &hidden, Activation::Identity)?,
+            logvar: linear(&self.logvar, &hidden, Activation::Identity)?,
             local,
         })
     }
@@ -76,10 +77,12 @@ impl Encoder {
     fn features(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let mut h = x.clone();
         for conv in &self.downs {
-            h = leaky_relu(&conv.forward(&h)?)?;
+            h = conv.forward_act(&h, Activation::LeakyRelu)?;
         }
         let (b, m1, m2, c) = h.dims4()?;
-        let pooled = leaky_relu(&self.refine.forward(&h)?)?
+        let pooled = self
+            .refine
+            .forward_act(&h, Activation::LeakyRelu)?
             .reshape((b, m1 * m2, c))?
             .mean(1)?;
         Ok((h, pooled))
