@@ -616,7 +616,7 @@ fn for_each_tap(window: Window, (h, w, c): (usize, usize, usize), mut f: impl Fn
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_util::{max_diff, random};
+    use crate::model::test_util::{max_diff, probe_gradients, random};
     use candle_core::Var;
     use rand::{Rng, SeedableRng};
 
@@ -695,22 +695,9 @@ mod tests {
             assert_eq!(ours.dims(), theirs.dims(), "{window:?}");
             assert!(max_diff(&ours, &theirs) < 1e-5, "{window:?}");
 
-            let probe = random(ours.dims(), &mut rng);
-            let g1 = (ours * &probe)
-                .and_then(|t| t.sum_all())
-                .and_then(|t| t.backward())
-                .expect("ours backward");
-            let g2 = (theirs * &probe)
-                .and_then(|t| t.sum_all())
-                .and_then(|t| t.backward())
-                .expect("reference backward");
-            for var in [&x, &weight, &bias] {
-                let (a, b) = (
-                    g1.get(var.as_tensor()).expect("g"),
-                    g2.get(var.as_tensor()).expect("g"),
-                );
+            for (a, b) in probe_gradients(&ours, &theirs, &[&x, &weight, &bias], &mut rng) {
                 assert!(!a.track_op(), "gradient still tracks its graph");
-                assert!(max_diff(a, b) < 1e-4, "{window:?}: {}", max_diff(a, b));
+                assert!(max_diff(&a, &b) < 1e-4, "{window:?}: {}", max_diff(&a, &b));
             }
         }
     }

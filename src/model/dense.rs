@@ -192,7 +192,7 @@ pub(crate) fn contiguous_f32<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_util::{max_diff, random};
+    use crate::model::test_util::{max_diff, probe_gradients, random};
     use candle_core::Var;
     use rand::{Rng, SeedableRng};
 
@@ -226,21 +226,8 @@ mod tests {
             assert_eq!(ours.dims(), theirs.dims());
             assert!(max_diff(&ours, &theirs) < 1e-5, "{case}");
 
-            let probe = random(ours.dims(), &mut rng);
-            let g1 = (ours * &probe)
-                .and_then(|t| t.sum_all())
-                .and_then(|t| t.backward())
-                .expect("ours backward");
-            let g2 = (theirs * &probe)
-                .and_then(|t| t.sum_all())
-                .and_then(|t| t.backward())
-                .expect("reference backward");
-            for var in [&x, &w, &b] {
-                let (a, b) = (
-                    g1.get(var.as_tensor()).expect("g"),
-                    g2.get(var.as_tensor()).expect("g"),
-                );
-                assert!(max_diff(a, b) < 1e-4, "{case}: {}", max_diff(a, b));
+            for (a, b) in probe_gradients(&ours, &theirs, &[&x, &w, &b], &mut rng) {
+                assert!(max_diff(&a, &b) < 1e-4, "{case}: {}", max_diff(&a, &b));
             }
         }
     }

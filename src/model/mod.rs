@@ -32,7 +32,7 @@ pub(crate) fn leaky_relu(x: &candle_core::Tensor) -> candle_core::Result<candle_
 /// Helpers shared by the custom ops' tests.
 #[cfg(test)]
 pub(crate) mod test_util {
-    use candle_core::{Device, Tensor};
+    use candle_core::{Device, Tensor, Var};
     use rand::Rng;
 
     /// Uniform values in [-1, 1) of the given shape, on the CPU.
@@ -50,5 +50,31 @@ pub(crate) mod test_util {
             .and_then(|d| d.max(0))
             .and_then(|d| d.to_scalar::<f32>())
             .expect("diff")
+    }
+
+    /// The gradients of `vars` through `ours` and through `theirs` (two computations of the same
+    /// output from them), each output weighted by the same random probe: `(ours, theirs)` a var.
+    pub fn probe_gradients(
+        ours: &Tensor,
+        theirs: &Tensor,
+        vars: &[&Var],
+        rng: &mut impl Rng,
+    ) -> Vec<(Tensor, Tensor)> {
+        let probe = random(ours.dims(), rng);
+        let grads = |out: &Tensor| {
+            (out * &probe)
+                .and_then(|t| t.sum_all())
+                .and_then(|t| t.backward())
+                .expect("backward")
+        };
+        let (g1, g2) = (grads(ours), grads(theirs));
+        vars.iter()
+            .map(|v| {
+                let get = |g: &candle_core::backprop::GradStore| {
+                    g.get(v.as_tensor()).expect("gradient").clone()
+                };
+                (get(&g1), get(&g2))
+            })
+            .collect()
     }
 }
