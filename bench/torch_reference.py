@@ -1,6 +1,6 @@
 """PyTorch twin of imgsearch's default DIM model, for the speed benchmark.
 
-Usage: python3 bench/torch_reference.py EXPORT.safetensors
+Usage: python3 bench/torch_reference.py EXPORT.safetensors [STEPS] [default|paper]
 
 EXPORT is written by `cargo run --release --example train_bench -- --torch`: the candle model's
 parameters, a batch of real images (NHWC, normalised), the reparameterisation noise, the
@@ -8,6 +8,10 @@ negative-pair permutation and the loss terms candle computed. This script rebuil
 network from those weights, checks that it computes the same losses, then times the training
 step (forward, backward, Adam) at batch 64 and 128 and embedding at batch 256 on 2 threads.
 It prints one JSON object.
+
+Recipes: `default` is what `imgsearch train` runs (encode-and-dot critics scoring every code
+against every image of the batch, InfoNCE, two views per image: rows v*B + i); `paper` is the
+DIM paper's concat critics with JSD on one view and a shuffled negative per image.
 """
 import json
 import resource
@@ -29,7 +33,7 @@ def conv_weight(w, cin):
 
 
 class Dim(torch.nn.Module):
-    def __init__(self, t, channels=(64, 128, 256)):
+    def __init__(self, t, recipe, channels=(64, 128, 256)):
         super().__init__()
         p = torch.nn.Parameter
         self.downs = torch.nn.ParameterList()
@@ -47,14 +51,28 @@ class Dim(torch.nn.Module):
         self.logvar_w, self.logvar_b = g("encoder.logvar.weight"), g("encoder.logvar.bias")
         self.summary_w = p(conv_weight(t["param.global.summary.weight"], cin))
         self.summary_b = g("global.summary.bias")
-        self.g = [(g(f"global.l{i}.weight"), g(f"global.l{i}.bias")) for i in range(3)]
-        for i, (w, b) in enumerate(self.g):
-            self.register_parameter(f"g{i}w", w)
-            self.register_parameter(f"g{i}b", b)
-        self.fin_w, self.fin_b = g("local.feature_in.weight"), g("local.feature_in.bias")
-        self.code_w = g("local.code_in.weight")
-        self.lh_w, self.lh_b = g("local.hidden.weight"), g("local.hidden.bias")
-        self.out_w, self.out_b = g("local.out.weight"), g("local.out.bias")
+        self.recipe = recipe
+        if recipe == "paper":
+            self.g = [(g(f"global.l{i}.weight"), g(f"global.l{i}.bias")) for i in range(3)]
+            for i, (w, b) in enumerate(self.g):
+                self.register_parameter(f"g{i}w", w)
+                self.register_parameter(f"g{i}b", b)
+            self.fin_w, self.fin_b = g("local.feature_in.weight"), g("local.feature_in.bias")
+            self.code_w = g("local.code_in.weight")
+            self.lh_w, self.lh_b = g("local.hidden.weight"), g("local.hidden.bias")
+            self.out_w, self.out_b = g("local.out.weight"), g("local.out.bias")
+        else:
+            # Encode-and-dot critics: a two-layer MLP per side, output L2-normalised.
+            self.embedders = {}
+            for critic in ("global", "local"):
+                for side in ("features", "code"):
+                    layers = []
+                    for i in range(2):
+                        w, b = g(f"{critic}.{side}.{i}.weight"), g(f"{critic}.{side}.{i}.bias")
+                        self.register_parameter(f"{critic}_{side}_{i}_w", w)
+                        self.register_parameter(f"{critic}_{side}_{i}_b", b)
+                        layers.append((w, b))
+                    self.embedders[(critic, side)] = layers
 
     def encode(self, x_nhwc):
         h = x_nhwc.permute(0, 3, 1, 2)
@@ -67,6 +85,44 @@ class Dim(torch.nn.Module):
         return local, F.linear(hidden, self.mean_w, self.mean_b), F.linear(hidden, self.logvar_w, self.logvar_b)
 
     def losses(self, x, eps, perm):
+        if self.recipe == "paper":
+            return self.paper_losses(x, eps, perm)
+        return self.default_losses(x, eps, perm.shape[0])
+
+    def embed_rows(self, critic, side, x):
+        (w0, b0), (w1, b1) = self.embedders[(critic, side)]
+        h = F.linear(F.leaky_relu(F.linear(x, w0, b0), 0.2), w1, b1)
+        return h / h.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+
+    def default_losses(self, x, eps, images, temperature=0.1):
+        local, mean, logvar = self.encode(x)
+        z = mean + torch.exp(0.5 * logvar.clamp(-10, 10)) * eps
+        rows = z.shape[0]
+        views = rows // images
+        r = torch.arange(rows)
+        other = ((r // images + 1) % views) * images + r % images
+        same_image = (r.unsqueeze(1) % images) == (r.unsqueeze(0) % images)
+        positive = torch.zeros(rows, rows, 1)
+        positive[r, other] = 1.0
+        allowed = (positive[..., 0] > 0) | ~same_image
+
+        def infonce(critic, features):
+            q, p, f = features.shape
+            fe = self.embed_rows(critic, "features", features.reshape(q * p, f))
+            ce = self.embed_rows(critic, "code", z)
+            scores = (ce @ fe.t() / temperature).reshape(rows, q, p)
+            masked = scores.masked_fill(~allowed.unsqueeze(-1), float("-inf"))
+            pos = (scores * positive).sum(1)
+            return (torch.logsumexp(masked, 1) - pos).mean()
+
+        s = F.conv2d(local, self.summary_w, self.summary_b).permute(0, 2, 3, 1).flatten(1)
+        b, c, m, _ = local.shape
+        g_loss = infonce("global", s.unsqueeze(1))
+        l_loss = infonce("local", local.permute(0, 2, 3, 1).reshape(b, m * m, c))
+        prior = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).sum() / rows
+        return g_loss, l_loss, prior
+
+    def paper_losses(self, x, eps, perm):
         local, mean, logvar = self.encode(x)
         z = mean + torch.exp(0.5 * logvar) * eps
         s = F.conv2d(local, self.summary_w, self.summary_b).permute(0, 2, 3, 1).flatten(1)
@@ -96,10 +152,12 @@ class Dim(torch.nn.Module):
 
 def main():
     t = load_file(sys.argv[1])
-    model = Dim(t)
+    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    recipe = sys.argv[3] if len(sys.argv) > 3 else "default"
+    views = 2 if recipe == "default" else 1
+    model = Dim(t, recipe)
     x, eps, perm = t["input"], t["eps"], t["perm"].long()
-    b = eps.shape[0]
-    g, l, p = model.losses(x[:b], eps, perm)
+    g, l, p = model.losses(x[: eps.shape[0]], eps, perm)
     got = torch.stack([g, l, p]).detach()
     want = t["losses"]
     err = (got - want).abs().max().item()
@@ -108,15 +166,17 @@ def main():
         print(json.dumps({"error": "losses differ", **check}))
         sys.exit(1)
 
-    out = {"check": check, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    out = {"check": check, "threads": torch.get_num_threads(), "torch": torch.__version__,
+           "recipe": recipe}
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     gen = torch.Generator().manual_seed(0)
     for batch in (64, 128):
         times = []
+        rows = batch * views
         for step in range(steps + 2):
-            xb = x[(step * batch) % (x.shape[0] - batch + 1):][:batch]
-            e = torch.randn(batch, eps.shape[1], generator=gen)
+            # Distinct real images stand in for the views, as on the candle side.
+            xb = torch.cat([x, x.flip(0)])[(step * rows) % (2 * x.shape[0] - rows + 1):][:rows]
+            e = torch.randn(rows, eps.shape[1], generator=gen)
             pm = (torch.arange(batch) + 1 + torch.randint(0, batch - 1, (1,), generator=gen)) % batch
             start = time.perf_counter()
             opt.zero_grad()

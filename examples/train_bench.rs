@@ -1,8 +1,11 @@
 //! Training-step and embedding throughput of the default architecture on CPU, on real images.
 //!
-//!     cargo run --release --example train_bench -- [IMAGE_DIR] [--steps N] [--torch]
+//!     cargo run --release --example train_bench -- [IMAGE_DIR] [--steps N] [--recipe R] [--torch]
 //!
-//! IMAGE_DIR defaults to `data/cifar10/train` (see the README for extracting it). Prints
+//! IMAGE_DIR defaults to `data/cifar10/train` (see the README for extracting it). The recipe is
+//! `default` (what `imgsearch train` runs: encode-and-dot critics, InfoNCE, two views of each
+//! image per step) or `paper` (the DIM paper's concat critics with JSD, one view). Images per
+//! second count images, not views: a two-view step of batch 64 encodes 128 rows. Prints
 //! milliseconds per step and images per second; nothing is asserted. With `--torch` it also
 //! exports the model's weights and one real batch, runs `bench/torch_reference.py` (a PyTorch
 //! twin of the same network; `$IMGSEARCH_PYTHON` or `python3`), which first checks that it
@@ -26,18 +29,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut dir = PathBuf::from("data/cifar10/train");
     let mut steps = 5usize;
     let mut torch = false;
+    let mut recipe = Recipe::Default;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--steps" => steps = args.next().ok_or("--steps needs a value")?.parse()?,
+            "--recipe" => {
+                recipe = match args.next().as_deref() {
+                    Some("default") => Recipe::Default,
+                    Some("paper") => Recipe::Paper,
+                    other => return Err(format!("--recipe default|paper, not {other:?}").into()),
+                }
+            }
             "--torch" => torch = true,
             other => dir = PathBuf::from(other),
         }
     }
     let device = Device::Cpu;
-    // The PyTorch twin implements the DIM paper's concat critics with JSD, one view.
     let mut config = ModelConfig::default();
-    config.objective.critic = Critic::Concat;
-    config.objective.estimator = Estimator::Jsd;
+    let views = match recipe {
+        Recipe::Default => 2,
+        Recipe::Paper => {
+            config.objective.critic = Critic::Concat;
+            config.objective.estimator = Estimator::Jsd;
+            1
+        }
+    };
     let preprocess = Preprocess::default();
 
     let scan = data::scan(std::slice::from_ref(&dir))?;
@@ -50,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("need at least 256 images in {}", dir.display()).into());
     }
     println!(
-        "{} real images from {}, threads {}",
+        "{} real images from {}, threads {}, recipe {recipe:?} ({views} view(s) per image)",
         images.len(),
         dir.display(),
         rayon::current_num_threads()
@@ -72,24 +88,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::id()
     ));
     if torch {
-        export_reference(&model, &init, &input(256, 0)?, &config, &export, &mut rng)?;
+        export_reference(
+            &model,
+            &init,
+            &input(256, 0)?,
+            &config,
+            views,
+            &export,
+            &mut rng,
+        )?;
     }
 
     let mut candle = std::collections::BTreeMap::new();
     for batch in [64usize, 128] {
         let mut times = Vec::new();
         let mut parts = Vec::new();
+        let rows = batch * views;
         for step in 0..steps + 2 {
-            let x = input(batch, (step * batch) % (images.len() - batch))?;
-            let noise: Vec<f32> = (0..batch * config.dim)
+            // Distinct real images stand in for the augmented views: the step's cost does
+            // not depend on what the pixels show.
+            let x = input(rows, (step * rows) % (images.len() - rows))?;
+            let noise: Vec<f32> = (0..rows * config.dim)
                 .map(|_| StandardNormal.sample(&mut rng))
                 .collect();
-            let eps = Tensor::from_vec(noise, (batch, config.dim), &device)?;
+            let eps = Tensor::from_vec(noise, (rows, config.dim), &device)?;
             let perm = objective::derangement(batch, &mut rng);
             let started = Instant::now();
             let losses = model.losses(&DimBatch {
                 x: &x,
-                views: 1,
+                views,
                 eps: &eps,
                 perm: &perm,
                 prior_samples: None,
@@ -148,7 +175,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .arg(&script)
             .arg(&export)
             .arg(steps.to_string())
+            .arg(recipe.name())
             .output()?;
+        let _ = std::fs::remove_file(&export);
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             return Err(format!(
@@ -186,6 +215,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Recipe {
+    Default,
+    Paper,
+}
+
+impl Recipe {
+    fn name(self) -> &'static str {
+        match self {
+            Recipe::Default => "default",
+            Recipe::Paper => "paper",
+        }
+    }
+}
+
 /// Writes the parameters, one batch of real images, the noise, the shuffle and the losses
 /// candle computes for them, for the PyTorch twin to check itself against.
 fn export_reference(
@@ -193,18 +237,20 @@ fn export_reference(
     init: &SeededInit,
     x: &Tensor,
     config: &ModelConfig,
+    views: usize,
     path: &Path,
     rng: &mut impl rand::Rng,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let batch = 64;
-    let noise: Vec<f32> = (0..batch * config.dim)
+    let rows = batch * views;
+    let noise: Vec<f32> = (0..rows * config.dim)
         .map(|_| StandardNormal.sample(rng))
         .collect();
-    let eps = Tensor::from_vec(noise, (batch, config.dim), x.device())?;
+    let eps = Tensor::from_vec(noise, (rows, config.dim), x.device())?;
     let perm = objective::derangement(batch, rng);
     let l = model.losses(&DimBatch {
-        x: &x.narrow(0, 0, batch)?,
-        views: 1,
+        x: &x.narrow(0, 0, rows)?,
+        views,
         eps: &eps,
         perm: &perm,
         prior_samples: None,

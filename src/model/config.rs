@@ -54,6 +54,8 @@ pub enum Embedding {
     Mean,
     /// The globally pooled convolutional features before the heads (C dims).
     Pooled,
+    /// The hidden layer the mean and log-variance heads read (`hidden` dims).
+    Hidden,
 }
 
 /// Weights of the loss terms and how each is estimated.
@@ -165,6 +167,7 @@ impl ModelConfig {
         match self.embedding {
             Embedding::Mean => self.dim,
             Embedding::Pooled => self.local_channels(),
+            Embedding::Hidden => self.hidden,
         }
     }
 

@@ -17,6 +17,7 @@ use super::dense::{
     contiguous_f32, dense_reference, leaky_relu_grad, leaky_relu_in_place, Activation,
 };
 use super::matmul::{matmul, MatRef};
+use super::winograd;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
@@ -174,7 +175,8 @@ impl CustomOp3 for ConvOp {
             candle_core::bail!("conv: {h}×{w} input is smaller than the {kernel}×{kernel} kernel");
         }
         let input = contiguous_f32(s1, l1, self.name())?;
-        let weight = MatRef::rows(contiguous_f32(s2, l2, self.name())?, o, row).t();
+        let weights = contiguous_f32(s2, l2, self.name())?;
+        let weight = MatRef::rows(weights, o, row).t();
         let bias = contiguous_f32(s3, l3, self.name())?;
         let (oh, ow) = (self.window.output_size(h), self.window.output_size(w));
         let shape = if l1.shape().rank() == 2 {
@@ -184,6 +186,11 @@ impl CustomOp3 for ConvOp {
         };
         let mut out = vec![0f32; b * oh * ow * o];
         if out.is_empty() || input.is_empty() {
+            return Ok((CpuStorage::F32(out), shape));
+        }
+        if let Some(plan) = winograd::Plan::new(self.window, (h, w, c)) {
+            let per_task = images_per_task(b, plan.floats_per_image());
+            winograd::forward(&plan, input, weights, bias, self.act, &mut out, per_task);
             return Ok((CpuStorage::F32(out), shape));
         }
         // Tasks of several images: gather their patches, multiply from the bias rows and
@@ -254,9 +261,31 @@ fn images_per_task(batch: usize, floats_per_image: usize) -> usize {
     by_memory.min(by_balance)
 }
 
-/// One task of [`ConvBackward`]: its images, their output gradient rows, and their slice of
-/// the input gradient when it is wanted.
-type BackwardTask<'a> = (&'a [f32], &'a [f32], Option<&'a mut [f32]>);
+/// One task of a convolution's backward: its images, their output gradient rows, and their
+/// slice of the input gradient when it is wanted.
+pub(crate) type BackwardTask<'a> = (&'a [f32], &'a [f32], Option<&'a mut [f32]>);
+
+/// Splits a backward pass into tasks of `per_task` images: `image` and `out_image` values
+/// an image in the input and in the output gradient; `grad_x` is empty when no input
+/// gradient is wanted.
+pub(crate) fn backward_tasks<'a>(
+    input: &'a [f32],
+    g: &'a [f32],
+    grad_x: &'a mut [f32],
+    (per_task, image, out_image): (usize, usize, usize),
+) -> Vec<BackwardTask<'a>> {
+    let mut tasks: Vec<BackwardTask> = input
+        .chunks(per_task * image)
+        .zip(g.chunks(per_task * out_image))
+        .map(|(x, g)| (x, g, None))
+        .collect();
+    if !grad_x.is_empty() {
+        for (task, gx) in tasks.iter_mut().zip(grad_x.chunks_mut(per_task * image)) {
+            task.2 = Some(gx);
+        }
+    }
+    tasks
+}
 
 /// The three gradients of [`ConvOp`]: arguments `x` `(B, H, W, C)`, `W` `(O, K·K·C)` and the
 /// gradient `g` `(B, H', W', O)` of the pre-activation output. Result: one vector holding
@@ -303,22 +332,24 @@ impl CustomOp3 for ConvBackward {
         let weight = contiguous_f32(s2, l2, self.name())?;
         let g = contiguous_f32(s3, l3, self.name())?;
         let image = h * w * c;
+        let plan = winograd::Plan::new(window, (h, w, c)).filter(|_| b > 0);
+        if let Some(plan) = plan {
+            let per_task = images_per_task(b, plan.floats_per_image());
+            let (mut packed, grad_w, grad_b) =
+                winograd::backward(&plan, input, weight, g, o, self.input_grad, per_task);
+            packed.extend_from_slice(&grad_w);
+            packed.extend_from_slice(&grad_b);
+            let n = packed.len();
+            return Ok((CpuStorage::F32(packed), Shape::from(n)));
+        }
         let mut grad_x = vec![0f32; if self.input_grad { b * image } else { 0 }];
         let zeros = || (vec![0f32; o * row], vec![0f32; o]);
         let (grad_w, grad_b) = if b == 0 || image == 0 || oh * ow == 0 {
             zeros()
         } else {
             let per_task = images_per_task(b, oh * ow * row);
-            let mut tasks: Vec<BackwardTask> = input
-                .chunks(per_task * image)
-                .zip(g.chunks(per_task * oh * ow * o))
-                .map(|(x, g)| (x, g, None))
-                .collect();
-            if self.input_grad {
-                for (task, gx) in tasks.iter_mut().zip(grad_x.chunks_mut(per_task * image)) {
-                    task.2 = Some(gx);
-                }
-            }
+            let sizes = (per_task, image, oh * ow * o);
+            let tasks = backward_tasks(input, g, &mut grad_x, sizes);
             tasks
                 .into_par_iter()
                 .fold(zeros, |(mut gw, mut gb), (images, g, gx)| {

@@ -65,12 +65,16 @@ impl Encoder {
     /// `x`: `(B, S, S, 3)` normalised images.
     pub fn forward(&self, x: &Tensor) -> Result<EncoderOutput> {
         let (local, pooled) = self.features(x)?;
-        let hidden = linear(&self.hidden, &pooled, Activation::LeakyRelu)?;
+        let hidden = self.hidden(&pooled)?;
         Ok(EncoderOutput {
             mean: linear(&self.mean, &hidden, Activation::Identity)?,
             logvar: linear(&self.logvar, &hidden, Activation::Identity)?,
             local,
         })
+    }
+
+    fn hidden(&self, pooled: &Tensor) -> Result<Tensor> {
+        linear(&self.hidden, pooled, Activation::LeakyRelu)
     }
 
     /// The local map `(B, M, M, C)` and its refined global average `(B, C)`.
@@ -93,6 +97,7 @@ impl Encoder {
         match self.embedding {
             Embedding::Mean => self.forward(x).map(|out| out.mean),
             Embedding::Pooled => self.features(x).map(|(_, pooled)| pooled),
+            Embedding::Hidden => self.hidden(&self.features(x)?.1),
         }
     }
 }

@@ -13,6 +13,7 @@ mod io;
 mod matmul;
 pub mod objective;
 mod prior;
+mod winograd;
 
 pub use config::{
     Critic, Embedding, Estimator, ModelConfig, Objective, PriorKind, TrainingRecord, FORMAT_VERSION,

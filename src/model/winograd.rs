@@ -1,0 +1,707 @@
+//! Winograd minimal filtering F(2×2, r×r): the CPU path of the encoder's larger convolutions.
+//!
+//! A 3×3 stride-1 convolution is F(2×2, 3×3): each 2×2 tile of outputs comes from a 4×4 tile
+//! of inputs with 16 multiplies per (input, output) channel pair instead of 36. A 4×4
+//! stride-2 convolution is the same thing one level up: over 2×2 blocks of pixels (4·C
+//! channels a block) it is a 2×2 stride-1 convolution, and F(2×2, 2×2) needs 9 multiplies
+//! instead of 16. The multiplies are α² independent matmuls per task (α = r + 1 transformed
+//! positions a side), so they still run on gemm at its full rate; the transforms around them
+//! are additions over whole channel rows. The matmuls were about 70% of a training step (see
+//! the README's performance section), and these two window shapes carry 97% of the
+//! encoder's multiplies.
+//!
+//! The gradients are the exact adjoints of the same linear maps: the input gradient and the
+//! weight gradient each cost the same α² matmuls as the forward. Nothing here is a graph
+//! node: [`super::conv`]'s op calls [`forward`] and [`backward`] when [`Plan::new`] accepts
+//! its window and shape, and its own im2col path otherwise.
+
+use super::conv::{backward_tasks, Window};
+use super::dense::{leaky_relu_in_place, Activation};
+use super::matmul::{matmul, MatRef};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Below this many channels in a transformed position (C, or 4·C for stride 2) the matmuls
+/// are too thin to pay for the transforms; the first layer (3 channels) stays on im2col.
+const MIN_CHANNELS: usize = 64;
+
+/// The three transforms of F(2×2, r×r), row-major: input `Bᵀ` (α×α), kernel `G` (α×r),
+/// output `Aᵀ` (2×α).
+struct Transforms {
+    alpha: usize,
+    bt: &'static [f32],
+    g: &'static [f32],
+    at: &'static [f32],
+}
+
+/// F(2, 3) at the points 0, ±1 and ∞.
+const F2X3: Transforms = Transforms {
+    alpha: 4,
+    bt: &[
+        1.0, 0.0, -1.0, 0.0, //
+        0.0, 1.0, 1.0, 0.0, //
+        0.0, -1.0, 1.0, 0.0, //
+        0.0, 1.0, 0.0, -1.0,
+    ],
+    g: &[
+        1.0, 0.0, 0.0, //
+        0.5, 0.5, 0.5, //
+        0.5, -0.5, 0.5, //
+        0.0, 0.0, 1.0,
+    ],
+    at: &[
+        1.0, 1.0, 1.0, 0.0, //
+        0.0, 1.0, -1.0, -1.0,
+    ],
+};
+
+/// F(2, 2) at the points 0, 1 and ∞: y₀ = (d₀−d₁)g₀ + d₁(g₀+g₁), y₁ = d₁(g₀+g₁) + (d₂−d₁)g₁.
+const F2X2: Transforms = Transforms {
+    alpha: 3,
+    bt: &[
+        1.0, -1.0, 0.0, //
+        0.0, 1.0, 0.0, //
+        0.0, -1.0, 1.0,
+    ],
+    g: &[
+        1.0, 0.0, //
+        1.0, 1.0, //
+        0.0, 1.0,
+    ],
+    at: &[
+        1.0, 1.0, 0.0, //
+        0.0, 1.0, 1.0,
+    ],
+};
+
+/// How one convolution maps onto F(2×2, r×r). A "virtual" pixel `(p, q)` is the `s×s` block
+/// of source pixels `(s·p + dy − pad, s·q + dx − pad)`, its channels ordered `(dy, dx, c)`;
+/// the convolution is then an r×r stride-1 window over virtual pixels, `r = K / s`.
+pub(crate) struct Plan {
+    t: &'static Transforms,
+    r: usize,
+    stride: usize,
+    padding: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Plan {
+    /// The plan for `window` over `(h, w, c)` images, or `None` when the window is not 3×3
+    /// stride 1 or 4×4 stride 2, the output is not whole 2×2 tiles, or there are too few
+    /// channels.
+    pub fn new(window: Window, (h, w, c): (usize, usize, usize)) -> Option<Plan> {
+        let (t, r, stride) = match (window.kernel, window.stride) {
+            (3, 1) => (&F2X3, 3, 1),
+            (4, 2) => (&F2X2, 2, 2),
+            _ => return None,
+        };
+        if h + 2 * window.padding < window.kernel || w + 2 * window.padding < window.kernel {
+            return None;
+        }
+        let (oh, ow) = (window.output_size(h), window.output_size(w));
+        let whole_tiles = oh > 0 && ow > 0 && oh % 2 == 0 && ow % 2 == 0;
+        (whole_tiles && stride * stride * c >= MIN_CHANNELS).then_some(Plan {
+            t,
+            r,
+            stride,
+            padding: window.padding,
+            h,
+            w,
+            c,
+            oh,
+            ow,
+        })
+    }
+
+    fn alpha2(&self) -> usize {
+        self.t.alpha * self.t.alpha
+    }
+
+    /// Channels of a virtual pixel.
+    fn cv(&self) -> usize {
+        self.stride * self.stride * self.c
+    }
+
+    fn tiles_per_image(&self) -> usize {
+        (self.oh / 2) * (self.ow / 2)
+    }
+
+    /// Floats of transformed input per image, the size that bounds a task.
+    pub fn floats_per_image(&self) -> usize {
+        self.tiles_per_image() * self.alpha2() * self.cv()
+    }
+
+    /// Calls `f(tile, image, ty, tx)` for every tile of `n` images, tile-major within images.
+    fn for_each_tile(&self, n: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+        let mut tile = 0;
+        for image in 0..n {
+            for ty in 0..self.oh / 2 {
+                for tx in 0..self.ow / 2 {
+                    f(tile, image, ty, tx);
+                    tile += 1;
+                }
+            }
+        }
+    }
+
+    /// Calls `f(offset in the tile, offset in the image, len)` for each run of source
+    /// channels of the α×α virtual tile at `(ty, tx)` that lies inside the image; positions
+    /// outside are padding (zero) and are skipped.
+    fn for_each_source(&self, ty: usize, tx: usize, mut f: impl FnMut(usize, usize, usize)) {
+        let (alpha, s, c) = (self.t.alpha, self.stride, self.c);
+        let inside = |virt: usize, d: usize, size: usize| {
+            (virt * s + d)
+                .checked_sub(self.padding)
+                .filter(|&i| i < size)
+        };
+        for i in 0..alpha {
+            for j in 0..alpha {
+                for dy in 0..s {
+                    let Some(y) = inside(2 * ty + i, dy, self.h) else {
+                        continue;
+                    };
+                    for dx in 0..s {
+                        if let Some(x) = inside(2 * tx + j, dx, self.w) {
+                            let in_tile = (i * alpha + j) * self.cv() + (dy * s + dx) * c;
+                            f(in_tile, (y * self.w + x) * c, c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `V` (α² × T × Cv): `Bᵀ d B` of every virtual input tile `d` of `images`.
+    fn transform_input(&self, images: &[f32]) -> Vec<f32> {
+        let (a2, cv) = (self.alpha2(), self.cv());
+        let image = self.h * self.w * self.c;
+        let n = images.len() / image;
+        let tiles = n * self.tiles_per_image();
+        // Every row of every tile is written below.
+        let mut v = buffer(a2 * tiles * cv);
+        let mut d = vec![0f32; a2 * cv];
+        let mut tmp = Vec::new();
+        let bt = Matrix {
+            data: self.t.bt,
+            rows: self.t.alpha,
+            cols: self.t.alpha,
+        };
+        self.for_each_tile(n, |tile, i, ty, tx| {
+            d.fill(0.0);
+            let src = &images[i * image..(i + 1) * image];
+            self.for_each_source(ty, tx, |at, from, len| {
+                d[at..at + len].copy_from_slice(&src[from..from + len]);
+            });
+            let out = Rows::new(&mut v, tile * cv, tiles * cv);
+            transform_rows(bt, RowsRef::contiguous(&d, cv), out, cv, &mut tmp);
+        });
+        v
+    }
+
+    /// Adds the adjoint of [`Plan::transform_input`] of `dv` (α² × T × Cv) onto `grad`,
+    /// the input gradient of the same images.
+    fn transform_input_adjoint(&self, dv: &[f32], grad: &mut [f32]) {
+        let (alpha, a2, cv) = (self.t.alpha, self.alpha2(), self.cv());
+        let image = self.h * self.w * self.c;
+        let n = grad.len() / image;
+        let tiles = n * self.tiles_per_image();
+        let b = transpose(self.t.bt, alpha, alpha);
+        let b = Matrix {
+            data: &b,
+            rows: alpha,
+            cols: alpha,
+        };
+        let mut d = vec![0f32; a2 * cv];
+        let mut tmp = Vec::new();
+        self.for_each_tile(n, |tile, i, ty, tx| {
+            let rows = RowsRef {
+                data: dv,
+                base: tile * cv,
+                stride: tiles * cv,
+            };
+            transform_rows(b, rows, Rows::new(&mut d, 0, cv), cv, &mut tmp);
+            let dst = &mut grad[i * image..(i + 1) * image];
+            self.for_each_source(ty, tx, |at, to, len| {
+                for (g, v) in dst[to..to + len].iter_mut().zip(&d[at..at + len]) {
+                    *g += v;
+                }
+            });
+        });
+    }
+
+    /// Calls `f(offset in the virtual taps, offset in the kernel row)` for each run of C
+    /// weights: a kernel row `(K·K·C)` is r² virtual taps of Cv values.
+    fn for_each_tap_run(&self, mut f: impl FnMut(usize, usize)) {
+        let (r, s, c) = (self.r, self.stride, self.c);
+        let k = r * s;
+        for u in 0..r {
+            for v in 0..r {
+                for dy in 0..s {
+                    for dx in 0..s {
+                        let tap = (u * r + v) * self.cv() + (dy * s + dx) * c;
+                        f(tap, ((s * u + dy) * k + s * v + dx) * c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `U` (α² × O × Cv): `G g Gᵀ` of every kernel, one output channel at a time.
+    pub fn transform_weight(&self, weight: &[f32], o: usize) -> Vec<f32> {
+        let (c, cv) = (self.c, self.cv());
+        let g = Matrix {
+            data: self.t.g,
+            rows: self.t.alpha,
+            cols: self.r,
+        };
+        let mut u = vec![0f32; self.alpha2() * o * cv];
+        let mut taps = vec![0f32; self.r * self.r * cv];
+        let mut tmp = Vec::new();
+        for (oc, row) in weight.chunks_exact(self.r * self.r * cv).enumerate() {
+            self.for_each_tap_run(|tap, at| taps[tap..tap + c].copy_from_slice(&row[at..at + c]));
+            let taps = RowsRef::contiguous(&taps, cv);
+            transform_rows(g, taps, Rows::new(&mut u, oc * cv, o * cv), cv, &mut tmp);
+        }
+        u
+    }
+
+    /// The weight gradient `(O, K·K·C)` from the gradient of `U` (α² × O × Cv): the adjoint
+    /// of [`Plan::transform_weight`].
+    fn transform_weight_adjoint(&self, du: &[f32], o: usize) -> Vec<f32> {
+        let (c, cv) = (self.c, self.cv());
+        let gt = transpose(self.t.g, self.t.alpha, self.r);
+        let gt = Matrix {
+            data: &gt,
+            rows: self.r,
+            cols: self.t.alpha,
+        };
+        let row = self.r * self.r * cv;
+        let mut weight = vec![0f32; o * row];
+        let mut taps = vec![0f32; row];
+        let mut tmp = Vec::new();
+        for (oc, dst) in weight.chunks_exact_mut(row).enumerate() {
+            let du = RowsRef {
+                data: du,
+                base: oc * cv,
+                stride: o * cv,
+            };
+            transform_rows(gt, du, Rows::new(&mut taps, 0, cv), cv, &mut tmp);
+            self.for_each_tap_run(|tap, at| dst[at..at + c].copy_from_slice(&taps[tap..tap + c]));
+        }
+        weight
+    }
+
+    /// Output tiles `Aᵀ M A` from `m` (α² × T × O), plus the bias and the activation,
+    /// written into `out`, the `(n, oh, ow, O)` output of the same images.
+    fn transform_output(&self, m: &[f32], bias: &[f32], act: Activation, out: &mut [f32]) {
+        let o = bias.len();
+        let n = out.len() / (self.oh * self.ow * o);
+        let tiles = n * self.tiles_per_image();
+        let mut y = vec![0f32; 4 * o];
+        let mut tmp = Vec::new();
+        let at = Matrix {
+            data: self.t.at,
+            rows: 2,
+            cols: self.t.alpha,
+        };
+        self.for_each_tile(n, |tile, i, ty, tx| {
+            let rows = RowsRef {
+                data: m,
+                base: tile * o,
+                stride: tiles * o,
+            };
+            transform_rows(at, rows, Rows::new(&mut y, 0, o), o, &mut tmp);
+            for dy in 0..2 {
+                for dx in 0..2 {
+                    let at = ((i * self.oh + 2 * ty + dy) * self.ow + 2 * tx + dx) * o;
+                    let dst = &mut out[at..at + o];
+                    let src = &y[(dy * 2 + dx) * o..(dy * 2 + dx + 1) * o];
+                    for ((d, s), b) in dst.iter_mut().zip(src).zip(bias) {
+                        *d = s + b;
+                    }
+                    if act == Activation::LeakyRelu {
+                        leaky_relu_in_place(dst);
+                    }
+                }
+            }
+        });
+    }
+
+    /// `dM` (α² × T × O) from the pre-activation output gradient `g` `(n, oh, ow, O)`: the
+    /// adjoint of [`Plan::transform_output`].
+    fn transform_output_adjoint(&self, g: &[f32], o: usize) -> Vec<f32> {
+        let n = g.len() / (self.oh * self.ow * o);
+        let tiles = n * self.tiles_per_image();
+        // Every row of every tile is written below.
+        let mut dm = buffer(self.alpha2() * tiles * o);
+        let mut y = vec![0f32; 4 * o];
+        let mut tmp = Vec::new();
+        let a = transpose(self.t.at, 2, self.t.alpha);
+        let a = Matrix {
+            data: &a,
+            rows: self.t.alpha,
+            cols: 2,
+        };
+        self.for_each_tile(n, |tile, i, ty, tx| {
+            for dy in 0..2 {
+                for dx in 0..2 {
+                    let at = ((i * self.oh + 2 * ty + dy) * self.ow + 2 * tx + dx) * o;
+                    y[(dy * 2 + dx) * o..(dy * 2 + dx + 1) * o].copy_from_slice(&g[at..at + o]);
+                }
+            }
+            let out = Rows::new(&mut dm, tile * o, tiles * o);
+            transform_rows(a, RowsRef::contiguous(&y, o), out, o, &mut tmp);
+        });
+        dm
+    }
+}
+
+/// `act(conv(x) + bias)` by F(2×2, r×r): `input` `(B, H, W, C)`, `weight` `(O, K·K·C)`,
+/// `out` `(B, H', W', O)`, in tasks of `per_task` images.
+pub(crate) fn forward(
+    plan: &Plan,
+    input: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    act: Activation,
+    out: &mut [f32],
+    per_task: usize,
+) {
+    let o = bias.len();
+    let (a2, cv) = (plan.alpha2(), plan.cv());
+    let u = plan.transform_weight(weight, o);
+    let image = plan.h * plan.w * plan.c;
+    out.par_chunks_mut(per_task * plan.oh * plan.ow * o)
+        .zip(input.par_chunks(per_task * image))
+        .for_each(|(out, images)| {
+            let tiles = images.len() / image * plan.tiles_per_image();
+            let v = plan.transform_input(images);
+            // Overwritten by the products.
+            let mut m = buffer(a2 * tiles * o);
+            for ((m, v), u) in m
+                .chunks_exact_mut(tiles * o)
+                .zip(v.chunks_exact(tiles * cv))
+                .zip(u.chunks_exact(o * cv))
+            {
+                let u = MatRef::rows(u, o, cv).t();
+                matmul(m, MatRef::rows(v, tiles, cv), u, false, 1);
+            }
+            plan.transform_output(&m, bias, act, out);
+            recycle(v);
+            recycle(m);
+        });
+}
+
+/// The three gradients of [`forward`] from the pre-activation output gradient `g`: the input
+/// gradient (when `input_grad`, else empty), the weight gradient `(O, K·K·C)` and the bias
+/// gradient `(O)`.
+pub(crate) fn backward(
+    plan: &Plan,
+    input: &[f32],
+    weight: &[f32],
+    g: &[f32],
+    o: usize,
+    input_grad: bool,
+    per_task: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (a2, cv) = (plan.alpha2(), plan.cv());
+    let u = plan.transform_weight(weight, o);
+    let image = plan.h * plan.w * plan.c;
+    let out_image = plan.oh * plan.ow * o;
+    let mut grad_x = vec![0f32; if input_grad { input.len() } else { 0 }];
+    let tasks = backward_tasks(input, g, &mut grad_x, (per_task, image, out_image));
+    // Each fold's first task overwrites its partial dU instead of adding to zeros.
+    let empty = || (None::<Vec<f32>>, vec![0f32; o]);
+    let (du, grad_b) = tasks
+        .into_par_iter()
+        .fold(empty, |(du, mut gb), (images, g, gx)| {
+            let tiles = images.len() / image * plan.tiles_per_image();
+            let v = plan.transform_input(images);
+            let dm = plan.transform_output_adjoint(g, o);
+            let accumulate = du.is_some();
+            let mut du = du.unwrap_or_else(|| vec![0f32; a2 * o * cv]);
+            for ((du, v), dm) in du
+                .chunks_exact_mut(o * cv)
+                .zip(v.chunks_exact(tiles * cv))
+                .zip(dm.chunks_exact(tiles * o))
+            {
+                let dm = MatRef::rows(dm, tiles, o).t();
+                matmul(du, dm, MatRef::rows(v, tiles, cv), accumulate, 1);
+            }
+            for r in g.chunks_exact(o) {
+                gb.iter_mut().zip(r).for_each(|(a, v)| *a += v);
+            }
+            if let Some(gx) = gx {
+                let mut dv = v;
+                for ((dv, dm), u) in dv
+                    .chunks_exact_mut(tiles * cv)
+                    .zip(dm.chunks_exact(tiles * o))
+                    .zip(u.chunks_exact(o * cv))
+                {
+                    let u = MatRef::rows(u, o, cv);
+                    matmul(dv, MatRef::rows(dm, tiles, o), u, false, 1);
+                }
+                plan.transform_input_adjoint(&dv, gx);
+                recycle(dv);
+            } else {
+                recycle(v);
+            }
+            recycle(dm);
+            (Some(du), gb)
+        })
+        .reduce(empty, |(u1, mut b1), (u2, b2)| {
+            b1.iter_mut().zip(&b2).for_each(|(a, v)| *a += v);
+            let du = match (u1, u2) {
+                (Some(mut u1), Some(u2)) => {
+                    u1.iter_mut().zip(&u2).for_each(|(a, v)| *a += v);
+                    Some(u1)
+                }
+                (u1, u2) => u1.or(u2),
+            };
+            (du, b1)
+        });
+    let du = du.unwrap_or_else(|| vec![0f32; a2 * o * cv]);
+    let grad_w = plan.transform_weight_adjoint(&du, o);
+    (grad_x, grad_w, grad_b)
+}
+
+thread_local! {
+    /// Buffers this thread's tasks reuse from call to call: a training step runs hundreds of
+    /// tasks, and zero-filling fresh buffers of a few MB each cost as much as the transforms.
+    static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Buffers a thread keeps for reuse.
+const POOL_BUFFERS: usize = 4;
+
+/// A buffer of `len` values whose contents are stale: the caller writes every value before
+/// reading it.
+fn buffer(len: usize) -> Vec<f32> {
+    let mut v = POOL
+        .with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_default();
+    v.resize(len, 0.0);
+    v
+}
+
+/// Returns a buffer from [`buffer`] for the next task on this thread.
+fn recycle(v: Vec<f32>) {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOL_BUFFERS {
+            pool.push(v);
+        }
+    });
+}
+
+/// A small row-major transform matrix.
+#[derive(Clone, Copy)]
+struct Matrix<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+}
+
+/// Rows of `len` values inside a larger buffer: row `k` starts at `base + k·stride`.
+struct Rows<'a> {
+    data: &'a mut [f32],
+    base: usize,
+    stride: usize,
+}
+
+impl<'a> Rows<'a> {
+    fn new(data: &'a mut [f32], base: usize, stride: usize) -> Self {
+        Rows { data, base, stride }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct RowsRef<'a> {
+    data: &'a [f32],
+    base: usize,
+    stride: usize,
+}
+
+impl<'a> RowsRef<'a> {
+    /// Rows of `len` values, one after another.
+    fn contiguous(data: &'a [f32], len: usize) -> Self {
+        RowsRef {
+            data,
+            base: 0,
+            stride: len,
+        }
+    }
+}
+
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; m.len()];
+    for i in 0..rows {
+        for j in 0..cols {
+            t[j * rows + i] = m[i * cols + j];
+        }
+    }
+    t
+}
+
+/// `out[a·n + b] = Σᵢⱼ P[a][i]·P[b][j]·in[i·m + j]` for `P` n×m, each term a row of `len`
+/// values: the 2-D transform `P X Pᵀ` applied to every channel at once. Every output row is
+/// overwritten; zero coefficients (most of them) are skipped.
+fn transform_rows(p: Matrix, input: RowsRef, out: Rows, len: usize, tmp: &mut Vec<f32>) {
+    let (n, m) = (p.rows, p.cols);
+    if tmp.len() < n * m * len {
+        tmp.resize(n * m * len, 0.0);
+    }
+    // tmp[a·m + j] = Σᵢ P[a][i]·in[i·m + j]
+    for a in 0..n {
+        for j in 0..m {
+            let dst = &mut tmp[(a * m + j) * len..(a * m + j + 1) * len];
+            let terms = (0..m).map(|i| {
+                let src = input.base + (i * m + j) * input.stride;
+                (p.data[a * m + i], &input.data[src..src + len])
+            });
+            combine(terms, dst);
+        }
+    }
+    // out[a·n + b] = Σⱼ P[b][j]·tmp[a·m + j]
+    for a in 0..n {
+        for b in 0..n {
+            let dst = out.base + (a * n + b) * out.stride;
+            let terms = (0..m).map(|j| (p.data[b * m + j], &tmp[(a * m + j) * len..][..len]));
+            combine(terms, &mut out.data[dst..dst + len]);
+        }
+    }
+}
+
+/// `dst = Σ coef·row` over the terms with a non-zero coefficient (zero when there are none).
+fn combine<'a>(terms: impl Iterator<Item = (f32, &'a [f32])>, dst: &mut [f32]) {
+    let mut first = true;
+    for (coef, row) in terms.filter(|&(coef, _)| coef != 0.0) {
+        if first {
+            dst.iter_mut().zip(row).for_each(|(d, r)| *d = coef * r);
+            first = false;
+        } else {
+            axpy(coef, row, dst);
+        }
+    }
+    if first {
+        dst.fill(0.0);
+    }
+}
+
+/// `y += a·x`, with the common ±1 cases as plain adds.
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    if a == 1.0 {
+        y.iter_mut().zip(x).for_each(|(y, x)| *y += x);
+    } else if a == -1.0 {
+        y.iter_mut().zip(x).for_each(|(y, x)| *y -= x);
+    } else {
+        y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::conv::{conv, conv_reference};
+    use crate::model::test_util::{max_diff, probe_gradients, random};
+    use candle_core::{Tensor, Var};
+    use rand::SeedableRng;
+
+    /// Both window shapes, both activations, paddings 0 and 1, sizes whose last source row
+    /// is unused, and 1–3 images: the Winograd path's values and three gradients equal the
+    /// im2col convolution built from candle's ops.
+    #[test]
+    fn winograd_conv_matches_the_reference() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let cases = [
+            // (kernel, stride, padding, batch, h, w, c, o)
+            (3, 1, 1, 2, 4, 6, 64, 7),
+            (3, 1, 0, 3, 6, 4, 70, 5),
+            (4, 2, 1, 2, 8, 8, 16, 9),
+            (4, 2, 1, 1, 9, 5, 17, 4),
+            (4, 2, 0, 3, 10, 6, 16, 3),
+        ];
+        for (i, &(kernel, stride, padding, b, h, w, c, o)) in cases.iter().enumerate() {
+            let window = Window {
+                kernel,
+                stride,
+                padding,
+            };
+            assert!(
+                Plan::new(window, (h, w, c)).is_some(),
+                "{window:?} {h}×{w}×{c}"
+            );
+            let act = if i % 2 == 0 {
+                Activation::LeakyRelu
+            } else {
+                Activation::Identity
+            };
+            let x = Var::from_tensor(&random(&[b, h, w, c], &mut rng)).expect("x");
+            let row = kernel * kernel * c;
+            let weight =
+                Var::from_tensor(&(random(&[o, row], &mut rng) * 0.1).expect("w")).expect("w");
+            let bias = Var::from_tensor(&random(&[o], &mut rng)).expect("b");
+            let args = (x.as_tensor(), weight.as_tensor(), bias.as_tensor());
+            let ours = conv(args.0, args.1, args.2, window, act).expect("conv");
+            let theirs = conv_reference(args.0, args.1, args.2, window, act).expect("reference");
+            assert_eq!(ours.dims(), theirs.dims(), "{window:?}");
+            let scale = theirs.abs().and_then(|t| t.max_all()).expect("max");
+            let scale = scale.to_scalar::<f32>().expect("max").max(1.0);
+            assert!(max_diff(&ours, &theirs) < 1e-5 * scale, "{window:?}");
+
+            for (a, b) in probe_gradients(&ours, &theirs, &[&x, &weight, &bias], &mut rng) {
+                assert!(!a.track_op(), "gradient still tracks its graph");
+                let scale = b.abs().and_then(|t| t.max_all()).expect("max");
+                let scale = scale.to_scalar::<f32>().expect("max").max(1.0);
+                let diff = max_diff(&a, &b);
+                assert!(diff < 1e-5 * scale, "{window:?}: {diff} of {scale}");
+            }
+        }
+    }
+
+    /// An input that is not a variable gets no gradient, and the weight gradient is unchanged.
+    #[test]
+    fn constant_input_still_gives_weight_gradients() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+        let window = Window {
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        };
+        let x: Tensor = random(&[2, 4, 4, 64], &mut rng);
+        let weight = Var::from_tensor(&random(&[8, 9 * 64], &mut rng)).expect("w");
+        let bias = Var::from_tensor(&random(&[8], &mut rng)).expect("b");
+        let ours = conv(&x, &weight, &bias, window, Activation::LeakyRelu).expect("conv");
+        let theirs =
+            conv_reference(&x, &weight, &bias, window, Activation::LeakyRelu).expect("reference");
+        for (a, b) in probe_gradients(&ours, &theirs, &[&weight, &bias], &mut rng) {
+            assert!(max_diff(&a, &b) < 1e-3, "{}", max_diff(&a, &b));
+        }
+    }
+
+    /// Shapes the transforms do not fit fall back to im2col: odd outputs, other windows,
+    /// too few channels.
+    #[test]
+    fn plan_only_takes_whole_tiles_of_enough_channels() {
+        let w3 = Window {
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        };
+        let w4 = Window {
+            kernel: 4,
+            stride: 2,
+            padding: 1,
+        };
+        assert!(Plan::new(w3, (4, 4, 256)).is_some());
+        assert!(Plan::new(w4, (16, 16, 64)).is_some());
+        assert!(Plan::new(w3, (5, 4, 256)).is_none());
+        assert!(Plan::new(w4, (32, 32, 3)).is_none());
+        assert!(Plan::new(Window::POINT, (4, 4, 256)).is_none());
+        assert!(Plan::new(w4, (6, 6, 64)).is_none());
+    }
+}
