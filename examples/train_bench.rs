@@ -29,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut dir = PathBuf::from("data/cifar10/train");
     let mut steps = 5usize;
     let mut torch = false;
+    let mut embed_only = false;
     let mut recipe = Recipe::Default;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -41,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
             "--torch" => torch = true,
+            "--embed-only" => embed_only = true,
             other => dir = PathBuf::from(other),
         }
     }
@@ -100,7 +102,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let mut candle = std::collections::BTreeMap::new();
-    for batch in [64usize, 128] {
+    let train_batches: &[usize] = if embed_only { &[] } else { &[64, 128] };
+    for &batch in train_batches {
         let mut times = Vec::new();
         let mut parts = Vec::new();
         let rows = batch * views;

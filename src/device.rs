@@ -88,3 +88,11 @@ pub fn tune_allocator() {
         }
     }
 }
+
+/// Whether this CPU has AVX2 and FMA (a cached flag after the first call). The binary is
+/// built for the x86-64 baseline, so hot loops that want them check this at run time.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn has_avx2_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}

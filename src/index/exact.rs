@@ -22,18 +22,11 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
+    if crate::device::has_avx2_fma() {
         // SAFETY: `dot_avx2` only needs the AVX2 and FMA instructions, which were just detected.
         return unsafe { dot_avx2(a, b) };
     }
     dot_portable(a, b)
-}
-
-/// Whether this CPU has AVX2 and FMA (a cached flag after the first call).
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn has_avx2_fma() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
 /// The plain loop, for the few floats left after the vector chunks. Always inlined: an
@@ -213,7 +206,7 @@ fn scan_rows(
     rows: Range<usize>,
 ) -> TopK {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
+    if crate::device::has_avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA, all `scan_rows_avx2` requires.
         return unsafe { scan_rows_avx2(data, dim, query, k, deleted, rows) };
     }
