@@ -189,8 +189,7 @@ impl CustomOp3 for ConvOp {
             return Ok((CpuStorage::F32(out), shape));
         }
         if let Some(plan) = winograd::Plan::new(self.window, (h, w, c)) {
-            let per_task = images_per_task(b, plan.floats_per_image());
-            winograd::forward(&plan, input, weights, bias, self.act, &mut out, per_task);
+            winograd::forward(&plan, input, weights, bias, self.act, &mut out);
             return Ok((CpuStorage::F32(out), shape));
         }
         // Tasks of several images: gather their patches, multiply from the bias rows and
@@ -334,9 +333,8 @@ impl CustomOp3 for ConvBackward {
         let image = h * w * c;
         let plan = winograd::Plan::new(window, (h, w, c)).filter(|_| b > 0);
         if let Some(plan) = plan {
-            let per_task = images_per_task(b, plan.floats_per_image());
             let (mut packed, grad_w, grad_b) =
-                winograd::backward(&plan, input, weight, g, o, self.input_grad, per_task);
+                winograd::backward(&plan, input, weight, g, o, self.input_grad);
             packed.extend_from_slice(&grad_w);
             packed.extend_from_slice(&grad_b);
             let n = packed.len();

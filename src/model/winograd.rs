@@ -15,7 +15,7 @@
 //! node: [`super::conv`]'s op calls [`forward`] and [`backward`] when [`Plan::new`] accepts
 //! its window and shape, and its own im2col path otherwise.
 
-use super::conv::{backward_tasks, Window};
+use super::conv::Window;
 use super::dense::{leaky_relu_in_place, Activation};
 use super::matmul::{matmul, MatRef};
 use rayon::prelude::*;
@@ -121,6 +121,8 @@ pub(crate) struct Plan {
     r: usize,
     stride: usize,
     padding: usize,
+    /// Most floats of transformed input a group of images holds ([`GROUP_FLOATS`]).
+    group_floats: usize,
     h: usize,
     w: usize,
     c: usize,
@@ -152,6 +154,7 @@ impl Plan {
             r,
             stride,
             padding: window.padding,
+            group_floats: GROUP_FLOATS,
             h,
             w,
             c,
@@ -218,14 +221,11 @@ impl Plan {
         }
     }
 
-    /// `V` (α² × T × Cv): `Bᵀ d B` of every virtual input tile `d` of `images`.
-    fn transform_input(&self, images: &[f32]) -> Vec<f32> {
+    /// `V` in the layout (tile, position, Cv): `Bᵀ d B` of every virtual input tile `d` of
+    /// `images`, written into `v`, which holds exactly their tiles.
+    fn transform_input(&self, images: &[f32], v: &mut [f32]) {
         let (a2, cv) = (self.alpha2(), self.cv());
         let image = self.h * self.w * self.c;
-        let n = images.len() / image;
-        let tiles = n * self.tiles_per_image();
-        // Every row of every tile is written below.
-        let mut v = buffer(a2 * tiles * cv);
         let mut d = vec![0f32; a2 * cv];
         let mut tmp = Vec::new();
         let bt = Matrix {
@@ -233,25 +233,28 @@ impl Plan {
             rows: self.t.alpha,
             cols: self.t.alpha,
         };
-        self.for_each_tile(n, |tile, i, ty, tx| {
+        self.for_each_tile(images.len() / image, |tile, i, ty, tx| {
             d.fill(0.0);
             let src = &images[i * image..(i + 1) * image];
             self.for_each_source(ty, tx, |at, from, len| {
                 d[at..at + len].copy_from_slice(&src[from..from + len]);
             });
-            let out = Rows::new(&mut v, tile * cv, tiles * cv);
+            let out = Rows::new(v, tile * a2 * cv, cv);
             transform_rows(bt, RowsRef::contiguous(&d, cv), out, cv, &mut tmp);
         });
-        v
     }
 
-    /// Adds the adjoint of [`Plan::transform_input`] of `dv` (α² × T × Cv) onto `grad`,
-    /// the input gradient of the same images.
-    fn transform_input_adjoint(&self, dv: &[f32], grad: &mut [f32]) {
+    /// Adds the adjoint of [`Plan::transform_input`] onto `grad`, the input gradient of some
+    /// images of a group: `dv` is the whole group's gradient of `V` in the layout (position,
+    /// tile, Cv) with `tiles` tiles, and these images' tiles start at `first_tile`.
+    fn transform_input_adjoint(
+        &self,
+        dv: &[f32],
+        (first_tile, tiles): (usize, usize),
+        grad: &mut [f32],
+    ) {
         let (alpha, a2, cv) = (self.t.alpha, self.alpha2(), self.cv());
         let image = self.h * self.w * self.c;
-        let n = grad.len() / image;
-        let tiles = n * self.tiles_per_image();
         let b = transpose(&self.t.bt, alpha, alpha);
         let b = Matrix {
             data: &b,
@@ -260,10 +263,10 @@ impl Plan {
         };
         let mut d = vec![0f32; a2 * cv];
         let mut tmp = Vec::new();
-        self.for_each_tile(n, |tile, i, ty, tx| {
+        self.for_each_tile(grad.len() / image, |tile, i, ty, tx| {
             let rows = RowsRef {
                 data: dv,
-                base: tile * cv,
+                base: (first_tile + tile) * cv,
                 stride: tiles * cv,
             };
             transform_rows(b, rows, Rows::new(&mut d, 0, cv), cv, &mut tmp);
@@ -301,7 +304,8 @@ impl Plan {
             rows: self.t.alpha,
             cols: self.r,
         };
-        let mut u = vec![0f32; self.alpha2() * o * cv];
+        // Every row is written below.
+        let mut u = buffer(self.alpha2() * o * cv);
         let mut taps = vec![0f32; self.r * self.r * cv];
         let mut tmp = Vec::new();
         for (oc, row) in weight.chunks_exact(self.r * self.r * cv).enumerate() {
@@ -338,12 +342,18 @@ impl Plan {
         weight
     }
 
-    /// Output tiles `Aᵀ M A` from the products `M` (α² × T × O), plus the bias and the activation,
-    /// written into `out`, the `(n, oh, ow, O)` output of the same images.
-    fn transform_output(&self, products: &[f32], bias: &[f32], act: Activation, out: &mut [f32]) {
+    /// Output tiles `Aᵀ M A` plus the bias and the activation, written into `out`, the
+    /// `(n, oh, ow, O)` output of some images of a group: `products` is the group's `M` in
+    /// the layout (position, tile, O) with `tiles` tiles, and these images' tiles start at
+    /// `first_tile`.
+    fn transform_output(
+        &self,
+        products: &[f32],
+        (first_tile, tiles): (usize, usize),
+        (bias, act): (&[f32], Activation),
+        out: &mut [f32],
+    ) {
         let o = bias.len();
-        let n = out.len() / (self.oh * self.ow * o);
-        let tiles = n * self.tiles_per_image();
         let m = self.t.m;
         let mut y = vec![0f32; m * m * o];
         let mut tmp = Vec::new();
@@ -352,10 +362,10 @@ impl Plan {
             rows: m,
             cols: self.t.alpha,
         };
-        self.for_each_tile(n, |tile, i, ty, tx| {
+        self.for_each_tile(out.len() / (self.oh * self.ow * o), |tile, i, ty, tx| {
             let rows = RowsRef {
                 data: products,
-                base: tile * o,
+                base: (first_tile + tile) * o,
                 stride: tiles * o,
             };
             transform_rows(at, rows, Rows::new(&mut y, 0, o), o, &mut tmp);
@@ -375,14 +385,11 @@ impl Plan {
         });
     }
 
-    /// `dM` (α² × T × O) from the pre-activation output gradient `g` `(n, oh, ow, O)`: the
-    /// adjoint of [`Plan::transform_output`].
-    fn transform_output_adjoint(&self, g: &[f32], o: usize) -> Vec<f32> {
-        let n = g.len() / (self.oh * self.ow * o);
-        let tiles = n * self.tiles_per_image();
-        // Every row of every tile is written below.
-        let mut dm = buffer(self.alpha2() * tiles * o);
-        let m = self.t.m;
+    /// `dM` in the layout (tile, position, O) from the pre-activation output gradient `g`
+    /// `(n, oh, ow, O)` of some images, written into `dm`, which holds exactly their tiles:
+    /// the adjoint of [`Plan::transform_output`].
+    fn transform_output_adjoint(&self, g: &[f32], o: usize, dm: &mut [f32]) {
+        let (m, a2) = (self.t.m, self.alpha2());
         let mut y = vec![0f32; m * m * o];
         let mut tmp = Vec::new();
         let a = transpose(&self.t.at, m, self.t.alpha);
@@ -391,22 +398,46 @@ impl Plan {
             rows: self.t.alpha,
             cols: m,
         };
-        self.for_each_tile(n, |tile, i, ty, tx| {
+        self.for_each_tile(g.len() / (self.oh * self.ow * o), |tile, i, ty, tx| {
             for dy in 0..m {
                 for dx in 0..m {
                     let at = ((i * self.oh + m * ty + dy) * self.ow + m * tx + dx) * o;
                     y[(dy * m + dx) * o..(dy * m + dx + 1) * o].copy_from_slice(&g[at..at + o]);
                 }
             }
-            let out = Rows::new(&mut dm, tile * o, tiles * o);
+            let out = Rows::new(dm, tile * a2 * o, o);
             transform_rows(a, RowsRef::contiguous(&y, o), out, o, &mut tmp);
         });
-        dm
+    }
+
+    /// Images per group: the phases below hold a whole group's transformed tiles.
+    fn images_per_group(&self) -> usize {
+        (self.group_floats / self.floats_per_image().max(1)).max(1)
     }
 }
 
-/// `act(conv(x) + bias)` by F(2×2, r×r): `input` `(B, H, W, C)`, `weight` `(O, K·K·C)`,
-/// `out` `(B, H', W', O)`, in tasks of `per_task` images.
+/// Most floats of transformed input a group of images holds (32 MB).
+const GROUP_FLOATS: usize = 1 << 23;
+
+/// Images one transform task handles.
+const CHUNK_IMAGES: usize = 4;
+
+/// The products of one position `xi`: rows `(tiles × k)` of a (tile, position, k) buffer.
+fn position_rows(data: &[f32], xi: usize, tiles: usize, k: usize, positions: usize) -> MatRef<'_> {
+    MatRef {
+        data: &data[xi * k..],
+        rows: tiles,
+        cols: k,
+        row_stride: positions * k,
+        col_stride: 1,
+    }
+}
+
+/// `act(conv(x) + bias)` by F(m×m, r×r): `input` `(B, H, W, C)`, `weight` `(O, K·K·C)`,
+/// `out` `(B, H', W', O)`. A group of images at a time, in three parallel phases: the input
+/// transforms (by images), one matmul per transformed position for all the group's tiles
+/// (by position: each kernel transform is packed once, and the matmuls are as tall as the
+/// group), and the output transforms (by images).
 pub(crate) fn forward(
     plan: &Plan,
     input: &[f32],
@@ -414,36 +445,47 @@ pub(crate) fn forward(
     bias: &[f32],
     act: Activation,
     out: &mut [f32],
-    per_task: usize,
 ) {
     let o = bias.len();
-    let (a2, cv) = (plan.alpha2(), plan.cv());
+    let (a2, cv, per_image) = (plan.alpha2(), plan.cv(), plan.tiles_per_image());
     let u = plan.transform_weight(weight, o);
     let image = plan.h * plan.w * plan.c;
-    out.par_chunks_mut(per_task * plan.oh * plan.ow * o)
-        .zip(input.par_chunks(per_task * image))
-        .for_each(|(out, images)| {
-            let tiles = images.len() / image * plan.tiles_per_image();
-            let v = plan.transform_input(images);
-            // Overwritten by the products.
-            let mut m = buffer(a2 * tiles * o);
-            for ((m, v), u) in m
-                .chunks_exact_mut(tiles * o)
-                .zip(v.chunks_exact(tiles * cv))
-                .zip(u.chunks_exact(o * cv))
-            {
-                let u = MatRef::rows(u, o, cv).t();
-                matmul(m, MatRef::rows(v, tiles, cv), u, false, 1);
-            }
-            plan.transform_output(&m, bias, act, out);
-            recycle(v);
-            recycle(m);
-        });
+    let out_image = plan.oh * plan.ow * o;
+    let group = plan.images_per_group();
+    for (images, out) in input
+        .chunks(group * image)
+        .zip(out.chunks_mut(group * out_image))
+    {
+        let tiles = images.len() / image * per_image;
+        // Both buffers are overwritten whole: by the transforms, then by the products.
+        let mut v = buffer(tiles * a2 * cv);
+        v.par_chunks_mut(CHUNK_IMAGES * per_image * a2 * cv)
+            .zip(images.par_chunks(CHUNK_IMAGES * image))
+            .for_each(|(v, images)| plan.transform_input(images, v));
+        let mut m = buffer(a2 * tiles * o);
+        m.par_chunks_mut(tiles * o)
+            .zip(u.par_chunks(o * cv))
+            .enumerate()
+            .for_each(|(xi, (m, u))| {
+                let v = position_rows(&v, xi, tiles, cv, a2);
+                matmul(m, v, MatRef::rows(u, o, cv).t(), false, 1);
+            });
+        out.par_chunks_mut(CHUNK_IMAGES * out_image)
+            .enumerate()
+            .for_each(|(chunk, out)| {
+                let first = chunk * CHUNK_IMAGES * per_image;
+                plan.transform_output(&m, (first, tiles), (bias, act), out);
+            });
+        recycle(v);
+        recycle(m);
+    }
+    recycle(u);
 }
 
 /// The three gradients of [`forward`] from the pre-activation output gradient `g`: the input
 /// gradient (when `input_grad`, else empty), the weight gradient `(O, K·K·C)` and the bias
-/// gradient `(O)`.
+/// gradient `(O)`. The same phases as the forward: per image `V` and `dM`; per position
+/// `dU = dMᵀ·V` (no partial sums to reduce) and `dV = dM·U`; per image the input gradient.
 pub(crate) fn backward(
     plan: &Plan,
     input: &[f32],
@@ -451,66 +493,78 @@ pub(crate) fn backward(
     g: &[f32],
     o: usize,
     input_grad: bool,
-    per_task: usize,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (a2, cv) = (plan.alpha2(), plan.cv());
+    let (a2, cv, per_image) = (plan.alpha2(), plan.cv(), plan.tiles_per_image());
     let u = plan.transform_weight(weight, o);
     let image = plan.h * plan.w * plan.c;
     let out_image = plan.oh * plan.ow * o;
+    let group = plan.images_per_group();
     let mut grad_x = vec![0f32; if input_grad { input.len() } else { 0 }];
-    let tasks = backward_tasks(input, g, &mut grad_x, (per_task, image, out_image));
-    // Each fold's first task overwrites its partial dU instead of adding to zeros.
-    let empty = || (None::<Vec<f32>>, vec![0f32; o]);
-    let (du, grad_b) = tasks
-        .into_par_iter()
-        .fold(empty, |(du, mut gb), (images, g, gx)| {
-            let tiles = images.len() / image * plan.tiles_per_image();
-            let v = plan.transform_input(images);
-            let dm = plan.transform_output_adjoint(g, o);
-            let accumulate = du.is_some();
-            let mut du = du.unwrap_or_else(|| vec![0f32; a2 * o * cv]);
-            for ((du, v), dm) in du
-                .chunks_exact_mut(o * cv)
-                .zip(v.chunks_exact(tiles * cv))
-                .zip(dm.chunks_exact(tiles * o))
-            {
-                let dm = MatRef::rows(dm, tiles, o).t();
-                matmul(du, dm, MatRef::rows(v, tiles, cv), accumulate, 1);
-            }
-            for r in g.chunks_exact(o) {
-                gb.iter_mut().zip(r).for_each(|(a, v)| *a += v);
-            }
-            if let Some(gx) = gx {
-                let mut dv = v;
-                for ((dv, dm), u) in dv
-                    .chunks_exact_mut(tiles * cv)
-                    .zip(dm.chunks_exact(tiles * o))
-                    .zip(u.chunks_exact(o * cv))
-                {
-                    let u = MatRef::rows(u, o, cv);
-                    matmul(dv, MatRef::rows(dm, tiles, o), u, false, 1);
-                }
-                plan.transform_input_adjoint(&dv, gx);
-                recycle(dv);
-            } else {
-                recycle(v);
-            }
-            recycle(dm);
-            (Some(du), gb)
-        })
-        .reduce(empty, |(u1, mut b1), (u2, b2)| {
-            b1.iter_mut().zip(&b2).for_each(|(a, v)| *a += v);
-            let du = match (u1, u2) {
-                (Some(mut u1), Some(u2)) => {
-                    u1.iter_mut().zip(&u2).for_each(|(a, v)| *a += v);
-                    Some(u1)
-                }
-                (u1, u2) => u1.or(u2),
-            };
-            (du, b1)
+    // Overwritten by the first group's products, then accumulated.
+    let mut du = buffer(a2 * o * cv);
+    for (index, (images, g)) in input
+        .chunks(group * image)
+        .zip(g.chunks(group * out_image))
+        .enumerate()
+    {
+        let tiles = images.len() / image * per_image;
+        let mut v = buffer(tiles * a2 * cv);
+        let mut dm = buffer(tiles * a2 * o);
+        v.par_chunks_mut(CHUNK_IMAGES * per_image * a2 * cv)
+            .zip(dm.par_chunks_mut(CHUNK_IMAGES * per_image * a2 * o))
+            .zip(images.par_chunks(CHUNK_IMAGES * image))
+            .zip(g.par_chunks(CHUNK_IMAGES * out_image))
+            .for_each(|(((v, dm), images), g)| {
+                plan.transform_input(images, v);
+                plan.transform_output_adjoint(g, o, dm);
+            });
+        du.par_chunks_mut(o * cv).enumerate().for_each(|(xi, du)| {
+            let dm = position_rows(&dm, xi, tiles, o, a2).t();
+            matmul(du, dm, position_rows(&v, xi, tiles, cv, a2), index > 0, 1);
         });
-    let du = du.unwrap_or_else(|| vec![0f32; a2 * o * cv]);
+        if input_grad {
+            // V is no longer needed: its buffer receives dV, in the layout (position, tile, Cv).
+            let mut dv = v;
+            dv.par_chunks_mut(tiles * cv)
+                .zip(u.par_chunks(o * cv))
+                .enumerate()
+                .for_each(|(xi, (dv, u))| {
+                    let dm = position_rows(&dm, xi, tiles, o, a2);
+                    matmul(dv, dm, MatRef::rows(u, o, cv), false, 1);
+                });
+            let first = index * group * image;
+            grad_x[first..first + images.len()]
+                .par_chunks_mut(CHUNK_IMAGES * image)
+                .enumerate()
+                .for_each(|(chunk, gx)| {
+                    let first = chunk * CHUNK_IMAGES * per_image;
+                    plan.transform_input_adjoint(&dv, (first, tiles), gx);
+                });
+            recycle(dv);
+        } else {
+            recycle(v);
+        }
+        recycle(dm);
+    }
     let grad_w = plan.transform_weight_adjoint(&du, o);
+    let grad_b = g.par_chunks(CHUNK_IMAGES * out_image).fold(
+        || vec![0f32; o],
+        |mut sums, g| {
+            for row in g.chunks_exact(o) {
+                sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
+            sums
+        },
+    );
+    let grad_b = grad_b.reduce(
+        || vec![0f32; o],
+        |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        },
+    );
+    recycle(u);
+    recycle(du);
     (grad_x, grad_w, grad_b)
 }
 
@@ -520,14 +574,21 @@ thread_local! {
     static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Buffers a thread keeps for reuse.
-const POOL_BUFFERS: usize = 4;
+/// Buffers a thread keeps for reuse: a backward holds four at once.
+const POOL_BUFFERS: usize = 6;
 
 /// A buffer of `len` values whose contents are stale: the caller writes every value before
-/// reading it.
+/// reading it. The pool's smallest buffer that fits is reused, else its largest grows.
 fn buffer(len: usize) -> Vec<f32> {
     let mut v = POOL
-        .with(|pool| pool.borrow_mut().pop())
+        .with(|pool| {
+            let mut pool = pool.borrow_mut();
+            let fits = (0..pool.len())
+                .filter(|&i| pool[i].capacity() >= len)
+                .min_by_key(|&i| pool[i].capacity());
+            let pick = fits.or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()));
+            pick.map(|i| pool.swap_remove(i))
+        })
         .unwrap_or_default();
     v.resize(len, 0.0);
     v
@@ -736,6 +797,54 @@ mod tests {
                 assert!(diff < 1e-5 * scale, "{window:?}: {diff} of {scale}");
             }
         }
+    }
+
+    /// A batch split into groups (here of one image) gives the same values and gradients as
+    /// one group: the weight gradient accumulates over groups.
+    #[test]
+    fn groups_give_the_same_result() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+        let window = Window {
+            kernel: 4,
+            stride: 2,
+            padding: 1,
+        };
+        let (b, h, w, c, o) = (5, 8, 8, 16, 6);
+        let whole = Plan::new(window, (h, w, c)).expect("plan");
+        let mut split = Plan::new(window, (h, w, c)).expect("plan");
+        split.group_floats = split.floats_per_image();
+        assert_eq!(
+            (whole.images_per_group() >= b, split.images_per_group()),
+            (true, 1)
+        );
+        let values = |shape: &[usize], rng: &mut rand_chacha::ChaCha8Rng| {
+            random(shape, rng)
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .expect("values")
+        };
+        let x = values(&[b, h, w, c], &mut rng);
+        let weight = values(&[o, 16 * c], &mut rng);
+        let bias = values(&[o], &mut rng);
+        let g = values(&[b, 4, 4, o], &mut rng);
+        let run = |plan: &Plan| {
+            let mut out = vec![0f32; b * 4 * 4 * o];
+            forward(plan, &x, &weight, &bias, Activation::LeakyRelu, &mut out);
+            (out, backward(plan, &x, &weight, &g, o, true))
+        };
+        let (out1, (gx1, gw1, gb1)) = run(&whole);
+        let (out2, (gx2, gw2, gb2)) = run(&split);
+        let close = |a: &[f32], b: &[f32]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-4)
+        };
+        assert!(
+            close(&out1, &out2) && close(&gx1, &gx2),
+            "values or input gradients"
+        );
+        assert!(
+            close(&gw1, &gw2) && close(&gb1, &gb2),
+            "weight or bias gradients"
+        );
     }
 
     /// An input that is not a variable gets no gradient, and the weight gradient is unchanged.
