@@ -1,16 +1,19 @@
 //! Training-step and embedding throughput of the default architecture on CPU, on real images.
 //!
-//!     cargo run --release --example train_bench -- [IMAGE_DIR] [--steps N] [--recipe R] [--torch]
+//!     cargo run --release --example train_bench -- [IMAGE_DIR] [--steps N] [--rounds N]
+//!         [--recipe R] [--embed-only] [--torch]
 //!
 //! IMAGE_DIR defaults to `data/cifar10/train` (see the README for extracting it). The recipe is
 //! `default` (what `imgsearch train` runs: encode-and-dot critics, InfoNCE, two views of each
 //! image per step) or `paper` (the DIM paper's concat critics with JSD, one view). Images per
 //! second count images, not views: a two-view step of batch 64 encodes 128 rows. Prints
-//! milliseconds per step and images per second; nothing is asserted. With `--torch` it also
-//! exports the model's weights and one real batch, runs `bench/torch_reference.py` (a PyTorch
-//! twin of the same network; `$IMGSEARCH_PYTHON` or `python3`), which first checks that it
-//! computes the same losses from the same weights and input, and prints the candle/PyTorch
-//! ratios. `bench/run.sh` installs PyTorch for the CPU and runs all of it.
+//! milliseconds per step (median of `--steps`, default 10) and images per second; nothing is
+//! asserted. With `--torch` it also exports the model's weights and one real batch, runs
+//! `bench/torch_reference.py` (a PyTorch twin of the same network; `$IMGSEARCH_PYTHON` or
+//! `python3`), which first checks that it computes the same losses from the same weights and
+//! input, and prints the candle/PyTorch ratios. `--rounds` (default 3) repeats both in turn and
+//! reports the median ratio of each figure. `bench/run.sh` installs PyTorch for the CPU and runs
+//! all of it.
 
 use candle_core::{Device, Tensor};
 use imgsearch::data::{self, Preprocess};
@@ -27,9 +30,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     imgsearch::device::tune_threads();
     let mut args = std::env::args().skip(1);
     let mut dir = PathBuf::from("data/cifar10/train");
-    let mut steps = 5usize;
+    let mut steps = 10usize;
     let mut torch = false;
     let mut embed_only = false;
+    let mut rounds = 3usize;
     let mut recipe = Recipe::Default;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -43,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "--torch" => torch = true,
             "--embed-only" => embed_only = true,
+            "--rounds" => rounds = args.next().ok_or("--rounds needs a value")?.parse()?,
             other => dir = PathBuf::from(other),
         }
     }
@@ -101,121 +106,145 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
     }
 
-    let mut candle = std::collections::BTreeMap::new();
-    let train_batches: &[usize] = if embed_only { &[] } else { &[64, 128] };
-    for &batch in train_batches {
+    // Rounds alternate candle and PyTorch, so a drift of the machine's speed (a shared
+    // host's clock) lands on both; the ratios reported are the medians over rounds.
+    let mut ratios: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for round in 1..=rounds {
+        println!("\nround {round} of {rounds}");
+        let mut candle = std::collections::BTreeMap::new();
+        let train_batches: &[usize] = if embed_only { &[] } else { &[64, 128] };
+        for &batch in train_batches {
+            let mut times = Vec::new();
+            let mut parts = Vec::new();
+            let rows = batch * views;
+            for step in 0..steps + 2 {
+                // Distinct real images stand in for the augmented views: the step's cost
+                // does not depend on what the pixels show.
+                let x = input(rows, (step * rows) % (images.len() - rows))?;
+                let noise: Vec<f32> = (0..rows * config.dim)
+                    .map(|_| StandardNormal.sample(&mut rng))
+                    .collect();
+                let eps = Tensor::from_vec(noise, (rows, config.dim), &device)?;
+                let perm = objective::derangement(batch, &mut rng);
+                let started = Instant::now();
+                let losses = model.losses(&DimBatch {
+                    x: &x,
+                    views,
+                    eps: &eps,
+                    perm: &perm,
+                    prior_samples: None,
+                })?;
+                let total = losses.total(&config)?;
+                let _ = total.to_scalar::<f32>()?;
+                let forward = started.elapsed().as_secs_f64();
+                let grads = total.backward()?;
+                let backward = started.elapsed().as_secs_f64();
+                adam.step(&grads)?;
+                let all = started.elapsed().as_secs_f64();
+                if step >= 2 {
+                    times.push(all);
+                    parts.push([forward, backward - forward, all - backward]);
+                }
+            }
+            let ms = median(&mut times) * 1e3;
+            let share =
+                |i: usize| parts.iter().map(|p| p[i]).sum::<f64>() / parts.len() as f64 * 1e3;
+            println!(
+                "train  batch {batch:>3}: {ms:8.1} ms/step  {:8.1} images/s  (forward {:.0} ms, backward {:.0} ms, Adam {:.0} ms)",
+                batch as f64 / ms * 1e3,
+                share(0),
+                share(1),
+                share(2)
+            );
+            candle.insert(
+                format!("train_b{batch}_images_per_s"),
+                batch as f64 / ms * 1e3,
+            );
+        }
+        let rss = peak_rss_mb();
+        println!("peak RSS after training steps: {rss:.0} MB");
+
+        let batch = 256;
         let mut times = Vec::new();
-        let mut parts = Vec::new();
-        let rows = batch * views;
-        for step in 0..steps + 2 {
-            // Distinct real images stand in for the augmented views: the step's cost does
-            // not depend on what the pixels show.
-            let x = input(rows, (step * rows) % (images.len() - rows))?;
-            let noise: Vec<f32> = (0..rows * config.dim)
-                .map(|_| StandardNormal.sample(&mut rng))
-                .collect();
-            let eps = Tensor::from_vec(noise, (rows, config.dim), &device)?;
-            let perm = objective::derangement(batch, &mut rng);
+        for step in 0..steps + 1 {
+            let x = input(batch, (step * batch) % (images.len() - batch + 1))?;
             let started = Instant::now();
-            let losses = model.losses(&DimBatch {
-                x: &x,
-                views,
-                eps: &eps,
-                perm: &perm,
-                prior_samples: None,
-            })?;
-            let total = losses.total(&config)?;
-            let _ = total.to_scalar::<f32>()?;
-            let forward = started.elapsed().as_secs_f64();
-            let grads = total.backward()?;
-            let backward = started.elapsed().as_secs_f64();
-            adam.step(&grads)?;
-            let all = started.elapsed().as_secs_f64();
-            if step >= 2 {
-                times.push(all);
-                parts.push([forward, backward - forward, all - backward]);
+            let z = model.encoder.embed(&x)?;
+            let _ = z.to_vec2::<f32>()?;
+            if step >= 1 {
+                times.push(started.elapsed().as_secs_f64());
             }
         }
         let ms = median(&mut times) * 1e3;
-        let share = |i: usize| parts.iter().map(|p| p[i]).sum::<f64>() / parts.len() as f64 * 1e3;
         println!(
-            "train  batch {batch:>3}: {ms:8.1} ms/step  {:8.1} images/s  (forward {:.0} ms, backward {:.0} ms, Adam {:.0} ms)",
-            batch as f64 / ms * 1e3,
-            share(0),
-            share(1),
-            share(2)
+            "embed  batch {batch}: {ms:8.1} ms/batch {:8.1} images/s",
+            batch as f64 / ms * 1e3
         );
-        candle.insert(
-            format!("train_b{batch}_images_per_s"),
-            batch as f64 / ms * 1e3,
-        );
-    }
-    let rss = peak_rss_mb();
-    println!("peak RSS after training steps: {rss:.0} MB");
+        candle.insert("embed_b256_images_per_s".into(), batch as f64 / ms * 1e3);
 
-    let batch = 256;
-    let mut times = Vec::new();
-    for step in 0..steps + 1 {
-        let x = input(batch, (step * batch) % (images.len() - batch + 1))?;
-        let started = Instant::now();
-        let z = model.encoder.embed(&x)?;
-        let _ = z.to_vec2::<f32>()?;
-        if step >= 1 {
-            times.push(started.elapsed().as_secs_f64());
-        }
-    }
-    let ms = median(&mut times) * 1e3;
-    println!(
-        "embed  batch {batch}: {ms:8.1} ms/batch {:8.1} images/s",
-        batch as f64 / ms * 1e3
-    );
-    candle.insert("embed_b256_images_per_s".into(), batch as f64 / ms * 1e3);
-
-    if torch {
-        let python = std::env::var("IMGSEARCH_PYTHON").unwrap_or_else(|_| "python3".into());
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/torch_reference.py");
-        let out = std::process::Command::new(&python)
-            .arg(&script)
-            .arg(&export)
-            .arg(steps.to_string())
-            .arg(recipe.name())
-            .output()?;
-        let _ = std::fs::remove_file(&export);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            return Err(format!(
-                "{python} {} failed: {stdout}{}",
-                script.display(),
-                String::from_utf8_lossy(&out.stderr)
-            )
-            .into());
-        }
-        let reference: serde_json::Value = serde_json::from_str(stdout.trim())?;
-        println!(
-            "\nPyTorch {} on {} threads; same losses from the same weights and batch: {}",
-            reference["torch"], reference["threads"], reference["check"]
-        );
-        println!(
-            "{:<28} {:>12} {:>12} {:>8}",
-            "images/s", "candle", "PyTorch", "ratio"
-        );
-        for (key, ours) in &candle {
-            let theirs = reference[key].as_f64().unwrap_or(f64::NAN);
+        if torch {
+            let reference = run_reference(&export, steps, recipe)?;
             println!(
-                "{key:<28} {ours:>12.1} {theirs:>12.1} {:>8.2}",
-                ours / theirs
+                "PyTorch {} on {} threads; same losses from the same weights and batch: {}",
+                reference["torch"], reference["threads"], reference["check"]
+            );
+            println!(
+                "{:<28} {:>12} {:>12} {:>8}",
+                "images/s", "candle", "PyTorch", "ratio"
+            );
+            for (key, ours) in &candle {
+                let theirs = reference[key].as_f64().unwrap_or(f64::NAN);
+                println!(
+                    "{key:<28} {ours:>12.1} {theirs:>12.1} {:>8.2}",
+                    ours / theirs
+                );
+                ratios.entry(key.clone()).or_default().push(ours / theirs);
+            }
+            let torch_rss = reference["peak_rss_mb_after_train"]
+                .as_f64()
+                .unwrap_or(f64::NAN);
+            println!(
+                "{:<28} {rss:>12.0} {torch_rss:>12.0} {:>8.2}",
+                "peak RSS MB (train b128)",
+                rss / torch_rss
             );
         }
-        let torch_rss = reference["peak_rss_mb_after_train"]
-            .as_f64()
-            .unwrap_or(f64::NAN);
-        println!(
-            "{:<28} {rss:>12.0} {torch_rss:>12.0} {:>8.2}",
-            "peak RSS MB (train b128)",
-            rss / torch_rss
-        );
+    }
+    let _ = std::fs::remove_file(&export);
+    if torch {
+        println!("\ncandle / PyTorch, median of {rounds} round(s) (all rounds):");
+        for (key, values) in &mut ratios {
+            let all: Vec<String> = values.iter().map(|r| format!("{r:.2}")).collect();
+            println!("{key:<28} {:>8.2}   ({})", median(values), all.join(", "));
+        }
     }
     Ok(())
+}
+
+/// Runs `bench/torch_reference.py` on the exported model and batch; its JSON report.
+fn run_reference(
+    export: &Path,
+    steps: usize,
+    recipe: Recipe,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let python = std::env::var("IMGSEARCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/torch_reference.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(export)
+        .arg(steps.to_string())
+        .arg(recipe.name())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "{python} {} failed: {stdout}{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(serde_json::from_str(stdout.trim())?)
 }
 
 #[derive(Debug, Clone, Copy)]
