@@ -155,6 +155,9 @@ struct TrainArgs {
     /// Input size in pixels (a multiple of 8).
     #[arg(long, default_value_t = 32)]
     size: u32,
+    /// 3×3 stride-1 convolutions after each strided convolution of the encoder.
+    #[arg(long, default_value_t = 0)]
+    stage_convs: usize,
     /// Weight of the global mutual information term.
     #[arg(long, default_value_t = 0.5)]
     alpha: f32,
@@ -246,6 +249,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(args) => {
             let config = ModelConfig {
                 dim: args.dim,
+                stage_convs: args.stage_convs,
                 preprocess: imgsearch::data::Preprocess {
                     size: args.size,
                     ..Default::default()

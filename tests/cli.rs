@@ -629,3 +629,60 @@ fn training_decodes_once_into_the_pixel_cache() {
     assert!(report["load"]["cache"].is_null());
     assert!(!none.join("pixels.cache").exists());
 }
+
+/// `--stage-convs` deepens the encoder: the option is recorded in the model's config, the
+/// model has more weights, and indexing and querying with it find each image first.
+#[test]
+fn a_deeper_encoder_trains_indexes_and_queries() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let train = fixtures().join("train/cat");
+    let model = tmp.path().join("deep");
+    ok(&[
+        "train",
+        s(&train),
+        "--out",
+        s(&model),
+        "--epochs",
+        "1",
+        "--batch",
+        "8",
+        "--stage-convs",
+        "1",
+        "--quiet",
+    ]);
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(model.join("config.json")).expect("config.json"),
+    )
+    .expect("config");
+    assert_eq!(config["stage_convs"], 1, "{config}");
+    let size = |dir: &Path| std::fs::metadata(dir.join("model.safetensors")).map(|m| m.len());
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/default");
+    assert!(size(&model).expect("weights") > size(&bundled).expect("bundled weights"));
+
+    let index = tmp.path().join("index");
+    ok(&[
+        "index",
+        s(&train),
+        "--index",
+        s(&index),
+        "--model",
+        s(&model),
+        "--quiet",
+    ]);
+    let query = first_file(&train);
+    let lines = json_lines(&ok(&[
+        "query",
+        s(&query),
+        "-k",
+        "3",
+        "--index",
+        s(&index),
+        "--json",
+    ]));
+    let results = check_results(&lines[0], 3);
+    assert_eq!(
+        Path::new(&results[0].0),
+        query.canonicalize().expect("canon")
+    );
+    assert!(results[0].1 > 0.999, "self-match score {}", results[0].1);
+}

@@ -125,6 +125,9 @@ pub struct ModelConfig {
     pub preprocess: Preprocess,
     /// Output channels of the strided convolutions; the last is the local map's C.
     pub channels: Vec<usize>,
+    /// 3×3 stride-1 convolutions after each strided one (0 in models before this option).
+    #[serde(default)]
+    pub stage_convs: usize,
     /// Width of the layer between global pooling and the Gaussian heads.
     pub hidden: usize,
     /// Embedding size D.
@@ -144,6 +147,7 @@ impl Default for ModelConfig {
             architecture: ARCHITECTURE.into(),
             preprocess: Preprocess::default(),
             channels: vec![64, 128, 256],
+            stage_convs: 0,
             hidden: 512,
             // 64 as in the DIM paper: a quarter of the KNN experiment's 256 keeps a million
             // vectors at 256 MB and scans 4× faster.

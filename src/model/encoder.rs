@@ -1,5 +1,6 @@
-//! The encoder: strided 4×4 convolutions down to the local M×M feature map, one more
-//! convolution, global average pooling, and two linear heads for the Gaussian posterior.
+//! The encoder: strided 4×4 convolutions down to the local M×M feature map, each optionally
+//! followed by 3×3 stride-1 convolutions at its resolution, one more convolution, global
+//! average pooling, and two linear heads for the Gaussian posterior.
 //! Activations are channels-last (NHWC); see [`super::conv`].
 
 use super::conv::{Conv, Window};
@@ -11,6 +12,8 @@ use candle_nn::{Linear, VarBuilder};
 pub struct Encoder {
     embedding: Embedding,
     downs: Vec<Conv>,
+    /// The stride-1 convolutions after each strided one.
+    stages: Vec<Vec<Conv>>,
     refine: Conv,
     hidden: Linear,
     mean: Linear,
@@ -32,7 +35,13 @@ impl Encoder {
             stride: 2,
             padding: 1,
         };
+        let same = Window {
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        };
         let mut downs = Vec::with_capacity(config.channels.len());
+        let mut stages = Vec::with_capacity(config.channels.len());
         let mut in_channels = 3;
         for (i, &out_channels) in config.channels.iter().enumerate() {
             downs.push(Conv::new(
@@ -41,13 +50,15 @@ impl Encoder {
                 down,
                 vb.pp(format!("down{i}")),
             )?);
+            let stage = (0..config.stage_convs)
+                .map(|j| {
+                    let vb = vb.pp(format!("stage{i}_{j}"));
+                    Conv::new(out_channels, out_channels, same, vb)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            stages.push(stage);
             in_channels = out_channels;
         }
-        let same = Window {
-            kernel: 3,
-            stride: 1,
-            padding: 1,
-        };
         let refine = Conv::new(in_channels, in_channels, same, vb.pp("refine"))?;
         let hidden = candle_nn::linear(in_channels, config.hidden, vb.pp("hidden"))?;
         let mean = candle_nn::linear(config.hidden, config.dim, vb.pp("mean"))?;
@@ -55,6 +66,7 @@ impl Encoder {
         Ok(Encoder {
             embedding: config.embedding,
             downs,
+            stages,
             refine,
             hidden,
             mean,
@@ -80,8 +92,11 @@ impl Encoder {
     /// The local map `(B, M, M, C)` and its refined global average `(B, C)`.
     fn features(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let mut h = x.clone();
-        for conv in &self.downs {
-            h = conv.forward_act(&h, Activation::LeakyRelu)?;
+        for (down, stage) in self.downs.iter().zip(&self.stages) {
+            h = down.forward_act(&h, Activation::LeakyRelu)?;
+            for conv in stage {
+                h = conv.forward_act(&h, Activation::LeakyRelu)?;
+            }
         }
         let (b, m1, m2, c) = h.dims4()?;
         let pooled = self
