@@ -80,6 +80,49 @@ impl Conv {
         })
     }
 
+    /// A convolution whose output is normalised next: the weight under `vb`, a constant
+    /// zero bias (a learned one would be cancelled by the normalisation).
+    pub fn without_bias(
+        in_channels: usize,
+        out_channels: usize,
+        window: Window,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let fan_in = window.kernel * window.kernel * in_channels;
+        let weight = vb.get_with_hints(
+            (out_channels, fan_in),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let bias = Tensor::zeros(out_channels, weight.dtype(), weight.device())?;
+        Ok(Conv {
+            weight,
+            bias,
+            window,
+        })
+    }
+
+    /// A convolution from given weight `(C_out, K·K·C_in)` and bias `(C_out)`.
+    pub fn from_parts(weight: Tensor, bias: Tensor, window: Window) -> Self {
+        Conv {
+            weight,
+            bias,
+            window,
+        }
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    pub fn window(&self) -> Window {
+        self.window
+    }
+
     /// `x`: `(B, H, W, C_in)` → `(B, H', W', C_out)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_act(x, Activation::Identity)
