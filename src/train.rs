@@ -338,10 +338,11 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
     let model = Dim::new(&config, init.var_builder(device))?;
     // Running statistics of batch normalisation are buffers: the forward updates them, the
     // optimiser never sees them; they are saved with the parameters.
-    let (buffers, params): (Vec<_>, Vec<_>) = init
+    let params = init
         .vars()
         .into_iter()
-        .partition(|(name, _)| is_buffer(name));
+        .filter(|(name, _)| !is_buffer(name))
+        .collect();
     let mut adam = Adam::new(params, opts.lr)?;
     let prior_vars: Vec<Var> = init
         .vars()
@@ -462,7 +463,6 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
             out,
             &config,
             &model_vars(&init),
-            &buffers,
             &adam,
             epoch + 1,
             steps,
@@ -498,7 +498,6 @@ fn write_checkpoint(
     out: &Path,
     config: &ModelConfig,
     params: &HashMap<String, Tensor>,
-    buffers: &[(String, Var)],
     adam: &Adam,
     epochs_done: usize,
     steps: usize,
@@ -506,9 +505,10 @@ fn write_checkpoint(
 ) -> Result<()> {
     let weights_path = out.join(CHECKPOINT_WEIGHTS);
     let mut state = adam.state_tensors();
-    // Buffers go with the parameters ("param." prefix), so --resume loads them alike.
-    for (name, var) in buffers {
-        state.insert(format!("param.{name}"), var.as_tensor().clone());
+    // Buffers (not in the optimiser) go with the parameters ("param." prefix), so --resume
+    // loads them alike.
+    for (name, tensor) in params.iter().filter(|(name, _)| is_buffer(name)) {
+        state.insert(format!("param.{name}"), tensor.clone());
     }
     let bytes = safetensors_bytes(&state).map_err(|e| Error::model(&weights_path, e))?;
     let state = CheckpointState {
