@@ -6,7 +6,7 @@ use imgsearch::device::{tune_allocator, tune_threads, DeviceChoice};
 use imgsearch::eval::{self, EvalOptions};
 use imgsearch::grid::{self, Row};
 use imgsearch::index::{Index, SearchOptions};
-use imgsearch::model::{Critic, Estimator, Model, ModelConfig, ModelSource, PriorKind};
+use imgsearch::model::{Critic, Estimator, Model, ModelConfig, ModelSource, Norm, PriorKind};
 use imgsearch::progress::Verbosity;
 use imgsearch::search::{self, IndexOptions};
 use imgsearch::train::{self, LrSchedule, TrainOptions};
@@ -174,6 +174,10 @@ struct TrainArgs {
     /// How critics score pairs: concat (features ‖ code through an MLP) or dot (encode-and-dot).
     #[arg(long, value_enum, default_value = "dot")]
     critic: Critic,
+    /// Normalisation after each encoder convolution: none, or batch (BatchNorm, folded into
+    /// the convolutions for inference).
+    #[arg(long, value_enum, default_value = "none")]
+    norm: Norm,
     /// Temperature of the dot critic's cosine scores.
     #[arg(long, default_value_t = 0.1)]
     temperature: f32,
@@ -263,6 +267,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     critic: args.critic,
                     temperature: args.temperature,
                 },
+                norm: args.norm,
                 ..Default::default()
             };
             let cache = (!args.no_cache).then(|| {

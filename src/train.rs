@@ -4,6 +4,7 @@
 //! exported model at the end of each epoch so that `--resume` continues exactly.
 
 use crate::data::{self, Augment, Failure, LoadStats, Loaded};
+use crate::model::batchnorm::is_buffer;
 use crate::model::{
     objective, safetensors_bytes, save_model, write_atomic, Dim, DimBatch, ModelConfig, PriorKind,
     SeededInit, TrainingRecord, PRIOR_PREFIX,
@@ -335,7 +336,14 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
         .collect();
     let init = Arc::new(SeededInit::new(opts.seed, params));
     let model = Dim::new(&config, init.var_builder(device))?;
-    let mut adam = Adam::new(init.vars(), opts.lr)?;
+    // Running statistics of batch normalisation are buffers: the forward updates them, the
+    // optimiser never sees them; they are saved with the parameters.
+    let params = init
+        .vars()
+        .into_iter()
+        .filter(|(name, _)| !is_buffer(name))
+        .collect();
+    let mut adam = Adam::new(params, opts.lr)?;
     let prior_vars: Vec<Var> = init
         .vars()
         .into_iter()
@@ -496,8 +504,13 @@ fn write_checkpoint(
     seconds: f64,
 ) -> Result<()> {
     let weights_path = out.join(CHECKPOINT_WEIGHTS);
-    let bytes =
-        safetensors_bytes(&adam.state_tensors()).map_err(|e| Error::model(&weights_path, e))?;
+    let mut state = adam.state_tensors();
+    // Buffers (not in the optimiser) go with the parameters ("param." prefix), so --resume
+    // loads them alike.
+    for (name, tensor) in params.iter().filter(|(name, _)| is_buffer(name)) {
+        state.insert(format!("param.{name}"), tensor.clone());
+    }
+    let bytes = safetensors_bytes(&state).map_err(|e| Error::model(&weights_path, e))?;
     let state = CheckpointState {
         config: config.clone(),
         epochs_done,

@@ -555,6 +555,122 @@ fn adversarial_prior_trains_checkpoints_and_resumes() {
     assert!((top["score"].as_f64().expect("score") - 1.0).abs() < 1e-4);
 }
 
+/// `--norm batch`: the running statistics are saved in the model and the checkpoint (not in
+/// the optimiser state), `--resume` continues exactly (statistics included), and the model
+/// (BatchNorm folded at load) indexes and answers like any other.
+#[test]
+fn batch_norm_trains_checkpoints_and_resumes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let train = fixtures().join("train/ship");
+    let run = |out: &Path, epochs: &str, resume: bool| {
+        let mut args = vec![
+            "train",
+            s(&train),
+            "--out",
+            s(out),
+            "--epochs",
+            epochs,
+            "--batch",
+            "8",
+            "--seed",
+            "5",
+            "--lr-schedule",
+            "constant",
+            "--norm",
+            "batch",
+            "--quiet",
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        ok(&args);
+    };
+    let (full, split) = (tmp.path().join("full"), tmp.path().join("split"));
+    run(&full, "2", false);
+    run(&split, "1", false);
+    run(&split, "2", true);
+    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).expect("weights");
+    assert_eq!(weights(&split), weights(&full), "resume continues exactly");
+
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(full.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(config["norm"], "batch");
+    let tensors = |file: &str| -> Vec<(String, Vec<f32>)> {
+        let bytes = std::fs::read(full.join(file)).expect("safetensors");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+        st.tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let values = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                (name, values)
+            })
+            .collect()
+    };
+    let model = tensors("model.safetensors");
+    let get = |name: &str| {
+        model
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{name} missing from the model"))
+    };
+    for layer in ["down0", "down1", "down2", "refine"] {
+        let mean = get(&format!("encoder.{layer}.bn.running_mean"));
+        let var = get(&format!("encoder.{layer}.bn.running_var"));
+        assert!(
+            mean.iter().any(|&m| m != 0.0),
+            "{layer}: running mean never moved"
+        );
+        assert!(var.iter().any(|&v| v != 1.0) && var.iter().all(|&v| v > 0.0));
+        get(&format!("encoder.{layer}.bn.weight"));
+        assert!(model
+            .iter()
+            .all(|(n, _)| n != &format!("encoder.{layer}.bias")));
+    }
+    let checkpoint: Vec<String> = tensors("checkpoint.safetensors")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(checkpoint
+        .iter()
+        .any(|n| n == "param.encoder.down1.bn.running_var"));
+    assert!(checkpoint
+        .iter()
+        .any(|n| n == "adam_m.encoder.down1.bn.weight"));
+    assert!(checkpoint
+        .iter()
+        .all(|n| !n.starts_with("adam_") || !n.contains("running_")));
+
+    let index = tmp.path().join("index");
+    ok(&[
+        "index",
+        s(&train),
+        "--index",
+        s(&index),
+        "--model",
+        s(&full),
+    ]);
+    let answer = ok(&[
+        "query",
+        s(&first_file(&train)),
+        "-k",
+        "3",
+        "--index",
+        s(&index),
+        "--model",
+        s(&full),
+        "--json",
+    ]);
+    let answer: Value = serde_json::from_str(answer.trim()).expect("query --json");
+    let top = &answer["results"][0];
+    assert!((top["score"].as_f64().expect("score") - 1.0).abs() < 1e-4);
+}
+
 #[test]
 fn training_decodes_once_into_the_pixel_cache() {
     let tmp = tempfile::tempdir().expect("tempdir");

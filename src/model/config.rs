@@ -58,6 +58,18 @@ pub enum Embedding {
     Hidden,
 }
 
+/// Normalisation after each convolution of the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// None: convolution with bias, then the leaky ReLU.
+    #[default]
+    None,
+    /// BatchNorm (conv without bias → BN → leaky ReLU), as in the DIM paper's encoder;
+    /// folded into the convolutions for inference.
+    Batch,
+}
+
 /// Weights of the loss terms and how each is estimated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Objective {
@@ -137,6 +149,9 @@ pub struct ModelConfig {
     pub objective: Objective,
     #[serde(default)]
     pub embedding: Embedding,
+    /// Normalisation in the encoder; absent in older configs (none).
+    #[serde(default)]
+    pub norm: Norm,
     pub training: Option<TrainingRecord>,
 }
 
@@ -155,6 +170,7 @@ impl Default for ModelConfig {
             disc_hidden: 512,
             objective: Objective::default(),
             embedding: Embedding::Mean,
+            norm: Norm::None,
             training: None,
         }
     }

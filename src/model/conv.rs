@@ -59,12 +59,7 @@ impl Conv {
         window: Window,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let fan_in = window.kernel * window.kernel * in_channels;
-        let weight = vb.get_with_hints(
-            (out_channels, fan_in),
-            "weight",
-            candle_nn::init::DEFAULT_KAIMING_NORMAL,
-        )?;
+        let (weight, fan_in) = Self::init_weight(in_channels, out_channels, window, &vb)?;
         let bound = 1.0 / (fan_in as f64).sqrt();
         let bias = vb.get_with_hints(
             out_channels,
@@ -79,6 +74,60 @@ impl Conv {
             bias,
             window,
         })
+    }
+
+    /// The Kaiming-initialised weight `(O, K·K·C)` under `vb`, and its fan-in.
+    fn init_weight(
+        in_channels: usize,
+        out_channels: usize,
+        window: Window,
+        vb: &VarBuilder,
+    ) -> Result<(Tensor, usize)> {
+        let fan_in = window.kernel * window.kernel * in_channels;
+        let weight = vb.get_with_hints(
+            (out_channels, fan_in),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        Ok((weight, fan_in))
+    }
+
+    /// A convolution whose output is normalised next: the weight under `vb`, a constant
+    /// zero bias (a learned one would be cancelled by the normalisation).
+    pub fn without_bias(
+        in_channels: usize,
+        out_channels: usize,
+        window: Window,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let (weight, _) = Self::init_weight(in_channels, out_channels, window, &vb)?;
+        let bias = Tensor::zeros(out_channels, weight.dtype(), weight.device())?;
+        Ok(Conv {
+            weight,
+            bias,
+            window,
+        })
+    }
+
+    /// A convolution from given weight `(C_out, K·K·C_in)` and bias `(C_out)`.
+    pub fn from_parts(weight: Tensor, bias: Tensor, window: Window) -> Self {
+        Conv {
+            weight,
+            bias,
+            window,
+        }
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    pub fn window(&self) -> Window {
+        self.window
     }
 
     /// `x`: `(B, H, W, C_in)` → `(B, H', W', C_out)`.

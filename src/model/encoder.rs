@@ -1,20 +1,84 @@
 //! The encoder: strided 4×4 convolutions down to the local M×M feature map, each optionally
 //! followed by 3×3 stride-1 convolutions at its resolution, one more convolution, global
 //! average pooling, and two linear heads for the Gaussian posterior.
-//! Activations are channels-last (NHWC); see [`super::conv`].
+//! Activations are channels-last (NHWC); see [`super::conv`]. With `norm: batch` every
+//! convolution is followed by batch normalisation ([`super::batchnorm`]) before its leaky ReLU;
+//! [`Encoder::new`] builds the training form (batch statistics, running statistics updated on
+//! every forward) and [`Encoder::for_inference`] folds the running statistics into the
+//! convolutions.
 
+use super::batchnorm::{BatchNorm, FOLDED_ACT};
 use super::conv::{Conv, Window};
 use super::dense::{linear, Activation};
-use super::{Embedding, ModelConfig};
+use super::{Embedding, ModelConfig, Norm};
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
+/// A convolution and its leaky ReLU, with batch normalisation in between when the model has it.
+struct Block {
+    conv: Conv,
+    norm: Option<BatchNorm>,
+}
+
+impl Block {
+    fn new(
+        in_channels: usize,
+        out_channels: usize,
+        window: Window,
+        norm: Norm,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(match norm {
+            Norm::None => Block {
+                conv: Conv::new(in_channels, out_channels, window, vb)?,
+                norm: None,
+            },
+            Norm::Batch => Block {
+                conv: Conv::without_bias(in_channels, out_channels, window, vb.clone())?,
+                norm: Some(BatchNorm::new(out_channels, vb.pp("bn"))?),
+            },
+        })
+    }
+
+    /// Training mode: batch statistics, running statistics updated.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.norm {
+            None => self.conv.forward_act(x, Activation::LeakyRelu),
+            Some(bn) => bn.forward_train(&self.conv.forward(x)?),
+        }
+    }
+
+    /// Inference mode without folding (what the folded block must equal).
+    #[cfg(test)]
+    fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.norm {
+            None => self.conv.forward_act(x, Activation::LeakyRelu),
+            Some(bn) => bn.forward_eval(&self.conv.forward(x)?),
+        }
+    }
+
+    /// The normalisation's running statistics folded into the convolution.
+    fn fold(self) -> Result<Self> {
+        let Some(bn) = self.norm else {
+            return Ok(self);
+        };
+        let (weight, bias) = bn.fold(self.conv.weight(), self.conv.bias())?;
+        Ok(Block {
+            conv: Conv::from_parts(weight, bias, self.conv.window()),
+            norm: None,
+        })
+    }
+}
+
+// A folded block applies the leaky ReLU in the fused convolution.
+const _: () = assert!(matches!(FOLDED_ACT, Activation::LeakyRelu));
+
 pub struct Encoder {
     embedding: Embedding,
-    downs: Vec<Conv>,
+    downs: Vec<Block>,
     /// The stride-1 convolutions after each strided one.
-    stages: Vec<Vec<Conv>>,
-    refine: Conv,
+    stages: Vec<Vec<Block>>,
+    refine: Block,
     hidden: Linear,
     mean: Linear,
     logvar: Linear,
@@ -29,6 +93,8 @@ pub struct EncoderOutput {
 }
 
 impl Encoder {
+    /// The training form: with `norm: batch`, batch statistics in every forward, which also
+    /// updates the running statistics. For embedding use [`Self::for_inference`].
     pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         let down = Window {
             kernel: 4,
@@ -44,22 +110,23 @@ impl Encoder {
         let mut stages = Vec::with_capacity(config.channels.len());
         let mut in_channels = 3;
         for (i, &out_channels) in config.channels.iter().enumerate() {
-            downs.push(Conv::new(
+            downs.push(Block::new(
                 in_channels,
                 out_channels,
                 down,
+                config.norm,
                 vb.pp(format!("down{i}")),
             )?);
             let stage = (0..config.stage_convs)
                 .map(|j| {
                     let vb = vb.pp(format!("stage{i}_{j}"));
-                    Conv::new(out_channels, out_channels, same, vb)
+                    Block::new(out_channels, out_channels, same, config.norm, vb)
                 })
                 .collect::<Result<Vec<_>>>()?;
             stages.push(stage);
             in_channels = out_channels;
         }
-        let refine = Conv::new(in_channels, in_channels, same, vb.pp("refine"))?;
+        let refine = Block::new(in_channels, in_channels, same, config.norm, vb.pp("refine"))?;
         let hidden = candle_nn::linear(in_channels, config.hidden, vb.pp("hidden"))?;
         let mean = candle_nn::linear(config.hidden, config.dim, vb.pp("mean"))?;
         let logvar = candle_nn::linear(config.hidden, config.dim, vb.pp("logvar"))?;
@@ -71,6 +138,30 @@ impl Encoder {
             hidden,
             mean,
             logvar,
+        })
+    }
+
+    /// The inference form: any batch normalisation uses its running statistics, folded into
+    /// the convolutions (same speed as a model without normalisation).
+    pub fn for_inference(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        Self::new(config, vb)?.folded()
+    }
+
+    /// This encoder with every normalisation folded into its convolution.
+    pub fn folded(self) -> Result<Self> {
+        Ok(Encoder {
+            downs: self
+                .downs
+                .into_iter()
+                .map(Block::fold)
+                .collect::<Result<_>>()?,
+            stages: self
+                .stages
+                .into_iter()
+                .map(|stage| stage.into_iter().map(Block::fold).collect())
+                .collect::<Result<_>>()?,
+            refine: self.refine.fold()?,
+            ..self
         })
     }
 
@@ -93,17 +184,13 @@ impl Encoder {
     fn features(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let mut h = x.clone();
         for (down, stage) in self.downs.iter().zip(&self.stages) {
-            h = down.forward_act(&h, Activation::LeakyRelu)?;
-            for conv in stage {
-                h = conv.forward_act(&h, Activation::LeakyRelu)?;
+            h = down.forward(&h)?;
+            for block in stage {
+                h = block.forward(&h)?;
             }
         }
         let (b, m1, m2, c) = h.dims4()?;
-        let pooled = self
-            .refine
-            .forward_act(&h, Activation::LeakyRelu)?
-            .reshape((b, m1 * m2, c))?
-            .mean(1)?;
+        let pooled = self.refine.forward(&h)?.reshape((b, m1 * m2, c))?.mean(1)?;
         Ok((h, pooled))
     }
 
@@ -114,5 +201,69 @@ impl Encoder {
             Embedding::Pooled => self.features(x).map(|(_, pooled)| pooled),
             Embedding::Hidden => self.hidden(&self.features(x)?.1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::test_util::{max_diff, random};
+    use crate::model::SeededInit;
+    use candle_core::Device;
+    use rand::SeedableRng;
+    use std::sync::Arc;
+
+    /// After a few training-mode forwards (which move the running statistics), the folded
+    /// encoder embeds exactly as the unfolded one in inference mode, and both differ from the
+    /// training mode's batch statistics.
+    #[test]
+    fn folded_encoder_equals_inference_mode_batch_norm() -> Result<()> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+        let config = ModelConfig {
+            norm: Norm::Batch,
+            channels: vec![8, 12, 16],
+            stage_convs: 1,
+            hidden: 20,
+            dim: 6,
+            ..ModelConfig::default()
+        };
+        let init = Arc::new(SeededInit::new(2, Default::default()));
+        let encoder = Encoder::new(&config, init.var_builder(&Device::Cpu))?;
+        for _ in 0..3 {
+            encoder.forward(&random(&[5, 32, 32, 3], &mut rng))?;
+        }
+        let x = random(&[3, 32, 32, 3], &mut rng);
+        fn blocks(e: &Encoder) -> Vec<&Block> {
+            let stages = e.downs.iter().zip(&e.stages);
+            let mut all: Vec<&Block> = stages
+                .flat_map(|(down, stage)| std::iter::once(down).chain(stage))
+                .collect();
+            all.push(&e.refine);
+            all
+        }
+        let eval = |e: &Encoder| -> Result<Tensor> {
+            let mut h = x.clone();
+            for block in blocks(e) {
+                h = block.forward_eval(&h)?;
+            }
+            Ok(h)
+        };
+        // Training mode first: it moves the running statistics once more.
+        let mut training = x.clone();
+        for block in blocks(&encoder) {
+            training = block.forward(&training)?;
+        }
+        let unfolded = eval(&encoder)?;
+        let folded = encoder.folded()?;
+        assert!(blocks(&folded).iter().all(|b| b.norm.is_none()));
+        assert_eq!(blocks(&folded).len(), 7);
+        let out = eval(&folded)?;
+        assert!(
+            max_diff(&unfolded, &out) < 1e-4,
+            "{}",
+            max_diff(&unfolded, &out)
+        );
+        assert!(max_diff(&unfolded, &training) > 1e-3);
+        Ok(())
     }
 }

@@ -80,7 +80,7 @@ impl Model {
         let tensors = candle_core::safetensors::load_buffer(weights, device)
             .map_err(|e| Error::model(origin, format!("not a readable safetensors file: {e}")))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let encoder = Encoder::new(&config, vb.pp("encoder"))
+        let encoder = Encoder::for_inference(&config, vb.pp("encoder"))
             .map_err(|e| Error::model(origin, format!("weights do not match config.json: {e}")))?;
         let id = format!(
             "{:08x}{:08x}",
@@ -100,7 +100,7 @@ impl Model {
     /// must beat.
     pub fn random(config: ModelConfig, seed: u64, device: &Device) -> Result<Model> {
         let init = std::sync::Arc::new(super::SeededInit::new(seed, HashMap::new()));
-        let encoder = Encoder::new(&config, init.var_builder(device).pp("encoder"))?;
+        let encoder = Encoder::for_inference(&config, init.var_builder(device).pp("encoder"))?;
         Ok(Model {
             config,
             encoder,

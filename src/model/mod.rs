@@ -1,6 +1,7 @@
 //! The DIM model: a conv encoder with a Gaussian posterior head, the global and local
 //! mutual-information discriminators, the objectives, and the config + safetensors that store them.
 
+pub mod batchnorm;
 mod config;
 pub mod conv;
 mod critic;
@@ -16,7 +17,8 @@ mod prior;
 mod winograd;
 
 pub use config::{
-    Critic, Embedding, Estimator, ModelConfig, Objective, PriorKind, TrainingRecord, FORMAT_VERSION,
+    Critic, Embedding, Estimator, ModelConfig, Norm, Objective, PriorKind, TrainingRecord,
+    FORMAT_VERSION,
 };
 pub use dim::{Dim, DimBatch, DimLosses};
 pub use discriminator::{GlobalDiscriminator, LocalDiscriminator};
