@@ -1,19 +1,21 @@
-//! Winograd minimal filtering F(2×2, r×r): the CPU path of the encoder's larger convolutions.
+//! Winograd minimal filtering F(m×m, r×r): the CPU path of the encoder's larger convolutions.
 //!
-//! A 3×3 stride-1 convolution is F(2×2, 3×3): each 2×2 tile of outputs comes from a 4×4 tile
-//! of inputs with 16 multiplies per (input, output) channel pair instead of 36. A 4×4
+//! A 3×3 stride-1 convolution is F(4×4, 3×3): each 4×4 tile of outputs comes from a 6×6 tile
+//! of inputs with 36 multiplies per (input, output) channel pair instead of 144. A 4×4
 //! stride-2 convolution is the same thing one level up: over 2×2 blocks of pixels (4·C
-//! channels a block) it is a 2×2 stride-1 convolution, and F(2×2, 2×2) needs 9 multiplies
-//! instead of 16. The multiplies are α² independent matmuls per task (α = r + 1 transformed
-//! positions a side), so they still run on gemm at its full rate; the transforms around them
-//! are additions over whole channel rows. The matmuls were about 70% of a training step (see
-//! the README's performance section), and these two window shapes carry 97% of the
-//! encoder's multiplies.
+//! channels a block) it is a 2×2 stride-1 convolution, and F(4×4, 2×2) needs 25 multiplies
+//! instead of 64. Outputs that are not whole 4×4 tiles use 2×2 tiles (F(2×2, r×r)). The
+//! multiplies are α² independent matmuls (α = m + r − 1 transformed positions a side), so they
+//! still run on gemm at its full rate; the transforms around them are additions over whole
+//! channel rows. The matmuls were 70% of a training step before (see the README's speed
+//! section), and these two window shapes carry 97% of the encoder's multiplies.
 //!
-//! The gradients are the exact adjoints of the same linear maps: the input gradient and the
-//! weight gradient each cost the same α² matmuls as the forward. Nothing here is a graph
-//! node: [`super::conv`]'s op calls [`forward`] and [`backward`] when [`Plan::new`] accepts
-//! its window and shape, and its own im2col path otherwise.
+//! A group of images goes through three parallel phases: the input transforms (by image), one
+//! matmul per transformed position over all the group's tiles (by position), the output
+//! transforms (by image). The gradients are the exact adjoints of the same linear maps: the input
+//! gradient and the weight gradient each cost the same α² matmuls as the forward. Nothing here
+//! is a graph node: [`super::conv`]'s op calls [`forward`] and [`backward`] when [`Plan::new`]
+//! accepts its window and shape, and its own im2col path otherwise.
 
 use super::conv::Window;
 use super::dense::{leaky_relu_in_place, Activation};
@@ -113,7 +115,7 @@ fn invert(a: &[f64], n: usize) -> Vec<f64> {
     inv
 }
 
-/// How one convolution maps onto F(2×2, r×r). A "virtual" pixel `(p, q)` is the `s×s` block
+/// How one convolution maps onto F(m×m, r×r). A "virtual" pixel `(p, q)` is the `s×s` block
 /// of source pixels `(s·p + dy − pad, s·q + dx − pad)`, its channels ordered `(dy, dx, c)`;
 /// the convolution is then an r×r stride-1 window over virtual pixels, `r = K / s`.
 pub(crate) struct Plan {
@@ -135,9 +137,10 @@ impl Plan {
     /// stride 1 or 4×4 stride 2, the output is not whole 2×2 tiles, or there are too few
     /// channels.
     pub fn new(window: Window, (h, w, c): (usize, usize, usize)) -> Option<Plan> {
-        let (_, r, stride) = match (window.kernel, window.stride) {
-            (3, 1) => (3, 3, 1),
-            (4, 2) => (2, 2, 2),
+        // (taps of the virtual window, source pixels per virtual pixel and side)
+        let (r, stride) = match (window.kernel, window.stride) {
+            (3, 1) => (3, 1),
+            (4, 2) => (2, 2),
             _ => return None,
         };
         if h + 2 * window.padding < window.kernel || w + 2 * window.padding < window.kernel {
@@ -176,8 +179,8 @@ impl Plan {
         (self.oh / self.t.m) * (self.ow / self.t.m)
     }
 
-    /// Floats of transformed input per image, the size that bounds a task.
-    pub fn floats_per_image(&self) -> usize {
+    /// Floats of transformed input per image, the size that bounds a group.
+    fn floats_per_image(&self) -> usize {
         self.tiles_per_image() * self.alpha2() * self.cv()
     }
 
@@ -569,8 +572,9 @@ pub(crate) fn backward(
 }
 
 thread_local! {
-    /// Buffers this thread's tasks reuse from call to call: a training step runs hundreds of
-    /// tasks, and zero-filling fresh buffers of a few MB each cost as much as the transforms.
+    /// Buffers this thread reuses from call to call: a training step runs dozens of
+    /// convolutions, and zero-filling fresh buffers of several MB each cost as much as the
+    /// transforms.
     static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
