@@ -186,11 +186,17 @@ fn channel_sums(x: &[f32], c: usize) -> (Vec<f64>, Vec<f64>) {
             flush(&mut q, &mut q32);
             (s, q)
         })
-        .reduce(zeros, |(mut s1, mut q1), (s2, q2)| {
-            s1.iter_mut().zip(&s2).for_each(|(a, b)| *a += b);
-            q1.iter_mut().zip(&q2).for_each(|(a, b)| *a += b);
-            (s1, q1)
-        })
+        .reduce(zeros, add_sums)
+}
+
+/// Adds two pairs of per-channel sums: the reduction of [`channel_sums`] and of the backward.
+fn add_sums(
+    (mut s1, mut q1): (Vec<f64>, Vec<f64>),
+    (s2, q2): (Vec<f64>, Vec<f64>),
+) -> (Vec<f64>, Vec<f64>) {
+    s1.iter_mut().zip(&s2).for_each(|(a, b)| *a += b);
+    q1.iter_mut().zip(&q2).for_each(|(a, b)| *a += b);
+    (s1, q1)
 }
 
 /// `1/√(var + ε)` per channel.
@@ -381,11 +387,7 @@ impl CustomOp3 for BatchNormBackward {
                 flush(&mut p, &mut p32);
                 (s, p)
             })
-            .reduce(zeros, |(mut s1, mut p1), (s2, p2)| {
-                s1.iter_mut().zip(&s2).for_each(|(a, b)| *a += b);
-                p1.iter_mut().zip(&p2).for_each(|(a, b)| *a += b);
-                (s1, p1)
-            });
+            .reduce(zeros, add_sums);
         let n = rows as f64;
         let mean_dz: Vec<f32> = sum_dz.iter().map(|s| (s / n) as f32).collect();
         let mean_dz_xhat: Vec<f32> = sum_dz_xhat.iter().map(|s| (s / n) as f32).collect();
