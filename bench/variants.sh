@@ -30,6 +30,12 @@ variants=(
   "default, adversarial prior|--prior adversarial"
   "default, 1 view, no augmentation|--views 1 --augment none"
   "default, D = 128|--dim 128"
+  "default, narrower encoder (32, 64, 128 channels)|--channels 32,64,128"
+  "default, wider encoder (128, 256, 512 channels)|--channels 128,256,512"
+  "default, deeper encoder (a 3×3 convolution at each resolution)|--stage-convs 1"
+  "default, BatchNorm|--norm batch"
+  "default, deeper encoder with BatchNorm|--stage-convs 1 --norm batch"
+  "default, occlusion of half the side for the code|--occlude 0.5"
 )
 
 echo "| variant | images × epochs | P@9 | kNN-200 | train flags |"

@@ -129,6 +129,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let started = Instant::now();
                 let losses = model.losses(&DimBatch {
                     x: &x,
+                    x_code: None,
                     views,
                     eps: &eps,
                     perm: &perm,
@@ -282,6 +283,7 @@ fn export_reference(
     let perm = objective::derangement(batch, rng);
     let l = model.losses(&DimBatch {
         x: &x.narrow(0, 0, rows)?,
+        x_code: None,
         views,
         eps: &eps,
         perm: &perm,

@@ -155,6 +155,10 @@ struct TrainArgs {
     /// Input size in pixels (a multiple of 8).
     #[arg(long, default_value_t = 32)]
     size: u32,
+    /// Output channels of the encoder's strided convolutions, one per halving of the input
+    /// (the last is the local feature map's depth).
+    #[arg(long, value_delimiter = ',', default_values_t = [64, 128, 256])]
+    channels: Vec<usize>,
     /// 3×3 stride-1 convolutions after each strided convolution of the encoder.
     #[arg(long, default_value_t = 0)]
     stage_convs: usize,
@@ -181,6 +185,11 @@ struct TrainArgs {
     /// Temperature of the dot critic's cosine scores.
     #[arg(long, default_value_t = 0.1)]
     temperature: f32,
+    /// The DIM paper's occlusion: hide a square of this share of the image side from the
+    /// global code's input (the local features see the whole image); 0 turns it off. Each
+    /// step encodes every view twice.
+    #[arg(long, default_value_t = 0.0)]
+    occlude: f32,
     /// Augmented views per image and step (2: code of one view against features of the other).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     views: u8,
@@ -253,6 +262,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(args) => {
             let config = ModelConfig {
                 dim: args.dim,
+                channels: args.channels,
                 stage_convs: args.stage_convs,
                 preprocess: imgsearch::data::Preprocess {
                     size: args.size,
@@ -266,6 +276,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     prior: args.prior,
                     critic: args.critic,
                     temperature: args.temperature,
+                    occlude: args.occlude,
                 },
                 norm: args.norm,
                 ..Default::default()

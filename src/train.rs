@@ -3,7 +3,7 @@
 //! Adam for some epochs, writing an atomic checkpoint (weights + optimiser state) and the
 //! exported model at the end of each epoch so that `--resume` continues exactly.
 
-use crate::data::{self, Augment, Failure, LoadStats, Loaded};
+use crate::data::{self, occlude, Augment, Failure, LoadStats, Loaded};
 use crate::model::batchnorm::is_buffer;
 use crate::model::{
     objective, safetensors_bytes, save_model, write_atomic, Dim, DimBatch, ModelConfig, PriorKind,
@@ -387,6 +387,16 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
                     augment.view_into(pixels.get(i), &config.preprocess, &mut rng, &mut input);
                 }
             }
+            let occlusion = config.objective.occlude;
+            let x_code = if occlusion > 0.0 {
+                let mut hidden = input.clone();
+                for view in hidden.chunks_exact_mut(s * s * 3) {
+                    occlude(view, s, occlusion, &mut rng);
+                }
+                Some(Tensor::from_vec(hidden, (rows, s, s, 3), device)?)
+            } else {
+                None
+            };
             let x = Tensor::from_vec(input, (rows, s, s, 3), device)?;
             let eps = standard_normal((rows, config.dim), &mut rng, device)?;
             let perm = objective::derangement(opts.batch, &mut rng);
@@ -398,6 +408,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
             };
             let losses = model.losses(&DimBatch {
                 x: &x,
+                x_code: x_code.as_ref(),
                 views,
                 eps: &eps,
                 perm: &perm,

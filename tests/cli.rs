@@ -145,6 +145,38 @@ fn check_results(line: &Value, k: usize) -> Vec<(String, f64)> {
     out
 }
 
+/// `model` indexes `images` (into `tmp/index`) and a query with one of them finds that image
+/// first, at cosine 1.
+fn indexes_and_finds_itself(tmp: &Path, images: &Path, model: &Path) {
+    let index = tmp.join("index");
+    ok(&[
+        "index",
+        s(images),
+        "--index",
+        s(&index),
+        "--model",
+        s(model),
+    ]);
+    let query = first_file(images);
+    let answer = ok(&[
+        "query",
+        s(&query),
+        "-k",
+        "3",
+        "--index",
+        s(&index),
+        "--model",
+        s(model),
+        "--json",
+    ]);
+    let answer: Value = serde_json::from_str(answer.trim()).expect("query --json");
+    let top = &answer["results"][0];
+    assert!(
+        (top["score"].as_f64().expect("score") - 1.0).abs() < 1e-4,
+        "{answer}"
+    );
+}
+
 #[test]
 fn train_index_query_with_a_trained_model() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -537,22 +569,7 @@ fn adversarial_prior_trains_checkpoints_and_resumes() {
         .all(|n| n.starts_with("encoder.")));
 
     // The trained model indexes and answers like any other.
-    let index = tmp.path().join("index");
-    ok(&["index", s(&train), "--index", s(&index), "--model", s(&out)]);
-    let answer = ok(&[
-        "query",
-        s(&first_file(&train)),
-        "-k",
-        "3",
-        "--index",
-        s(&index),
-        "--model",
-        s(&out),
-        "--json",
-    ]);
-    let answer: Value = serde_json::from_str(answer.trim()).expect("query --json");
-    let top = &answer["results"][0];
-    assert!((top["score"].as_f64().expect("score") - 1.0).abs() < 1e-4);
+    indexes_and_finds_itself(tmp.path(), &train, &out);
 }
 
 /// `--norm batch`: the running statistics are saved in the model and the checkpoint (not in
@@ -646,29 +663,7 @@ fn batch_norm_trains_checkpoints_and_resumes() {
         .iter()
         .all(|n| !n.starts_with("adam_") || !n.contains("running_")));
 
-    let index = tmp.path().join("index");
-    ok(&[
-        "index",
-        s(&train),
-        "--index",
-        s(&index),
-        "--model",
-        s(&full),
-    ]);
-    let answer = ok(&[
-        "query",
-        s(&first_file(&train)),
-        "-k",
-        "3",
-        "--index",
-        s(&index),
-        "--model",
-        s(&full),
-        "--json",
-    ]);
-    let answer: Value = serde_json::from_str(answer.trim()).expect("query --json");
-    let top = &answer["results"][0];
-    assert!((top["score"].as_f64().expect("score") - 1.0).abs() < 1e-4);
+    indexes_and_finds_itself(tmp.path(), &train, &full);
 }
 
 #[test]
@@ -801,4 +796,52 @@ fn a_deeper_encoder_trains_indexes_and_queries() {
         query.canonicalize().expect("canon")
     );
     assert!(results[0].1 > 0.999, "self-match score {}", results[0].1);
+}
+
+/// `--channels` and `--occlude` reach the model: the config records them, the weights have the
+/// asked widths, and the model indexes and answers like any other.
+#[test]
+fn width_and_occlusion_flags_train_a_working_model() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let train = fixtures().join("train/ship");
+    let out = tmp.path().join("narrow");
+    ok(&[
+        "train",
+        s(&train),
+        "--out",
+        s(&out),
+        "--epochs",
+        "1",
+        "--batch",
+        "8",
+        "--channels",
+        "16,32,48",
+        "--occlude",
+        "0.5",
+        "--quiet",
+    ]);
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(config["channels"], serde_json::json!([16, 32, 48]));
+    assert_eq!(config["objective"]["occlude"], 0.5);
+    let bytes = std::fs::read(out.join("model.safetensors")).expect("weights");
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    let shape = |name: &str| tensors.tensor(name).expect(name).shape().to_vec();
+    assert_eq!(shape("encoder.down2.weight")[0], 48);
+    assert_eq!(shape("encoder.refine.weight")[0], 48);
+
+    indexes_and_finds_itself(tmp.path(), &train, &out);
+
+    // An occlusion that hides the whole image is refused before any work.
+    let bad = imgsearch(&[
+        "train",
+        s(&train),
+        "--out",
+        s(&tmp.path().join("bad")),
+        "--occlude",
+        "1",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("occlusion"));
 }

@@ -1,5 +1,6 @@
-//! Training-time views of a preprocessed image: random resized crop, horizontal flip and colour
-//! jitter, sampled from the caller's seeded RNG so that runs are reproducible.
+//! Training-time views of a preprocessed image: random resized crop, horizontal flip, colour
+//! jitter, and the DIM paper's occlusion of the global code's input; all sampled from the
+//! caller's seeded RNG so that runs are reproducible.
 //!
 //! Without augmentation a view is the model-size pixels themselves; with it, crops are read
 //! from the cache's finer augmentation source (see [`super::Pixels`]).
@@ -124,6 +125,49 @@ impl Augment {
     }
 }
 
+/// Hides a random square of side `share × size` (at least one pixel) of a normalised HWC view
+/// (`size × size × 3`) by setting it to 0, which is the dataset's mean colour after
+/// normalisation.
+pub fn occlude(view: &mut [f32], size: usize, share: f32, rng: &mut impl Rng) {
+    let side = ((share * size as f32).round() as usize).clamp(1, size);
+    let x0 = rng.random_range(0..=size - side);
+    let y0 = rng.random_range(0..=size - side);
+    for y in y0..y0 + side {
+        view[(y * size + x0) * 3..(y * size + x0 + side) * 3].fill(0.0);
+    }
+}
+
 fn luma(px: &[f32; 3]) -> f32 {
     0.299 * px[0] + 0.587 * px[1] + 0.114 * px[2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Exactly one square of the asked side is zeroed, in all three channels, and it moves
+    /// from draw to draw.
+    #[test]
+    fn occlusion_hides_one_square_of_the_asked_side() {
+        let size = 8;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut corners = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let mut view = vec![1.0f32; size * size * 3];
+            occlude(&mut view, size, 0.5, &mut rng);
+            let hidden: Vec<(usize, usize)> = (0..size * size)
+                .filter(|&p| view[p * 3..p * 3 + 3].iter().all(|&v| v == 0.0))
+                .map(|p| (p / size, p % size))
+                .collect();
+            assert_eq!(hidden.len(), 16, "a 4×4 square");
+            assert_eq!(view.iter().filter(|&&v| v == 0.0).count(), 16 * 3);
+            let (y0, x0) = hidden[0];
+            assert!(hidden
+                .iter()
+                .all(|&(y, x)| (y0..y0 + 4).contains(&y) && (x0..x0 + 4).contains(&x)));
+            corners.insert((y0, x0));
+        }
+        assert!(corners.len() > 3, "{corners:?}");
+    }
 }

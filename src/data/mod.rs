@@ -9,7 +9,7 @@ mod decode;
 mod preprocess;
 mod scan;
 
-pub use augment::Augment;
+pub use augment::{occlude, Augment};
 pub use batches::{stream, Batch, Decoded, Failure};
 pub use cache::{aug_size, load_pixels, Event, LoadStats, Loaded, PixelSet, Pixels, CACHE_FILE};
 pub use decode::{decode, load};

@@ -86,6 +86,11 @@ pub struct Objective {
     /// Temperature τ of the dot critic's cosine scores.
     #[serde(default = "default_temperature")]
     pub temperature: f32,
+    /// The DIM paper's occlusion: the side of a square hidden from the input of the global
+    /// code, as a share of the image side (0: off). Local features still see the whole image,
+    /// so the code must carry what the visible part says about the hidden part.
+    #[serde(default)]
+    pub occlude: f32,
 }
 
 fn default_temperature() -> f32 {
@@ -108,6 +113,7 @@ impl Default for Objective {
             prior: PriorKind::Kl,
             critic: Critic::Dot,
             temperature: default_temperature(),
+            occlude: 0.0,
         }
     }
 }
@@ -211,6 +217,12 @@ impl ModelConfig {
         }
         if self.objective.estimator == Estimator::Infonce && self.objective.critic != Critic::Dot {
             return Err("the InfoNCE estimator needs the dot critic (--critic dot)".into());
+        }
+        let occlude = self.objective.occlude;
+        if !(0.0..1.0).contains(&occlude) {
+            return Err(format!(
+                "occlusion {occlude} must be at least 0 and below 1"
+            ));
         }
         if self.channels.is_empty() || self.dim == 0 || self.hidden == 0 {
             return Err("channels, hidden and dim must be non-empty and positive".into());

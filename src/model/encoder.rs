@@ -180,8 +180,8 @@ impl Encoder {
         linear(&self.hidden, pooled, Activation::LeakyRelu)
     }
 
-    /// The local map `(B, M, M, C)` and its refined global average `(B, C)`.
-    fn features(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// The local feature map `(B, M, M, C)` alone, without the global code's layers.
+    pub fn local(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for (down, stage) in self.downs.iter().zip(&self.stages) {
             h = down.forward(&h)?;
@@ -189,6 +189,12 @@ impl Encoder {
                 h = block.forward(&h)?;
             }
         }
+        Ok(h)
+    }
+
+    /// The local map `(B, M, M, C)` and its refined global average `(B, C)`.
+    fn features(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let h = self.local(x)?;
         let (b, m1, m2, c) = h.dims4()?;
         let pooled = self.refine.forward(&h)?.reshape((b, m1 * m2, c))?.mean(1)?;
         Ok((h, pooled))
