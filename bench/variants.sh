@@ -36,6 +36,12 @@ variants=(
   "default, BatchNorm|--norm batch"
   "default, deeper encoder with BatchNorm|--stage-convs 1 --norm batch"
   "default, occlusion of half the side for the code|--occlude 0.5"
+  "default, prior weight γ = 0.001|--gamma 0.001"
+  "default, prior weight γ = 0.003|--gamma 0.003"
+  "default, prior weight γ = 0.03|--gamma 0.03"
+  "default, prior weight γ = 0.1|--gamma 0.1"
+  "default, critic temperature 0.05|--temperature 0.05"
+  "default, critic temperature 0.2|--temperature 0.2"
 )
 
 echo "| variant | images × epochs | P@9 | kNN-200 | train flags |"
