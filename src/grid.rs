@@ -2,15 +2,60 @@
 //! in the DIM paper's CIFAR-10 KNN figure.
 
 use crate::data;
-use crate::index::Hit;
+use crate::index::{Hit, Index, SearchOptions};
+use crate::model::Model;
+use crate::search;
 use crate::{Error, Result};
 use image::{imageops::FilterType, Rgb, RgbImage};
+use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 
 /// A query and its ranked neighbours.
 pub struct Row {
     pub query: PathBuf,
     pub neighbours: Vec<Hit>,
+}
+
+/// `rows` indexed images drawn at random (reproducibly from `seed`), each with its `k` nearest
+/// neighbours other than itself: the rows of the KNN figure. Images that can no longer be read
+/// are left out.
+pub fn random_rows(
+    model: &Model,
+    index: &Index,
+    rows: usize,
+    k: usize,
+    seed: u64,
+) -> Result<Vec<Row>> {
+    let mut entries: Vec<PathBuf> = index
+        .entries()
+        .map(|e| e.map(|e| e.path))
+        .collect::<std::result::Result<_, _>>()?;
+    // Sorted so that a seed picks the same images whatever order the segments list them in.
+    entries.sort();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let picks: Vec<PathBuf> =
+        rand::seq::IndexedRandom::choose_multiple(entries.as_slice(), &mut rng, rows)
+            .cloned()
+            .collect();
+    let options = SearchOptions {
+        k: k + 1,
+        ..SearchOptions::default()
+    };
+    let mut out = Vec::with_capacity(picks.len());
+    for answer in search::query(model, index, &picks, &options, 256)? {
+        if let Ok(hits) = answer.result {
+            let neighbours = hits
+                .into_iter()
+                .filter(|h| h.path != answer.query)
+                .take(k)
+                .collect();
+            out.push(Row {
+                query: answer.query,
+                neighbours,
+            });
+        }
+    }
+    Ok(out)
 }
 
 const GAP: u32 = 4;

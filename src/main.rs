@@ -11,7 +11,6 @@ use imgsearch::progress::Verbosity;
 use imgsearch::search::{self, IndexOptions};
 use imgsearch::train::{self, LrSchedule, TrainOptions};
 use imgsearch::Result;
-use rand::SeedableRng;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -352,35 +351,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Grid(args) => {
             let index = Index::open(&args.index)?;
             let model = search::model_for_index(&index, &args.index, None, &device)?;
-            let mut entries: Vec<PathBuf> = index
-                .entries()
-                .map(|e| e.map(|e| e.path))
-                .collect::<Result<_, _>>()?;
-            entries.sort();
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
-            let picks: Vec<PathBuf> =
-                rand::seq::IndexedRandom::choose_multiple(entries.as_slice(), &mut rng, args.rows)
-                    .cloned()
-                    .collect();
-            let options = SearchOptions {
-                k: args.k + 1,
-                ef: 64,
-                exact: false,
-            };
-            let mut rows = Vec::new();
-            for answer in search::query(&model, &index, &picks, &options, 256)? {
-                if let Ok(hits) = answer.result {
-                    let neighbours = hits
-                        .into_iter()
-                        .filter(|h| h.path != answer.query)
-                        .take(args.k)
-                        .collect();
-                    rows.push(Row {
-                        query: answer.query,
-                        neighbours,
-                    });
-                }
-            }
+            let rows = grid::random_rows(&model, &index, args.rows, args.k, args.seed)?;
             grid::save(&grid::contact_sheet(&rows, args.tile), &args.out)?;
             if !flags.quiet && !flags.json {
                 println!("{} rows written to {}", rows.len(), args.out.display());

@@ -845,3 +845,175 @@ fn width_and_occlusion_flags_train_a_working_model() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("occlusion"));
 }
+
+/// The RGB pixels of the `size × size` image drawn at (x, y) on a sheet with `tile`-pixel
+/// tiles (nearest-neighbour scaling, so every `tile / size`-th pixel).
+fn drawn_image(sheet: &image::RgbImage, x: u32, y: u32, tile: u32, size: u32) -> Vec<u8> {
+    let step = tile / size;
+    let mut out = Vec::with_capacity((size * size * 3) as usize);
+    for j in 0..size {
+        for i in 0..size {
+            out.extend_from_slice(&sheet.get_pixel(x + i * step, y + j * step).0);
+        }
+    }
+    out
+}
+
+/// The fixture image whose pixels `drawn` shows: the closest by mean absolute difference,
+/// which must be within JPEG decoders' rounding of it.
+fn identify<'a>(images: &'a [(Vec<u8>, PathBuf)], drawn: &[u8], what: &str) -> &'a Path {
+    let distance = |a: &[u8]| {
+        a.iter()
+            .zip(drawn)
+            .map(|(&p, &q)| (p as f64 - q as f64).abs())
+            .sum::<f64>()
+            / a.len() as f64
+    };
+    let (best, path) = images
+        .iter()
+        .map(|(px, path)| (distance(px), path))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .expect("fixtures");
+    assert!(
+        best < 2.0,
+        "{what} is no indexed image (closest {path:?} at {best})"
+    );
+    path
+}
+
+#[test]
+fn contact_sheets_draw_each_query_beside_its_neighbours() {
+    // The sheet's layout, as grid.rs draws it: a 4 px gap, the query, a wider gap, the
+    // neighbours; 14 px of score under each row.
+    const GAP: u32 = 4;
+    const LABEL: u32 = 14;
+    const SIZE: u32 = 32; // the fixtures' CIFAR images
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let images = fixtures().join("test");
+    let index = tmp.path().join("index");
+    ok(&["--quiet", "index", s(&images), "--index", s(&index)]);
+    let fixtures: Vec<(Vec<u8>, PathBuf)> = walk(&images)
+        .into_iter()
+        .map(|path| {
+            let rgb = image::open(&path).expect("fixture decodes").to_rgb8();
+            assert_eq!(rgb.dimensions(), (SIZE, SIZE));
+            (rgb.into_raw(), path.canonicalize().expect("canon"))
+        })
+        .collect();
+    let column_x = |c: u32, tile: u32| GAP + c * (tile + GAP) + if c > 0 { 3 * GAP } else { 0 };
+    let row_y = |r: u32, tile: u32| GAP + r * (tile + LABEL + GAP);
+    let k = 4;
+    let columns = k as u32 + 1;
+
+    // `query --grid` (64 px tiles): one row, the query, then its neighbours in the order
+    // `query --json` ranks them (the query itself first, as it is indexed).
+    let tile = 64;
+    let query = images.join("cat/0003.jpg").canonicalize().expect("canon");
+    let sheet_path = tmp.path().join("query.png");
+    let lines = json_lines(&ok(&[
+        "query",
+        s(&query),
+        "-k",
+        &k.to_string(),
+        "--index",
+        s(&index),
+        "--json",
+        "--grid",
+        s(&sheet_path),
+    ]));
+    let ranked: Vec<PathBuf> = check_results(&lines[0], k)
+        .into_iter()
+        .map(|(p, _)| PathBuf::from(p))
+        .collect();
+    let sheet = image::open(&sheet_path).expect("sheet decodes").to_rgb8();
+    assert_eq!(
+        sheet.dimensions(),
+        (
+            GAP + columns * (tile + GAP) + 3 * GAP,
+            GAP + tile + LABEL + GAP
+        )
+    );
+    let drawn: Vec<&Path> = (0..columns)
+        .map(|c| {
+            let px = drawn_image(&sheet, column_x(c, tile), row_y(0, tile), tile, SIZE);
+            identify(&fixtures, &px, &format!("column {c}"))
+        })
+        .collect();
+    assert_eq!(drawn[0], query);
+    for (c, path) in ranked.iter().enumerate() {
+        assert_eq!(drawn[c + 1], path, "column {}", c + 1);
+    }
+    // The query's frame, and ink under each neighbour (its score).
+    assert_eq!(sheet.get_pixel(GAP - 2, GAP - 2).0, [200, 30, 30]);
+    for c in 1..columns {
+        let inked = (0..LABEL)
+            .flat_map(|dy| (0..tile).map(move |dx| (dx, dy)))
+            .filter(|&(dx, dy)| {
+                let (x, y) = (column_x(c, tile) + dx, row_y(0, tile) + tile + dy);
+                sheet.get_pixel(x, y).0 != [255, 255, 255]
+            })
+            .count();
+        assert!(inked > 0, "no score under column {c}");
+    }
+
+    // `grid` (32 px tiles here): random rows, each a query and its k nearest neighbours
+    // without itself; the same seed draws the same sheet.
+    let tile = SIZE;
+    let rows = 3;
+    let draw = |seed: &str, out: &Path| {
+        ok(&[
+            "--quiet",
+            "grid",
+            "--index",
+            s(&index),
+            "--rows",
+            &rows.to_string(),
+            "-k",
+            &k.to_string(),
+            "--seed",
+            seed,
+            "--tile",
+            &tile.to_string(),
+            "--out",
+            s(out),
+        ]);
+        image::open(out).expect("grid decodes").to_rgb8()
+    };
+    let sheet = draw("5", &tmp.path().join("a.png"));
+    assert_eq!(sheet, draw("5", &tmp.path().join("b.png")));
+    assert_eq!(
+        sheet.dimensions(),
+        (
+            GAP + columns * (tile + GAP) + 3 * GAP,
+            GAP + rows * (tile + LABEL + GAP)
+        )
+    );
+    for r in 0..rows {
+        let row: Vec<&Path> = (0..columns)
+            .map(|c| {
+                let px = drawn_image(&sheet, column_x(c, tile), row_y(r, tile), tile, SIZE);
+                identify(&fixtures, &px, &format!("row {r} column {c}"))
+            })
+            .collect();
+        let answer = json_lines(&ok(&[
+            "query",
+            s(row[0]),
+            "-k",
+            &(k + 1).to_string(),
+            "--index",
+            s(&index),
+            "--json",
+        ]));
+        let expected: Vec<PathBuf> = check_results(&answer[0], k + 1)
+            .into_iter()
+            .map(|(p, _)| PathBuf::from(p))
+            .filter(|p| p != row[0])
+            .take(k)
+            .collect();
+        assert_eq!(
+            row[1..],
+            expected.iter().map(|p| p.as_path()).collect::<Vec<_>>(),
+            "row {r}"
+        );
+    }
+}
