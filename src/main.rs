@@ -130,16 +130,23 @@ struct TrainArgs {
     out: PathBuf,
     #[arg(long, default_value_t = 10)]
     epochs: usize,
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
-    /// Learning-rate schedule over all steps of all epochs.
-    #[arg(long, value_enum, default_value = "cosine")]
-    lr_schedule: LrSchedule,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Continue from the checkpoint in --out (same data; --epochs is the new total).
+    /// Images per step [default: 64; with --resume, the run's own, which cannot change].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Peak learning rate [default: 0.001; with --resume, the run's own].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Learning-rate schedule over all steps of all epochs [default: cosine; with --resume,
+    /// the run's own].
+    #[arg(long, value_enum)]
+    lr_schedule: Option<LrSchedule>,
+    /// Seed of the initial weights and of each epoch's order and augmentations [default: 0;
+    /// with --resume, the run's own].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Continue the run in --out from its checkpoint (same data; --epochs is the new total).
+    /// The run keeps its architecture, objective, views, augmentation, batch, and (unless
+    /// given) its learning rate, schedule and seed.
     #[arg(long)]
     resume: bool,
     /// Train on at most this many images.

@@ -32,10 +32,17 @@ pub struct TrainOptions {
     pub roots: Vec<PathBuf>,
     pub out: PathBuf,
     pub epochs: usize,
-    pub batch: usize,
-    pub lr: f64,
-    pub schedule: LrSchedule,
-    pub seed: u64,
+    /// Images per step. `None`: [`DEFAULT_BATCH`], or on `resume` the run's own (a resumed
+    /// run cannot change it: its step count and schedule are counted in batches).
+    pub batch: Option<usize>,
+    /// Peak learning rate. `None`: [`DEFAULT_LR`], or on `resume` the run's own.
+    pub lr: Option<f64>,
+    /// `None`: [`DEFAULT_SCHEDULE`], or on `resume` the run's own.
+    pub schedule: Option<LrSchedule>,
+    /// Seeds the initial weights and each epoch's data order and augmentations. `None`:
+    /// [`DEFAULT_SEED`], or on `resume` the run's own, so that the resumed epochs draw what an
+    /// uninterrupted run would have.
+    pub seed: Option<u64>,
     pub resume: bool,
     /// Use at most this many images, evenly spaced through the sorted paths.
     pub limit: Option<usize>,
@@ -50,6 +57,49 @@ pub struct TrainOptions {
     pub verbosity: Verbosity,
 }
 
+pub const DEFAULT_BATCH: usize = 64;
+pub const DEFAULT_LR: f64 = 1e-3;
+pub const DEFAULT_SCHEDULE: LrSchedule = LrSchedule::Cosine;
+pub const DEFAULT_SEED: u64 = 0;
+
+/// The run's batch, learning rate, schedule and seed: the options given, the rest from the
+/// run being resumed or the defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RunSettings {
+    batch: usize,
+    lr: f64,
+    schedule: LrSchedule,
+    seed: u64,
+}
+
+impl RunSettings {
+    fn resolve(opts: &TrainOptions, resumed: Option<&TrainingRecord>) -> Result<Self> {
+        let Some(record) = resumed else {
+            return Ok(RunSettings {
+                batch: opts.batch.unwrap_or(DEFAULT_BATCH),
+                lr: opts.lr.unwrap_or(DEFAULT_LR),
+                schedule: opts.schedule.unwrap_or(DEFAULT_SCHEDULE),
+                seed: opts.seed.unwrap_or(DEFAULT_SEED),
+            });
+        };
+        if let Some(batch) = opts.batch.filter(|&b| b != record.batch) {
+            return Err(Error::Usage(format!(
+                "--batch {batch}: the run in {} trains with batch {}, and --resume cannot change it",
+                opts.out.display(),
+                record.batch
+            )));
+        }
+        Ok(RunSettings {
+            batch: record.batch,
+            lr: opts.lr.unwrap_or(record.lr),
+            schedule: opts
+                .schedule
+                .unwrap_or_else(|| LrSchedule::from_record(&record.schedule)),
+            seed: opts.seed.unwrap_or(record.seed),
+        })
+    }
+}
+
 /// How the learning rate moves over the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -61,6 +111,15 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
+    /// The schedule a model's training record names (models from before schedules were
+    /// recorded trained at a constant rate).
+    fn from_record(name: &str) -> Self {
+        match name {
+            "cosine" => LrSchedule::Cosine,
+            _ => LrSchedule::Constant,
+        }
+    }
+
     /// The learning rate at `step` of `total` steps.
     pub fn at(self, lr: f64, step: usize, total: usize) -> f64 {
         match self {
@@ -296,7 +355,13 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
     config
         .validate()
         .map_err(|e| Error::Usage(format!("model config: {e}")))?;
-    if opts.batch < 2 {
+    let run = RunSettings::resolve(
+        opts,
+        resumed
+            .as_ref()
+            .and_then(|(state, _)| state.config.training.as_ref()),
+    )?;
+    if run.batch < 2 {
         return Err(Error::Usage(
             "--batch must be at least 2: negatives come from other images in the batch".into(),
         ));
@@ -313,10 +378,10 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
             path: opts.roots.first().cloned().unwrap_or_default(),
         });
     }
-    if count < opts.batch {
+    if count < run.batch {
         return Err(Error::Usage(format!(
             "only {count} readable images: training needs at least --batch ({})",
-            opts.batch
+            run.batch
         )));
     }
 
@@ -334,7 +399,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
         .iter()
         .filter_map(|(k, v)| k.strip_prefix("param.").map(|k| (k.to_string(), v.clone())))
         .collect();
-    let init = Arc::new(SeededInit::new(opts.seed, params));
+    let init = Arc::new(SeededInit::new(run.seed, params));
     let model = Dim::new(&config, init.var_builder(device))?;
     // Running statistics of batch normalisation are buffers: the forward updates them, the
     // optimiser never sees them; they are saved with the parameters.
@@ -343,7 +408,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
         .into_iter()
         .filter(|(name, _)| !is_buffer(name))
         .collect();
-    let mut adam = Adam::new(params, opts.lr)?;
+    let mut adam = Adam::new(params, run.lr)?;
     let prior_vars: Vec<Var> = init
         .vars()
         .into_iter()
@@ -359,10 +424,10 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
         Some(record) if epochs_done > 0 => (record.views, record.augment),
         _ => (opts.views.max(1), opts.augment),
     };
-    let steps_per_epoch = count / opts.batch;
+    let steps_per_epoch = count / run.batch;
     let remaining_epochs = opts.epochs.saturating_sub(epochs_done);
     let bar = opts.verbosity.bar(
-        (remaining_epochs * steps_per_epoch * opts.batch) as u64,
+        (remaining_epochs * steps_per_epoch * run.batch) as u64,
         "train",
     );
     let s = config.preprocess.size as usize;
@@ -375,12 +440,12 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
         // One RNG per epoch, derived from the seed: a resumed run draws what the
         // uninterrupted run would have.
         let mut rng = ChaCha8Rng::seed_from_u64(
-            opts.seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(epoch as u64 + 1)),
+            run.seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(epoch as u64 + 1)),
         );
         let mut order: Vec<usize> = (0..count).collect();
         rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
-        for (step_in_epoch, chunk) in order.chunks_exact(opts.batch).enumerate() {
-            let rows = opts.batch * views;
+        for (step_in_epoch, chunk) in order.chunks_exact(run.batch).enumerate() {
+            let rows = run.batch * views;
             let mut input = Vec::with_capacity(rows * 3 * s * s);
             for _ in 0..views {
                 for &i in chunk {
@@ -399,7 +464,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
             };
             let x = Tensor::from_vec(input, (rows, s, s, 3), device)?;
             let eps = standard_normal((rows, config.dim), &mut rng, device)?;
-            let perm = objective::derangement(opts.batch, &mut rng);
+            let perm = objective::derangement(run.batch, &mut rng);
             let prior_samples = match config.objective.prior {
                 PriorKind::Adversarial => {
                     Some(standard_normal((rows, config.dim), &mut rng, device)?)
@@ -442,13 +507,13 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
                 adversarial_grads(&mut grads, critic_loss, &prior_vars)?;
             }
             adam.set_lr(
-                opts.schedule
-                    .at(opts.lr, steps, opts.epochs * steps_per_epoch),
+                run.schedule
+                    .at(run.lr, steps, opts.epochs * steps_per_epoch),
             );
             adam.step(&grads)?;
             steps += 1;
-            trained_images += opts.batch;
-            bar.inc(opts.batch as u64);
+            trained_images += run.batch;
+            bar.inc(run.batch as u64);
             bar.set_message(format!(
                 "epoch {}/{} global {:.4} local {:.4} prior {:.3}",
                 epoch + 1,
@@ -462,10 +527,10 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
         config.training = Some(TrainingRecord {
             images: count,
             epochs: epoch + 1,
-            batch: opts.batch,
-            lr: opts.lr,
-            schedule: format!("{:?}", opts.schedule).to_lowercase(),
-            seed: opts.seed,
+            batch: run.batch,
+            lr: run.lr,
+            schedule: format!("{:?}", run.schedule).to_lowercase(),
+            seed: run.seed,
             views,
             augment,
             seconds,
@@ -480,7 +545,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
             seconds,
         )?;
         epoch_images_per_second
-            .push((steps_per_epoch * opts.batch) as f64 / epoch_started.elapsed().as_secs_f64());
+            .push((steps_per_epoch * run.batch) as f64 / epoch_started.elapsed().as_secs_f64());
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();

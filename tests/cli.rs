@@ -447,7 +447,9 @@ fn training_is_reproducible_and_resumes() {
         "constant",
         "--quiet",
     ]);
-    ok(&[
+    // A resumed run keeps its batch, seed and schedule without being told them again, and
+    // refuses a different batch.
+    let out = imgsearch(&[
         "train",
         s(&train),
         "--out",
@@ -455,11 +457,22 @@ fn training_is_reproducible_and_resumes() {
         "--epochs",
         "2",
         "--batch",
-        "8",
-        "--seed",
-        "3",
-        "--lr-schedule",
-        "constant",
+        "16",
+        "--resume",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--batch 16") && stderr.contains("batch 8") && stderr.contains(s(&a)),
+        "{stderr}"
+    );
+    ok(&[
+        "train",
+        s(&train),
+        "--out",
+        s(&a),
+        "--epochs",
+        "2",
         "--resume",
         "--quiet",
     ]);
@@ -467,6 +480,11 @@ fn training_is_reproducible_and_resumes() {
         serde_json::from_slice(&std::fs::read(a.join("checkpoint.json")).expect("state"))
             .expect("json");
     assert_eq!(state["epochs_done"], 2);
+    let record = &state["config"]["training"];
+    assert_eq!(
+        (&record["seed"], &record["batch"], &record["schedule"]),
+        (&Value::from(3), &Value::from(8), &Value::from("constant"))
+    );
     assert_eq!(weights(&a), weights(&full), "resume continues exactly");
     assert_ne!(weights(&a), weights(&b));
 
