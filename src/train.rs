@@ -62,14 +62,16 @@ pub const DEFAULT_LR: f64 = 1e-3;
 pub const DEFAULT_SCHEDULE: LrSchedule = LrSchedule::Cosine;
 pub const DEFAULT_SEED: u64 = 0;
 
-/// The run's batch, learning rate, schedule and seed: the options given, the rest from the
-/// run being resumed or the defaults.
+/// How the run trains: the options given, the rest from the run being resumed or the
+/// defaults. A resumed run always keeps its batch, views and augmentation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct RunSettings {
     batch: usize,
     lr: f64,
     schedule: LrSchedule,
     seed: u64,
+    views: usize,
+    augment: Augment,
 }
 
 impl RunSettings {
@@ -80,6 +82,8 @@ impl RunSettings {
                 lr: opts.lr.unwrap_or(DEFAULT_LR),
                 schedule: opts.schedule.unwrap_or(DEFAULT_SCHEDULE),
                 seed: opts.seed.unwrap_or(DEFAULT_SEED),
+                views: opts.views.max(1),
+                augment: opts.augment,
             });
         };
         if let Some(batch) = opts.batch.filter(|&b| b != record.batch) {
@@ -96,6 +100,8 @@ impl RunSettings {
                 .schedule
                 .unwrap_or_else(|| LrSchedule::from_record(&record.schedule)),
             seed: opts.seed.unwrap_or(record.seed),
+            views: record.views,
+            augment: record.augment,
         })
     }
 }
@@ -114,9 +120,18 @@ impl LrSchedule {
     /// The schedule a model's training record names (models from before schedules were
     /// recorded trained at a constant rate).
     fn from_record(name: &str) -> Self {
-        match name {
-            "cosine" => LrSchedule::Cosine,
-            _ => LrSchedule::Constant,
+        if name == LrSchedule::Cosine.name() {
+            LrSchedule::Cosine
+        } else {
+            LrSchedule::Constant
+        }
+    }
+
+    /// The name training records use, as on the command line.
+    fn name(self) -> &'static str {
+        match self {
+            LrSchedule::Constant => "constant",
+            LrSchedule::Cosine => "cosine",
         }
     }
 
@@ -419,11 +434,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
         adam.restore_moments(&saved, adam_step)?;
     }
 
-    // A resumed run keeps the views and augmentation it started with.
-    let (views, augment) = match &config.training {
-        Some(record) if epochs_done > 0 => (record.views, record.augment),
-        _ => (opts.views.max(1), opts.augment),
-    };
+    let RunSettings { views, augment, .. } = run;
     let steps_per_epoch = count / run.batch;
     let remaining_epochs = opts.epochs.saturating_sub(epochs_done);
     let bar = opts.verbosity.bar(
@@ -529,7 +540,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
             epochs: epoch + 1,
             batch: run.batch,
             lr: run.lr,
-            schedule: format!("{:?}", run.schedule).to_lowercase(),
+            schedule: run.schedule.name().to_string(),
             seed: run.seed,
             views,
             augment,
