@@ -7,6 +7,8 @@ import json, math, sys, os
 p9 = []; knn = []
 for line in open(sys.argv[1]):
     o = json.loads(line)
+    if o.get("type", "query") != "query":
+        continue
     q = os.path.abspath(o["query"]); cls = os.path.basename(os.path.dirname(q))
     res = [r for r in o["results"] if os.path.abspath(r["path"]) != q]
     p9.append(sum(os.path.basename(os.path.dirname(r["path"])) == cls for r in res[:9]) / 9)

@@ -10,13 +10,13 @@
 
 use candle_core::Device;
 use imgsearch::data::{self, Preprocess};
-use imgsearch::model::{Model, ModelConfig, ModelSource};
+use imgsearch::model::{Model, ModelSource};
+use imgsearch::pipeline::{index_folders, IndexOptions};
 use imgsearch::progress::Verbosity;
-use imgsearch::search::{index_folders, IndexOptions};
 use imgsearch::train::{self, TrainOptions};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     imgsearch::device::tune_allocator();
@@ -61,14 +61,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (ok, decode) = time(|| decode_only(&paths, model.preprocess()));
         let (_, full) = time(|| full_decode_only(&paths, model.preprocess()));
         let opts = IndexOptions {
-            roots: vec![dir.clone()],
-            index: tmp.join(format!("index-{n}")),
-            batch: 256,
-            commit_every: 5_000,
-            commit_interval: Duration::from_secs(30),
             verbosity: Verbosity { quiet: true },
+            ..IndexOptions::new(tmp.join(format!("index-{n}")), vec![dir.clone()])
         };
-        let (summary, index) = time(|| index_folders(&model, &opts, |_| {}));
+        let (summary, index) = time(|| index_folders(&model, &opts, &mut |_| {}));
         let summary = summary?;
         let embed = embed_only(&model, &paths)?;
         println!(
@@ -90,22 +86,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let out = tmp.join("model");
     let mut opts = TrainOptions {
-        roots: vec![train_dir.clone()],
-        out: out.clone(),
         epochs,
         batch: Some(64),
         lr: Some(1e-3),
         schedule: Some(train::LrSchedule::Constant),
         seed: Some(0),
-        resume: false,
-        limit: None,
         augment: data::Augment::none(),
         views: 1,
-        config: ModelConfig::default(),
-        cache: Some(out.join(data::CACHE_FILE)),
         verbosity: Verbosity { quiet: true },
+        ..TrainOptions::new(vec![train_dir.clone()], out.clone())
     };
-    let first = train::train(&opts, &device)?;
+    let first = train::train(&opts, &device, &mut |_| {})?;
     let per_epoch = &first.epoch_images_per_second;
     let images = first.images as f64;
     let epoch1 = images / (first.load.seconds + images / per_epoch[0]);
@@ -127,7 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     opts.resume = true;
     opts.epochs = epochs + 1;
-    let resumed = train::train(&opts, &device)?;
+    let resumed = train::train(&opts, &device, &mut |_| {})?;
     println!(
         "  --resume: load from cache {:.4} s, {} decoded, {} from cache; epoch {} {:.1} images/s",
         resumed.load.seconds,

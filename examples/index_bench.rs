@@ -18,7 +18,8 @@
 //! vectors and the exact top-10 are written as .npy files and `bench/peers.py` measures the peers
 //! the same way; a table with ratios follows. `--keep DIR` keeps our index there; `--meta-from
 //! DIR` stamps it with that index's model identity so `imgsearch query` can use it. `--graph-min N`
-//! overrides the graph threshold (default 20,000: smaller indexes are scanned exactly).
+//! overrides the graph threshold (default `imgsearch::index::DEFAULT_GRAPH_THRESHOLD`, 5,000:
+//! smaller segments are scanned exactly).
 //! Prints numbers; asserts nothing.
 
 use std::collections::HashSet;
@@ -39,7 +40,8 @@ const K: usize = 10;
 const EF_LADDER: [usize; 14] = [
     10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024,
 ];
-/// Graph parameters of the engine (`src/index/graph.rs`), passed to the peers.
+/// Graph parameters of the engine (`src/index/graph/common.rs`, `src/index/graph/mod.rs`),
+/// passed to the peers.
 const M: usize = 16;
 const EF_CONSTRUCTION: usize = 200;
 

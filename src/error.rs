@@ -13,8 +13,15 @@ pub enum Error {
     },
     #[error("{path}: cannot read image: {reason}")]
     Image { path: PathBuf, reason: String },
+    /// A model folder, its config or its weights.
     #[error("{path}: {reason}")]
     Model { path: PathBuf, reason: String },
+    /// A training checkpoint (`checkpoint.json` / `checkpoint.safetensors`).
+    #[error("{path}: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
+    /// The pixel cache of a training run.
+    #[error("{path}: {reason}")]
+    Cache { path: PathBuf, reason: String },
     #[error("{path}: no images found")]
     NoImages { path: PathBuf },
     #[error("training diverged at epoch {epoch}, step {step}: the {term} loss is {value}; the last good checkpoint is kept in {checkpoint}")]
@@ -25,6 +32,7 @@ pub enum Error {
         value: f32,
         checkpoint: PathBuf,
     },
+    /// Options that cannot work together (exit code 2, like a command-line usage error).
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
@@ -42,6 +50,19 @@ impl From<crate::index::IndexError> for Error {
 }
 
 impl Error {
+    /// The file or folder the error is about, if it names one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            Error::Io { path, .. }
+            | Error::Image { path, .. }
+            | Error::Model { path, .. }
+            | Error::Checkpoint { path, .. }
+            | Error::Cache { path, .. }
+            | Error::NoImages { path } => Some(path),
+            _ => None,
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
@@ -51,6 +72,20 @@ impl Error {
 
     pub fn model(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::Model {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn checkpoint(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Checkpoint {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn cache(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Cache {
             path: path.into(),
             reason: reason.into(),
         }

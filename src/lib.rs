@@ -5,19 +5,24 @@
 //! - [`model`]: the DIM encoder, its discriminators and objectives, config and weights.
 //! - [`train`]: the training loop, optimiser and checkpoints.
 //! - [`index`]: the on-disk index (manifest, mapped vectors, graph, atomic commits).
-//! - [`search`]: embedding images with a model and ranking neighbours.
+//! - [`pipeline`]: the jobs every front end runs (index, forget, query, eval, grid).
+//! - [`json`]: the JSON Lines records those jobs are reported in (docs/JSON.md).
 //!
-//! `main.rs` is only the command line on top of these.
+//! Beside them: [`ops`], the CPU kernels the model runs on; [`fsx`], the one place that
+//! writes files atomically and maps them; [`progress`], bars and the events of long jobs;
+//! [`device`], the CPU or CUDA device; [`error`], the error type. The command line
+//! (`main.rs` and `src/cli/`) is a thin front end over [`pipeline`] and [`train`].
 
 pub mod data;
 pub mod device;
 pub mod error;
-pub mod eval;
-pub mod grid;
+pub mod fsx;
 pub mod index;
+pub mod json;
 pub mod model;
+pub mod ops;
+pub mod pipeline;
 pub mod progress;
-pub mod search;
 pub mod train;
 
 pub use error::{Error, Result};

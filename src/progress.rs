@@ -1,12 +1,28 @@
-//! Progress bars for long jobs, silenced by `--quiet` and `--json`.
+//! What long jobs show and report while they work: progress bars on stderr (count, rate,
+//! ETA), silenced by `--quiet` and `--json`; and [`Event`]s (a skipped file, a warning) that
+//! the job hands to its caller, which prints them as text or JSON lines. A job passes events
+//! through [`Verbosity::report`] so that a bar is suspended while the caller prints.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::Path;
 
 /// How much a command prints while it works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Verbosity {
     pub quiet: bool,
 }
+
+/// Something a job tells its caller about while it goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A file left out, and why (unreadable, not an image, a link loop, a duplicate path).
+    Skipped { path: &'a Path, reason: &'a str },
+    /// Anything else the user should know (a missing folder whose entries are kept, say).
+    Warning(&'a str),
+}
+
+/// A caller's handler of events.
+pub type OnEvent<'a> = &'a mut dyn FnMut(Event<'_>);
 
 impl Verbosity {
     /// A bar over `len` items showing count, rate and ETA; hidden when quiet.
@@ -23,10 +39,8 @@ impl Verbosity {
         bar
     }
 
-    /// A warning line (a skipped file, say), printed above any bar.
-    pub fn warn(&self, bar: &ProgressBar, line: &str) {
-        if !self.quiet {
-            bar.suspend(|| eprintln!("warning: {line}"));
-        }
+    /// Hands `event` to the caller with `bar` out of the way.
+    pub fn report(&self, bar: &ProgressBar, on_event: &mut dyn FnMut(Event<'_>), event: Event<'_>) {
+        bar.suspend(|| on_event(event));
     }
 }

@@ -5,7 +5,8 @@
 //! Without augmentation a view is the model-size pixels themselves; with it, crops are read
 //! from the cache's finer augmentation source (see [`super::Pixels`]).
 
-use super::{Pixels, Preprocess};
+use super::cache::Pixels;
+use super::preprocess::Preprocess;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 

@@ -1,7 +1,8 @@
 //! Streaming decode: a producer thread decodes one batch at a time in parallel (rayon) while
 //! the consumer embeds the previous one. At most two decoded batches exist at once.
 
-use super::{load, Preprocess};
+use super::decode::load;
+use super::preprocess::Preprocess;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, IntoIter, Receiver};

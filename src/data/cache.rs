@@ -26,14 +26,17 @@
 //! Writes go to a temporary file beside the cache, flushed, then renamed over it.
 
 use super::batches::stream_with;
+use super::batches::Failure;
 use super::decode::decode_for;
 use super::preprocess::square_rgb;
-use super::{Failure, FileInfo, Preprocess};
-use crate::{Error, Result};
+use super::preprocess::Preprocess;
+use super::scan::FileInfo;
+use crate::error::{Error, Result};
+use crate::fsx::{self, AtomicFile};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -313,7 +316,7 @@ pub fn load_pixels(
                 Some(Outcome::Record(r)) => {
                     let record = old.as_ref().and_then(|o| o.record(*r, &key));
                     sink.write(record.ok_or_else(|| {
-                        Error::model(&file.path, "pixel cache record out of range")
+                        Error::cache(&file.path, "pixel cache record out of range")
                     })?)?;
                     Ok(())
                 }
@@ -327,7 +330,7 @@ pub fn load_pixels(
                         Ok(())
                     }
                     Some(Err(failure)) => Err(failure),
-                    None => return Err(Error::model(&file.path, "the decoder stopped early")),
+                    None => return Err(Error::cache(&file.path, "the decoder stopped early")),
                 },
             };
         let outcome = match result {
@@ -400,14 +403,9 @@ impl Opened {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.to_string()),
         };
-        // SAFETY: `Mmap::map` is sound as long as nobody changes the file while it is mapped.
-        // imgsearch never writes a cache file in place: a new cache goes to a temporary file
-        // that is renamed over the old path, which leaves existing mappings on the old inode,
-        // unchanged. The map is only read through bounds-checked slices whose bounds were
-        // checked against its length here. What no reader can prevent is another program
-        // truncating or rewriting this very file in place while it is mapped; that ends the
-        // process with SIGBUS rather than silently reading wrong pixels.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| e.to_string())?;
+        // A cache is only ever replaced by a rename (`fsx::AtomicFile`), never rewritten in
+        // place, which is what `map_readonly` asks of its callers.
+        let map = fsx::map_readonly(&file).map_err(|e| e.to_string())?;
         let len = map.len();
         if len < HEADER_LEN {
             return Err(format!("truncated: {len} bytes"));
@@ -468,11 +466,7 @@ impl Opened {
 
 /// Where records go while loading: a temporary cache file, or memory.
 enum Sink {
-    File {
-        path: PathBuf,
-        tmp: PathBuf,
-        writer: BufWriter<File>,
-    },
+    File(AtomicFile),
     Heap(Vec<u8>),
 }
 
@@ -485,25 +479,16 @@ impl Sink {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-        let mut writer = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        writer.write_all(&[0; HEADER_LEN])?;
-        Ok(Sink::File {
-            path: path.to_path_buf(),
-            tmp,
-            writer,
-        })
+        let mut file = AtomicFile::create(path)?;
+        file.write_all(&[0; HEADER_LEN])?;
+        Ok(Sink::File(file))
     }
 
     fn write(&mut self, record: &[u8]) -> Result<()> {
         match self {
-            Sink::File { tmp, writer, .. } => writer
+            Sink::File(file) => file
                 .write_all(record)
-                .map_err(|e| Error::io(tmp.as_path(), e)),
+                .map_err(|e| Error::cache(file.path(), e.to_string())),
             Sink::Heap(data) => {
                 data.extend_from_slice(record);
                 Ok(())
@@ -513,10 +498,11 @@ impl Sink {
 
     /// Completes the cache (manifest, header, rename) and maps it, or hands over the memory.
     fn finish(self, manifest: Manifest, count: u64) -> Result<Store> {
-        let (path, tmp, writer) = match self {
+        let mut file = match self {
             Sink::Heap(data) => return Ok(Store::Heap(data)),
-            Sink::File { path, tmp, writer } => (path, tmp, writer),
+            Sink::File(file) => file,
         };
+        let path = file.path().to_path_buf();
         let result = (|| -> std::io::Result<()> {
             let json = serde_json::to_vec(&manifest)?;
             let stride = manifest.key.stride() as u64;
@@ -531,28 +517,18 @@ impl Sink {
             header[48..52].copy_from_slice(&crc32fast::hash(&json).to_le_bytes());
             let crc = crc32fast::hash(&header[..HEADER_LEN - 4]);
             header[HEADER_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
-            let mut writer = writer;
-            writer.write_all(&json)?;
-            writer.seek(SeekFrom::Start(0))?;
-            writer.write_all(&header)?;
-            let file = writer.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                if let Ok(dir) = File::open(dir) {
-                    let _ = dir.sync_all();
-                }
-            }
-            Ok(())
+            file.write_all(&json)?;
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(&header)?;
+            file.commit()
         })();
         if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
             return Err(Error::io(&path, e));
         }
         match Opened::open(&path) {
             Ok(Some(opened)) => Ok(Store::Mapped(opened.map)),
-            Ok(None) => Err(Error::model(&path, "pixel cache vanished after writing")),
-            Err(reason) => Err(Error::model(
+            Ok(None) => Err(Error::cache(&path, "pixel cache vanished after writing")),
+            Err(reason) => Err(Error::cache(
                 &path,
                 format!("pixel cache just written is unusable: {reason}"),
             )),

@@ -1,7 +1,7 @@
 //! Decoding one file into pixels: format sniffed from the content, EXIF orientation applied,
 //! size limits enforced so that a decompression bomb is refused instead of filling memory.
 
-use super::Preprocess;
+use super::preprocess::Preprocess;
 use crate::{Error, Result};
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 use std::path::Path;

@@ -14,4 +14,4 @@ pub use batches::{stream, Batch, Decoded, Failure};
 pub use cache::{aug_size, load_pixels, Event, LoadStats, Loaded, PixelSet, Pixels, CACHE_FILE};
 pub use decode::{decode, load};
 pub use preprocess::Preprocess;
-pub use scan::{scan, FileInfo, Scan};
+pub use scan::{canonical_root, scan, scan_with, FileInfo, Scan, ScanOptions};

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use super::IndexError;
+use super::error::IndexError;
+use crate::fsx;
 
 /// Every binary index file starts with a header of this many bytes, so its payload is 64-byte
 /// aligned in the map.
@@ -64,14 +65,7 @@ impl Sink {
 /// Fsync a directory so a rename or file creation in it is durable. A no-op where directories
 /// cannot be opened (Windows).
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), IndexError> {
-    #[cfg(unix)]
-    {
-        let d = File::open(dir).map_err(|e| IndexError::io(dir, e))?;
-        d.sync_all().map_err(|e| IndexError::io(dir, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    fsx::sync_dir(dir).map_err(|e| IndexError::io(dir, e))
 }
 
 /// Map a committed index file read-only. A missing file is corruption (the manifest names it).
@@ -87,14 +81,9 @@ pub(crate) fn map_file(path: &Path) -> Result<Mmap, IndexError> {
             format!("file is {len} bytes, shorter than its {HEADER_LEN}-byte header"),
         ));
     }
-    // SAFETY: `Mmap::map` is unsafe because the mapping aliases the file: if the file were
-    // modified or truncated while mapped, the bytes behind our slices would change (or the
-    // process would get SIGBUS). Index files are immutable once a manifest names them: the
-    // writer only ever creates *new* files (fresh names, `create` + `truncate` on names no
-    // manifest has referenced) and deletes unreferenced ones; deleting a file leaves existing
-    // mappings intact. Nothing in imgsearch opens a committed file for writing. We never
-    // create references into the map that outlive it: all views borrow the `Mmap`.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| IndexError::io(path, e))?;
+    // Committed index files are immutable (new data always goes to new names), as
+    // `map_readonly` requires.
+    let map = fsx::map_readonly(&file).map_err(|e| IndexError::io(path, e))?;
     Ok(map)
 }
 

@@ -5,7 +5,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 
-use super::IndexError;
+use super::error::IndexError;
 
 pub(crate) const LOCK_FILE: &str = "writer.lock";
 
@@ -30,4 +30,12 @@ pub(crate) fn acquire(dir: &Path) -> Result<WriterLock, IndexError> {
         Err(TryLockError::WouldBlock) => Err(IndexError::Locked(dir.to_path_buf())),
         Err(TryLockError::Error(e)) => Err(IndexError::io(&path, e)),
     }
+}
+
+/// Whether a writer holds the lock of `dir` now (a build in progress).
+pub(crate) fn is_held(dir: &Path) -> bool {
+    let Ok(file) = File::open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
 }

@@ -12,13 +12,13 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::fsutil::{sync_dir, Sink};
-use super::{IndexError, IndexMeta};
+use super::error::IndexError;
+use super::types::{IndexMeta, StoredPath};
+use crate::fsx;
 
 /// Version of the whole on-disk format (manifest and every binary file).
 pub(crate) const FORMAT_VERSION: u32 = 1;
 pub(crate) const MANIFEST_FILE: &str = "manifest.json";
-pub(crate) const MANIFEST_TMP: &str = "manifest.json.tmp";
 
 const PREFIX: &str = "{\"crc32\":\"";
 const MIDDLE: &str = "\",\"manifest\":";
@@ -33,6 +33,13 @@ pub(crate) struct Manifest {
     pub next_segment_id: u64,
     pub meta: IndexMeta,
     pub segments: Vec<SegmentRecord>,
+    /// The folders (or files) the index was given, absolute and canonical: a re-run without
+    /// folders scans these. Absent in indexes made before folders were recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roots: Vec<StoredPath>,
+    /// When the generation was committed, in seconds since the Unix epoch.
+    #[serde(default)]
+    pub committed_unix: u64,
 }
 
 /// One segment of a generation: its immutable files and their checksums.
@@ -84,6 +91,8 @@ impl Manifest {
             next_segment_id: 1,
             meta,
             segments: Vec::new(),
+            roots: Vec::new(),
+            committed_unix: 0,
         }
     }
 
@@ -186,16 +195,11 @@ impl Manifest {
 
     /// Atomically replace `dir/manifest.json` with this manifest.
     pub(crate) fn write(&self, dir: &Path) -> Result<(), IndexError> {
-        let tmp = dir.join(MANIFEST_TMP);
         let dest = dir.join(MANIFEST_FILE);
         let bytes = self
             .encode()
-            .map_err(|e| IndexError::io(&tmp, std::io::Error::other(e)))?;
-        let mut sink = Sink::create(&tmp)?;
-        sink.write(&bytes)?;
-        sink.finish()?;
-        fs::rename(&tmp, &dest).map_err(|e| IndexError::io(&dest, e))?;
-        sync_dir(dir)
+            .map_err(|e| IndexError::io(&dest, std::io::Error::other(e)))?;
+        fsx::write_atomic(&dest, &bytes).map_err(|e| IndexError::io(&dest, e))
     }
 
     /// Live (non-deleted) rows over all segments.
@@ -232,7 +236,9 @@ pub(crate) fn del_file(id: u64, generation: u64) -> String {
 /// Whether a file in an index directory is one the engine writes (and so may garbage-collect
 /// when no manifest names it).
 pub(crate) fn is_engine_file(name: &str) -> bool {
-    name == MANIFEST_TMP || (name.starts_with("seg-") && is_plain_name(name))
+    // `.manifest.json.PID.tmp`: a manifest replacement that never landed (`fsx::AtomicFile`).
+    let manifest_tmp = name.starts_with(".manifest.json.") && name.ends_with(".tmp");
+    manifest_tmp || (name.starts_with("seg-") && is_plain_name(name))
 }
 
 #[cfg(test)]

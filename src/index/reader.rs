@@ -15,11 +15,13 @@
 
 use std::path::{Path, PathBuf};
 
+use super::error::IndexError;
 use super::exact::{self, Scored};
 use super::fsutil::is_missing_file;
+use super::lock::is_held;
 use super::manifest::Manifest;
 use super::segment::Segment;
-use super::{normalized, Entry, Hit, IndexError, IndexMeta, SearchOptions};
+use super::types::{normalized, Entry, Hit, IndexMeta, SearchOptions, StoredPath};
 
 /// How often `open` re-reads the manifest when a file it names vanished (a writer replaced the
 /// generation and removed the superseded files between our two reads).
@@ -46,6 +48,18 @@ impl std::fmt::Debug for Index {
     }
 }
 
+/// Why there is no manifest in `dir`: a file where a folder should be, a first build still
+/// running, or no index at all.
+fn missing(dir: &Path) -> IndexError {
+    if dir.exists() && !dir.is_dir() {
+        IndexError::NotAFolder(dir.to_path_buf())
+    } else if is_held(dir) {
+        IndexError::Building(dir.to_path_buf())
+    } else {
+        IndexError::Missing(dir.to_path_buf())
+    }
+}
+
 /// Open every segment of `manifest`; `full` also checksums the big files.
 pub(crate) fn open_segments(
     dir: &Path,
@@ -64,8 +78,7 @@ fn open_generation(dir: &Path, full: bool) -> Result<(Manifest, Vec<Segment>), I
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let manifest =
-            Manifest::read(dir)?.ok_or_else(|| IndexError::Missing(dir.to_path_buf()))?;
+        let manifest = Manifest::read(dir)?.ok_or_else(|| missing(dir))?;
         match open_segments(dir, &manifest, full) {
             Ok(segments) => return Ok((manifest, segments)),
             Err(e) if is_missing_file(&e) && attempt < OPEN_ATTEMPTS => {
@@ -118,6 +131,21 @@ impl Index {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The folders the index was given (absolute, canonical); empty for indexes made before
+    /// folders were recorded.
+    pub fn roots(&self) -> Vec<PathBuf> {
+        self.manifest
+            .roots
+            .iter()
+            .map(StoredPath::to_path)
+            .collect()
+    }
+
+    /// When this generation was committed (seconds since the Unix epoch; 0 if unknown).
+    pub fn committed_unix(&self) -> u64 {
+        self.manifest.committed_unix
     }
 
     /// The `k` most similar live entries to `query` (cosine), best first. Segments with a graph
@@ -176,7 +204,62 @@ impl Index {
 }
 
 /// Full integrity check of the index in `dir`: the manifest, every file's checksum (vectors and
-/// graphs included), and the structure of every graph.
+/// graphs included), and the structure of every graph. The first damage found is the error;
+/// [`verify_report`] lists all of it.
 pub fn verify(dir: &Path) -> Result<(), IndexError> {
     open_generation(dir, true).map(|_| ())
+}
+
+/// What [`verify_report`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifyReport {
+    pub generation: u64,
+    pub segments: usize,
+    /// Live entries of the segments that passed.
+    pub entries: u64,
+    /// Files whose checksums and structure were checked.
+    pub files: usize,
+    /// One line per damaged segment (or the manifest), naming the file and the problem.
+    pub damaged: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn is_ok(&self) -> bool {
+        self.damaged.is_empty()
+    }
+}
+
+/// Checks every segment of the index in `dir` in full and reports each damaged one. An
+/// unreadable manifest is itself the report's one damage. Errors only when there is no index
+/// to check.
+pub fn verify_report(dir: &Path) -> Result<VerifyReport, IndexError> {
+    let manifest = match Manifest::read(dir) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Err(missing(dir)),
+        Err(e @ IndexError::Io { .. }) => return Err(e),
+        Err(e) => {
+            return Ok(VerifyReport {
+                generation: 0,
+                segments: 0,
+                entries: 0,
+                files: 1,
+                damaged: vec![e.to_string()],
+            })
+        }
+    };
+    let mut report = VerifyReport {
+        generation: manifest.generation,
+        segments: manifest.segments.len(),
+        entries: 0,
+        files: 1,
+        damaged: Vec::new(),
+    };
+    for record in &manifest.segments {
+        report.files += record.files().count();
+        match Segment::open(dir, record, manifest.meta.dim, true) {
+            Ok(_) => report.entries += record.live(),
+            Err(e) => report.damaged.push(e.to_string()),
+        }
+    }
+    Ok(report)
 }

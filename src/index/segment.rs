@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+use super::error::IndexError;
 use super::fsutil::{
     expect_crc, expect_len, map_file, HeaderBuilder, HeaderReader, Sink, HEADER_LEN,
 };
-use super::graph::GraphFile;
+use super::graph::{GraphFile, Rows};
 use super::manifest::SegmentRecord;
 use super::tombstones::Tombstones;
-use super::{Entry, IndexError};
+use super::types::Entry;
 
 const VEC_MAGIC: &[u8; 8] = b"IMGS-VEC";
 const ENT_MAGIC: &[u8; 8] = b"IMGS-ENT";
@@ -171,6 +172,12 @@ impl VectorFile {
 
     pub(crate) fn row(&self, i: usize) -> &[f32] {
         &self.data()[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+impl Rows for VectorFile {
+    fn row(&self, i: usize) -> &[f32] {
+        VectorFile::row(self, i)
     }
 }
 

@@ -10,10 +10,10 @@ use std::path::Path;
 
 use memmap2::Mmap;
 
+use super::error::IndexError;
 use super::fsutil::{
     expect_crc, expect_len, map_file, HeaderBuilder, HeaderReader, Sink, HEADER_LEN,
 };
-use super::IndexError;
 
 const DEL_MAGIC: &[u8; 8] = b"IMGS-DEL";
 const FILE_VERSION: u32 = 1;

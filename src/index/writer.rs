@@ -20,13 +20,14 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::error::IndexError;
 use super::fsutil::sync_dir;
 use super::graph;
 use super::lock::{self, WriterLock, LOCK_FILE};
 use super::manifest::{self, Manifest, SegmentRecord, MANIFEST_FILE};
 use super::reader::open_segments;
 use super::segment::{write_entries, write_vectors, Segment, VectorFile};
-use super::{graph_threshold_from_env, normalized, Entry, IndexError, IndexMeta};
+use super::types::{normalized, Entry, IndexMeta, StoredPath, DEFAULT_GRAPH_THRESHOLD};
 
 /// `finish` merges until at most this many segments remain.
 pub const MAX_SEGMENTS: usize = 4;
@@ -63,7 +64,40 @@ pub struct IndexWriter {
     pending_index: HashMap<PathBuf, usize>,
     removed: Vec<PathBuf>,
     ops: usize,
+    /// Commit even with nothing pending: the recorded folders changed, or a repair.
+    force_commit: bool,
     graph_threshold: usize,
+}
+
+/// What [`IndexWriter::open_repairing`] dropped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RepairReport {
+    /// Why the manifest could not be read, when the index had to start afresh.
+    pub manifest_lost: Option<String>,
+    pub dropped: Vec<DroppedSegment>,
+}
+
+/// A damaged segment that a repair removed from the index.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DroppedSegment {
+    pub files: Vec<String>,
+    /// Live entries it held (embedded again by the next scan of their folders).
+    pub entries: u64,
+    pub reason: String,
+}
+
+/// An existing index must have been made by the same model with the same dimension.
+fn check_model(dir: &Path, found: &IndexMeta, wanted: &IndexMeta) -> Result<(), IndexError> {
+    if found.model_id != wanted.model_id || found.dim != wanted.dim {
+        return Err(IndexError::ModelMismatch {
+            dir: dir.to_path_buf(),
+            index_model_id: found.model_id.clone(),
+            index_model_name: found.model_name.clone(),
+            model_id: wanted.model_id.clone(),
+            model_name: wanted.model_name.clone(),
+        });
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for IndexWriter {
@@ -82,30 +116,109 @@ impl IndexWriter {
     /// same model (`model_id`) with the same `dim`, else [`IndexError::ModelMismatch`]. Every file
     /// of the current generation is checksummed, and unreferenced files are deleted.
     pub fn open(dir: &Path, meta: IndexMeta) -> Result<IndexWriter, IndexError> {
+        let lock = Self::lock(dir, &meta)?;
+        let (manifest, segments, on_disk) = match Manifest::read(dir)? {
+            Some(m) => {
+                check_model(dir, &m.meta, &meta)?;
+                let segments = open_segments(dir, &m, true)?;
+                (m, segments, true)
+            }
+            None => (Manifest::new(meta), Vec::new(), false),
+        };
+        Self::assemble(dir, lock, manifest, segments, on_disk)
+    }
+
+    /// Like [`open`](Self::open) on an index that may be damaged: segments whose files fail
+    /// their checks are dropped (their images are no longer in the index, so the next scan
+    /// embeds them again), and a manifest that cannot be read starts the index afresh. The
+    /// repaired state is committed at once; the report says what was dropped.
+    pub fn open_repairing(
+        dir: &Path,
+        meta: IndexMeta,
+    ) -> Result<(IndexWriter, RepairReport), IndexError> {
+        let lock = Self::lock(dir, &meta)?;
+        let mut report = RepairReport::default();
+        let read = match Manifest::read(dir) {
+            Ok(read) => read,
+            Err(e @ IndexError::Version { .. }) => return Err(e),
+            Err(e) => {
+                report.manifest_lost = Some(e.to_string());
+                None
+            }
+        };
+        let (manifest, segments, on_disk) = match read {
+            Some(mut m) => {
+                check_model(dir, &m.meta, &meta)?;
+                let mut segments = Vec::new();
+                let mut kept = Vec::new();
+                for record in &m.segments {
+                    match Segment::open(dir, record, m.meta.dim, true) {
+                        Ok(segment) => {
+                            kept.push(record.clone());
+                            segments.push(segment);
+                        }
+                        Err(e) => report.dropped.push(DroppedSegment {
+                            files: record.files().map(str::to_string).collect(),
+                            entries: record.live(),
+                            reason: e.to_string(),
+                        }),
+                    }
+                }
+                m.segments = kept;
+                (m, segments, true)
+            }
+            // A lost manifest starts afresh: garbage collection removes every segment file,
+            // since the new manifest names none.
+            None => (Manifest::new(meta), Vec::new(), false),
+        };
+        let damaged = !report.dropped.is_empty() || report.manifest_lost.is_some();
+        let mut writer = Self::assemble(dir, lock, manifest, segments, on_disk)?;
+        if damaged {
+            writer.force_commit = true;
+            writer.commit()?;
+            writer.collect_garbage();
+        }
+        Ok((writer, report))
+    }
+
+    /// Opens an existing index for changes that embed nothing (forgetting folders): its own
+    /// model is taken from its manifest. A folder without an index is [`IndexError::Missing`].
+    pub fn open_existing(dir: &Path) -> Result<IndexWriter, IndexError> {
+        let manifest = match Manifest::read(dir) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(IndexError::Missing(dir.to_path_buf())),
+            Err(e) => return Err(e),
+        };
+        let lock = Self::lock(dir, &manifest.meta)?;
+        // Read again under the lock: a writer may have committed in between.
+        let manifest =
+            Manifest::read(dir)?.ok_or_else(|| IndexError::Missing(dir.to_path_buf()))?;
+        let segments = open_segments(dir, &manifest, true)?;
+        Self::assemble(dir, lock, manifest, segments, true)
+    }
+
+    /// Checks `meta`, makes `dir` if needed and takes its lock.
+    fn lock(dir: &Path, meta: &IndexMeta) -> Result<WriterLock, IndexError> {
         if meta.dim == 0 || meta.dim > u32::MAX as usize {
             return Err(IndexError::Invalid {
                 dir: dir.to_path_buf(),
                 reason: format!("vector dimension {} is out of range", meta.dim),
             });
         }
+        if dir.exists() && !dir.is_dir() {
+            return Err(IndexError::NotAFolder(dir.to_path_buf()));
+        }
         fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
-        let lock = lock::acquire(dir)?;
-        let (manifest, segments, on_disk) = match Manifest::read(dir)? {
-            Some(m) => {
-                if m.meta.model_id != meta.model_id || m.meta.dim != meta.dim {
-                    return Err(IndexError::ModelMismatch {
-                        dir: dir.to_path_buf(),
-                        index_model_id: m.meta.model_id,
-                        index_model_name: m.meta.model_name,
-                        model_id: meta.model_id,
-                        model_name: meta.model_name,
-                    });
-                }
-                let segments = open_segments(dir, &m, true)?;
-                (m, segments, true)
-            }
-            None => (Manifest::new(meta), Vec::new(), false),
-        };
+        lock::acquire(dir)
+    }
+
+    fn assemble(
+        dir: &Path,
+        lock: WriterLock,
+        manifest: Manifest,
+        segments: Vec<Segment>,
+        on_disk: bool,
+    ) -> Result<IndexWriter, IndexError> {
         let mut existing = HashMap::new();
         let mut location = HashMap::new();
         for seg in &segments {
@@ -129,10 +242,29 @@ impl IndexWriter {
             pending_index: HashMap::new(),
             removed: Vec::new(),
             ops: 0,
-            graph_threshold: graph_threshold_from_env(),
+            force_commit: false,
+            graph_threshold: DEFAULT_GRAPH_THRESHOLD,
         };
         w.collect_garbage();
         Ok(w)
+    }
+
+    /// The folders recorded in the index (absolute, canonical), in the order they were added.
+    pub fn roots(&self) -> Vec<PathBuf> {
+        self.manifest
+            .roots
+            .iter()
+            .map(StoredPath::to_path)
+            .collect()
+    }
+
+    /// Replaces the recorded folders; saved by the next commit.
+    pub fn set_roots(&mut self, roots: &[PathBuf]) {
+        let stored: Vec<StoredPath> = roots.iter().map(|r| StoredPath::of(r)).collect();
+        if stored != self.manifest.roots {
+            self.manifest.roots = stored;
+            self.force_commit = true;
+        }
     }
 
     /// The index's recorded meta (the one from the first commit for an existing index).
@@ -150,7 +282,7 @@ impl IndexWriter {
     }
 
     /// Segments of at least `n` vectors written from now on get an HNSW graph (default
-    /// [`super::DEFAULT_GRAPH_THRESHOLD`], or the `IMGSEARCH_GRAPH_MIN` environment variable).
+    /// [`DEFAULT_GRAPH_THRESHOLD`]).
     pub fn set_graph_threshold(&mut self, n: usize) {
         self.graph_threshold = n;
     }
@@ -227,13 +359,16 @@ impl IndexWriter {
     /// previous generation intact. A no-op when nothing is pending (except that a new index's
     /// first commit always writes a manifest, even an empty one).
     pub fn commit(&mut self) -> Result<(), IndexError> {
-        if self.ops == 0 && self.on_disk {
+        if self.ops == 0 && self.on_disk && !self.force_commit {
             return Ok(());
         }
         let dim = self.manifest.meta.dim;
         let generation = self.manifest.generation + 1;
         let mut next = self.manifest.clone();
         next.generation = generation;
+        next.committed_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
 
         let slots: Vec<usize> = (0..self.pending.len())
             .filter(|&i| self.pending[i].is_some())
@@ -302,6 +437,7 @@ impl IndexWriter {
         self.pending_index.clear();
         self.dirty.clear();
         self.ops = 0;
+        self.force_commit = false;
         self.manifest = next;
         self.on_disk = true;
         Ok(())

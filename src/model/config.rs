@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT_VERSION: u32 = 1;
 pub const ARCHITECTURE: &str = "dim-conv";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Estimator {
     /// Jensen-Shannon: softplus(−T⁺) + softplus(T⁻).
@@ -21,19 +21,18 @@ pub enum Estimator {
 }
 
 /// How the critics score a (feature, code) pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Critic {
     /// The features concatenated with the code, through an MLP (1×1 convolutions for the
     /// local critic): one pass per scored pair, so negatives are one shuffle of the batch.
-    #[default]
     Concat,
     /// Encode-and-dot: features and code are embedded separately and scored by cosine / τ,
     /// so every image of the batch is a negative for every other at the cost of a matmul.
     Dot,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PriorKind {
     /// γ · KL(N(mean, exp(logvar)) ‖ N(0, I)).
@@ -46,7 +45,7 @@ pub enum PriorKind {
 }
 
 /// Which vector of the encoder is the search embedding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Embedding {
     /// The posterior mean (D dims).
@@ -59,7 +58,7 @@ pub enum Embedding {
 }
 
 /// Normalisation after each convolution of the encoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Norm {
     /// None: convolution with bias, then the leaky ReLU.
@@ -81,7 +80,8 @@ pub struct Objective {
     pub gamma: f32,
     pub estimator: Estimator,
     pub prior: PriorKind,
-    #[serde(default)]
+    /// Configs written before the critic was recorded were all trained with concat critics.
+    #[serde(default = "legacy_critic")]
     pub critic: Critic,
     /// Temperature τ of the dot critic's cosine scores.
     #[serde(default = "default_temperature")]
@@ -91,6 +91,10 @@ pub struct Objective {
     /// so the code must carry what the visible part says about the hidden part.
     #[serde(default)]
     pub occlude: f32,
+}
+
+fn legacy_critic() -> Critic {
+    Critic::Concat
 }
 
 fn default_temperature() -> f32 {

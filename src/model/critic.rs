@@ -2,8 +2,9 @@
 //! are embedded separately and a pair's score is their cosine over a temperature, so scoring
 //! every (code, feature) pair of a batch costs one matmul.
 
-use super::dense::{linear, Activation};
-use super::ModelConfig;
+use super::config::ModelConfig;
+use super::layers::apply_linear;
+use crate::ops::Activation;
 use candle_core::{Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
@@ -23,9 +24,9 @@ impl Embedder {
 
     /// `(N, input)` → `(N, width)`, unit rows.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = linear(
+        let h = apply_linear(
             &self.second,
-            &linear(&self.first, x, Activation::LeakyRelu)?,
+            &apply_linear(&self.first, x, Activation::LeakyRelu)?,
             Activation::Identity,
         )?;
         let norm = h

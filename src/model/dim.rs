@@ -1,12 +1,12 @@
 //! The whole trainable DIM model (encoder plus global and local critics) and its objective:
 //! α·global MI + β·local MI + γ·KL prior, optionally across two augmented views.
 
+use super::config::{Critic, ModelConfig, PriorKind};
 use super::critic::DotCritic;
+use super::discriminator::{GlobalDiscriminator, LocalDiscriminator};
+use super::encoder::{Encoder, EncoderOutput};
 use super::objective::{kl_to_standard_normal, matrix_mi_loss, mi_loss};
 use super::prior::{PriorDiscriminator, PRIOR_PREFIX};
-use super::{
-    Critic, Encoder, EncoderOutput, GlobalDiscriminator, LocalDiscriminator, ModelConfig, PriorKind,
-};
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -214,9 +214,9 @@ impl Dim {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::init::SeededInit;
     use crate::model::objective::derangement;
-    use crate::model::test_util::random;
-    use crate::model::SeededInit;
+    use crate::ops::test_util::random;
     use candle_core::Device;
     use rand::SeedableRng;
     use std::sync::Arc;

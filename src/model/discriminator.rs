@@ -1,9 +1,9 @@
 //! The mutual-information critics. Both score a (feature, code) pair; the trainer feeds them
 //! pairs from the same image and pairs shuffled across the batch.
 
-use super::conv::{Conv, Window};
-use super::dense::{self, Activation};
-use super::{leaky_relu, ModelConfig};
+use super::config::ModelConfig;
+use super::layers::{apply_linear, Conv};
+use crate::ops::{leaky_relu, Activation, Window};
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 
@@ -75,9 +75,9 @@ impl GlobalDiscriminator {
         };
         let mut x = x;
         for layer in hidden {
-            x = dense::linear(layer, &x, Activation::LeakyRelu)?;
+            x = apply_linear(layer, &x, Activation::LeakyRelu)?;
         }
-        dense::linear(last, &x, Activation::Identity)?.squeeze(D::Minus1)
+        apply_linear(last, &x, Activation::Identity)?.squeeze(D::Minus1)
     }
 }
 
@@ -106,7 +106,7 @@ impl LocalDiscriminator {
     /// The first layer's share from local maps `(B, M, M, C)` → `(B, M·M, H)`.
     pub fn project(&self, local: &Tensor) -> Result<Tensor> {
         let (b, m1, m2, c) = local.dims4()?;
-        dense::linear(
+        apply_linear(
             &self.feature_in,
             &local.reshape((b * m1 * m2, c))?,
             Activation::Identity,
@@ -119,7 +119,7 @@ impl LocalDiscriminator {
         let (b, positions, h) = projected.dims3()?;
         let code = self.code_in.forward(code)?.unsqueeze(1)?;
         let x = leaky_relu(&projected.broadcast_add(&code)?)?.reshape((b * positions, h))?;
-        let x = dense::linear(&self.hidden, &x, Activation::LeakyRelu)?;
-        dense::linear(&self.out, &x, Activation::Identity)?.reshape((b, positions))
+        let x = apply_linear(&self.hidden, &x, Activation::LeakyRelu)?;
+        apply_linear(&self.out, &x, Activation::Identity)?.reshape((b, positions))
     }
 }

@@ -7,10 +7,9 @@
 //! every forward) and [`Encoder::for_inference`] folds the running statistics into the
 //! convolutions.
 
-use super::batchnorm::{BatchNorm, FOLDED_ACT};
-use super::conv::{Conv, Window};
-use super::dense::{linear, Activation};
-use super::{Embedding, ModelConfig, Norm};
+use super::config::{Embedding, ModelConfig, Norm};
+use super::layers::{apply_linear, BatchNorm, Conv, FOLDED_ACT};
+use crate::ops::{Activation, Window};
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
@@ -170,14 +169,14 @@ impl Encoder {
         let (local, pooled) = self.features(x)?;
         let hidden = self.hidden(&pooled)?;
         Ok(EncoderOutput {
-            mean: linear(&self.mean, &hidden, Activation::Identity)?,
-            logvar: linear(&self.logvar, &hidden, Activation::Identity)?,
+            mean: apply_linear(&self.mean, &hidden, Activation::Identity)?,
+            logvar: apply_linear(&self.logvar, &hidden, Activation::Identity)?,
             local,
         })
     }
 
     fn hidden(&self, pooled: &Tensor) -> Result<Tensor> {
-        linear(&self.hidden, pooled, Activation::LeakyRelu)
+        apply_linear(&self.hidden, pooled, Activation::LeakyRelu)
     }
 
     /// The local feature map `(B, M, M, C)` alone, without the global code's layers.
@@ -213,8 +212,8 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_util::{max_diff, random};
-    use crate::model::SeededInit;
+    use crate::model::init::SeededInit;
+    use crate::ops::test_util::{max_diff, random};
     use candle_core::Device;
     use rand::SeedableRng;
     use std::sync::Arc;

@@ -1,13 +1,15 @@
 //! Models on disk: `model.safetensors` (encoder weights) + `config.json` in a folder, or the
 //! default model embedded in the binary. Loading checks versions and shapes and names the file.
 
-use super::{Encoder, ModelConfig};
+use super::config::ModelConfig;
+use super::encoder::Encoder;
+use super::init::SeededInit;
 use crate::data::Preprocess;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
+use crate::fsx;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -45,24 +47,42 @@ pub struct Model {
 impl Model {
     pub fn load(source: &ModelSource, device: &Device) -> Result<Model> {
         match source {
-            ModelSource::Default => Self::from_bytes(
-                DEFAULT_WEIGHTS,
-                DEFAULT_CONFIG,
-                Path::new("<embedded default model>"),
-                "default".into(),
-                device,
-            ),
+            ModelSource::Default => {
+                let origin = Path::new("<bundled default model>");
+                let files = ModelFiles {
+                    weights: origin,
+                    config: origin,
+                };
+                Self::from_bytes(
+                    DEFAULT_WEIGHTS,
+                    DEFAULT_CONFIG,
+                    files,
+                    "default".into(),
+                    device,
+                )
+            }
             ModelSource::Path(path) => {
+                if !path.exists() {
+                    return Err(Error::model(
+                        path,
+                        "no such model folder (give the folder `imgsearch train --out` wrote)",
+                    ));
+                }
                 let (weights_path, config_path) = model_files(path);
                 let weights =
                     std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
-                let config = std::fs::read_to_string(&config_path)
-                    .map_err(|e| Error::io(&config_path, e))?;
+                let config = std::fs::read(&config_path).map_err(|e| Error::io(&config_path, e))?;
+                let config = String::from_utf8(config)
+                    .map_err(|_| Error::model(&config_path, "not UTF-8 text"))?;
                 let name = std::path::absolute(path)
                     .unwrap_or_else(|_| path.clone())
                     .display()
                     .to_string();
-                Self::from_bytes(&weights, &config, &weights_path, name, device)
+                let files = ModelFiles {
+                    weights: &weights_path,
+                    config: &config_path,
+                };
+                Self::from_bytes(&weights, &config, files, name, device)
             }
         }
     }
@@ -70,15 +90,26 @@ impl Model {
     fn from_bytes(
         weights: &[u8],
         config_json: &str,
-        origin: &Path,
+        files: ModelFiles<'_>,
         name: String,
         device: &Device,
     ) -> Result<Model> {
+        let origin = files.weights;
         let config: ModelConfig = serde_json::from_str(config_json)
-            .map_err(|e| Error::model(origin, format!("bad config.json: {e}")))?;
-        config.validate().map_err(|e| Error::model(origin, e))?;
+            .map_err(|e| Error::model(files.config, format!("not a model config: {e}")))?;
+        config
+            .validate()
+            .map_err(|e| Error::model(files.config, e))?;
         let tensors = candle_core::safetensors::load_buffer(weights, device)
             .map_err(|e| Error::model(origin, format!("not a readable safetensors file: {e}")))?;
+        for (name, tensor) in &tensors {
+            if !all_finite(tensor)? {
+                return Err(Error::model(
+                    origin,
+                    format!("tensor {name} holds NaN or infinite values: the model is damaged (a diverged training run?)"),
+                ));
+            }
+        }
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let encoder = Encoder::for_inference(&config, vb.pp("encoder"))
             .map_err(|e| Error::model(origin, format!("weights do not match config.json: {e}")))?;
@@ -99,7 +130,7 @@ impl Model {
     /// A randomly initialised encoder of `config`'s architecture: the floor a trained model
     /// must beat.
     pub fn random(config: ModelConfig, seed: u64, device: &Device) -> Result<Model> {
-        let init = std::sync::Arc::new(super::SeededInit::new(seed, HashMap::new()));
+        let init = std::sync::Arc::new(SeededInit::new(seed, HashMap::new()));
         let encoder = Encoder::for_inference(&config, init.var_builder(device).pp("encoder"))?;
         Ok(Model {
             config,
@@ -129,6 +160,25 @@ impl Model {
     }
 }
 
+/// The files a model was read from, for messages.
+#[derive(Clone, Copy)]
+struct ModelFiles<'a> {
+    weights: &'a Path,
+    config: &'a Path,
+}
+
+/// Whether every value of a floating-point tensor is finite (other dtypes always are).
+fn all_finite(tensor: &Tensor) -> Result<bool> {
+    if !tensor.dtype().is_float() {
+        return Ok(true);
+    }
+    let values = tensor
+        .flatten_all()?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?;
+    Ok(values.iter().all(|v| v.is_finite()))
+}
+
 /// The weights and config paths for a `--model` argument (a folder or the weights file).
 pub fn model_files(path: &Path) -> (PathBuf, PathBuf) {
     if path.is_dir() {
@@ -148,9 +198,10 @@ pub fn save_model(
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let path = dir.join(WEIGHTS_FILE);
     let bytes = safetensors_bytes(encoder).map_err(|e| Error::model(&path, e))?;
-    write_atomic(&path, &bytes)?;
+    fsx::write_atomic(&path, &bytes).map_err(|e| Error::io(&path, e))?;
     let json = serde_json::to_vec_pretty(config).map_err(|e| Error::model(dir, e.to_string()))?;
-    write_atomic(&dir.join(CONFIG_FILE), &json)
+    let config_path = dir.join(CONFIG_FILE);
+    fsx::write_atomic(&config_path, &json).map_err(|e| Error::io(&config_path, e))
 }
 
 /// Serialises named tensors as safetensors bytes (names sorted, so output is deterministic).
@@ -160,34 +211,4 @@ pub fn safetensors_bytes(
     let mut named: Vec<(&String, &Tensor)> = tensors.iter().collect();
     named.sort_by(|a, b| a.0.cmp(b.0));
     safetensors::serialize(named, None).map_err(|e| e.to_string())
-}
-
-/// Writes `bytes` to `path` so that a reader sees the old file or the new one, never a part:
-/// a temporary file beside it, flushed to disk, then renamed over it.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            if let Ok(dir) = std::fs::File::open(if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            }) {
-                let _ = dir.sync_all();
-            }
-        }
-        Ok(())
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
 }

@@ -1,7 +1,7 @@
 //! The loss terms: mutual-information estimators over positive and shuffled pairs, the
 //! KL-to-N(0, I) prior, and the shuffle that builds negative pairs.
 
-use super::Estimator;
+use super::config::Estimator;
 use candle_core::{Result, Tensor};
 use rand::Rng;
 

@@ -3,8 +3,8 @@
 //! discriminator's own loss is returned separately so the trainer can update its weights
 //! against the encoder's (see `train::adversarial_grads`).
 
+use super::config::ModelConfig;
 use super::objective::softplus;
-use super::ModelConfig;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 

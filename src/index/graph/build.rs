@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{with_visited, Near, Visited};
+use super::common::{entry_of, with_visited, Near, Visited, MAX_NB_CONNECTION_0};
 use crate::index::exact::{dot, prefetch};
 
 /// How the graph is built.
@@ -40,7 +40,7 @@ pub(crate) struct BuildParams {
 }
 
 /// Capacity of a neighbour list (`m0` and `m` are capped to it).
-const MAX_LINKS: usize = super::MAX_NB_CONNECTION_0;
+const MAX_LINKS: usize = MAX_NB_CONNECTION_0;
 
 /// A neighbour list stored inline (no allocation, copied out by value).
 #[derive(Clone, Copy)]
@@ -152,7 +152,7 @@ pub(crate) fn build_lists(
     lists
 }
 
-/// Make every node reachable on layer 0 from the entry point (see [`super::entry_of`]): pruning
+/// Make every node reachable on layer 0 from the entry point (see [`entry_of`]): pruning
 /// by concurrent insertions can, rarely, remove the last link into a node, which no search could
 /// then return. Such a node is linked from one of its own neighbours that is reachable, one with
 /// room if there is one (repeated until nothing changes, since each link can make more nodes
@@ -160,7 +160,7 @@ pub(crate) fn build_lists(
 /// one link more than `cap` (the file's slot width follows the longest list). Returns how many
 /// nodes stay unreachable: only nodes none of whose neighbours is reachable.
 fn connect_unreachable(lists: &mut [Vec<Vec<u32>>], cap: usize) -> usize {
-    let Some(entry) = super::entry_of(lists) else {
+    let Some(entry) = entry_of(lists) else {
         return 0;
     };
     let mut seen = vec![false; lists.len()];

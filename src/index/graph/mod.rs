@@ -11,27 +11,24 @@
 //!
 //! Every lookup is O(1). Node ids are segment row numbers.
 
-use std::cell::RefCell;
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+use super::error::IndexError;
 use super::exact::{dot, prefetch, Scored};
 use super::fsutil::{expect_len, map_file, HeaderBuilder, HeaderReader, Sink, HEADER_LEN};
-use super::segment::VectorFile;
 use super::tombstones::Tombstones;
-use super::IndexError;
 
 mod build;
+mod common;
 
 use build::{build_lists, BuildParams};
+pub(crate) use common::Rows;
+use common::{entry_of, with_visited, Near, Visited, MAX_NB_CONNECTION, MAX_NB_CONNECTION_0};
 
-/// Neighbours per node on upper layers, and the links each new node chooses.
-pub(crate) const MAX_NB_CONNECTION: usize = 16;
-/// Neighbours per node on layer 0 (twice the upper layers', as in the paper).
-const MAX_NB_CONNECTION_0: usize = 2 * MAX_NB_CONNECTION;
 /// Beam width while building.
 pub(crate) const EF_CONSTRUCTION: usize = 200;
 /// Layers a graph may have.
@@ -66,12 +63,6 @@ pub(crate) fn build(
         },
     );
     write_flat(path, &lists)
-}
-
-/// The entry point of `lists[node][layer]`: the first node on the highest layer.
-fn entry_of(lists: &[Vec<Vec<u32>>]) -> Option<usize> {
-    let top = lists.iter().map(Vec::len).max()?;
-    lists.iter().position(|l| l.len() == top)
 }
 
 /// Write the flat layout of `lists[node][layer]`.
@@ -301,7 +292,7 @@ impl GraphFile {
     /// nodes, not O(count).
     pub(crate) fn search(
         &self,
-        vectors: &VectorFile,
+        vectors: &impl Rows,
         query: &[f32],
         k: usize,
         ef: usize,
@@ -350,7 +341,7 @@ impl GraphFile {
     /// Layer-0 beam search of width `ef` from `start`; the best `ef` live rows, best first.
     fn beam(
         &self,
-        vectors: &VectorFile,
+        vectors: &impl Rows,
         dist: &impl Fn(u32) -> f32,
         ef: usize,
         deleted: &Tombstones,
@@ -400,88 +391,6 @@ impl GraphFile {
             .collect();
         out.sort_unstable_by(|a, b| b.cmp(a));
         Ok(out)
-    }
-}
-
-/// A node and its distance to the query, ordered by distance (total order).
-#[derive(Clone, Copy, Debug)]
-struct Near {
-    d: f32,
-    id: u32,
-}
-
-impl PartialEq for Near {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Near {}
-
-impl Ord for Near {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.d.total_cmp(&other.d).then(self.id.cmp(&other.id))
-    }
-}
-
-impl PartialOrd for Near {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-thread_local! {
-    /// Each thread's visited set, reused across searches (see [`Visited`]).
-    static VISITED: RefCell<Visited> = const {
-        RefCell::new(Visited { bits: Vec::new(), touched: Vec::new() })
-    };
-}
-
-/// Run `f` with this thread's visited set, emptied, for a graph of `count` nodes.
-fn with_visited<R>(count: usize, f: impl FnOnce(&mut Visited) -> R) -> R {
-    VISITED.with_borrow_mut(|visited| {
-        visited.start(count);
-        f(visited)
-    })
-}
-
-/// The nodes one search has visited: one bit a node (125 KB for a 1M-node graph). Emptying
-/// clears only the words the last search touched, so a search costs O(nodes touched), not
-/// O(count), and allocates nothing after a thread's first search of a graph this big. Against
-/// 4-byte epoch stamps (4 MB at 1M, page-faulted in by a cold process) the same QPS, and a cold
-/// query on a 1M index took 2.4 instead of 4.4 ms (`examples/index_bench.rs`, A/B).
-struct Visited {
-    bits: Vec<u64>,
-    /// Indices of the non-zero words of `bits`.
-    touched: Vec<u32>,
-}
-
-impl Visited {
-    fn start(&mut self, count: usize) {
-        for &w in &self.touched {
-            self.bits[w as usize] = 0;
-        }
-        self.touched.clear();
-        let words = count.div_ceil(64);
-        if self.bits.len() < words {
-            self.bits = vec![0; words];
-        }
-    }
-
-    /// Mark `id` (< the `count` given to `start`) visited; whether it was new.
-    #[inline]
-    fn insert(&mut self, id: u32) -> bool {
-        let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
-        match self.bits.get_mut(word) {
-            Some(w) if *w & bit == 0 => {
-                if *w == 0 {
-                    self.touched.push(word as u32);
-                }
-                *w |= bit;
-                true
-            }
-            _ => false,
-        }
     }
 }
 

@@ -13,9 +13,8 @@
 //! gradient through the leaky ReLU. Elsewhere the same layer is composed from candle's ops
 //! ([`batch_norm_reference`]), which the tests also compare against.
 
-use super::dense::{contiguous_f32, leaky_relu_reference, Activation, CHUNK, LEAKY_SLOPE};
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, Var};
-use candle_nn::VarBuilder;
+use super::elementwise::{contiguous_f32, leaky_relu_reference, CHUNK, LEAKY_SLOPE};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
@@ -23,93 +22,6 @@ use std::sync::{Arc, Mutex};
 pub const BN_EPS: f64 = 1e-5;
 /// Weight of the current batch in the running statistics.
 pub const BN_MOMENTUM: f64 = 0.1;
-
-/// Whether a parameter name is a running statistic: updated by the forward pass, saved with
-/// the model, never given to the optimiser.
-pub fn is_buffer(name: &str) -> bool {
-    name.ends_with(".running_mean") || name.ends_with(".running_var")
-}
-
-/// Learned per-channel scale and shift, and the running statistics.
-pub struct BatchNorm {
-    pub gamma: Tensor,
-    pub beta: Tensor,
-    running_mean: Var,
-    running_var: Var,
-}
-
-impl BatchNorm {
-    /// Parameters `weight` (γ, ones), `bias` (β, zeros), `running_mean` (zeros) and
-    /// `running_var` (ones) under `vb`.
-    pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
-        let gamma = vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?;
-        let beta = vb.get_with_hints(channels, "bias", candle_nn::Init::Const(0.0))?;
-        let running_mean = Var::from_tensor(&vb.get_with_hints(
-            channels,
-            "running_mean",
-            candle_nn::Init::Const(0.0),
-        )?)?;
-        let running_var = Var::from_tensor(&vb.get_with_hints(
-            channels,
-            "running_var",
-            candle_nn::Init::Const(1.0),
-        )?)?;
-        Ok(BatchNorm {
-            gamma,
-            beta,
-            running_mean,
-            running_var,
-        })
-    }
-
-    pub fn running_mean(&self) -> &Tensor {
-        self.running_mean.as_tensor()
-    }
-
-    pub fn running_var(&self) -> &Tensor {
-        self.running_var.as_tensor()
-    }
-
-    /// Training mode: `leaky_relu(γ·(x − μ_B)/σ_B + β)` for `x` `(…, C)` with the batch's
-    /// statistics over every axis but the last; updates the running statistics.
-    pub fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
-        let (y, mean, var) = batch_norm_act(x, &self.gamma, &self.beta)?;
-        let rows = x.elem_count() / x.dims().last().copied().unwrap_or(1).max(1);
-        let unbiased = (var * (rows as f64 / (rows.max(2) - 1) as f64))?;
-        let m = BN_MOMENTUM;
-        let new_mean = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?;
-        let new_var = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
-        self.running_mean.set(&new_mean.detach())?;
-        self.running_var.set(&new_var.detach())?;
-        Ok(y)
-    }
-
-    /// Inference mode with the running statistics, from candle's ops (what [`Self::fold`]
-    /// must equal).
-    pub fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
-        let (scale, shift) = self.scale_shift()?;
-        leaky_relu_reference(&x.broadcast_mul(&scale)?.broadcast_add(&shift)?)
-    }
-
-    /// `(γ/√(var + ε), β − mean·γ/√(var + ε))` from the running statistics.
-    fn scale_shift(&self) -> Result<(Tensor, Tensor)> {
-        let scale = (&self.gamma / (self.running_var() + BN_EPS)?.sqrt()?)?;
-        let shift = (&self.beta - (self.running_mean() * &scale)?)?;
-        Ok((scale, shift))
-    }
-
-    /// The weight `(O, K)` and bias `(O)` of a layer `x·Wᵀ + b` followed by this
-    /// normalisation in inference mode, as one affine layer.
-    pub fn fold(&self, weight: &Tensor, bias: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (scale, shift) = self.scale_shift()?;
-        let weight = weight.broadcast_mul(&scale.unsqueeze(1)?)?;
-        let bias = ((bias * &scale)? + shift)?;
-        Ok((weight.detach(), bias.detach()))
-    }
-}
-
-/// The activation after a folded normalisation.
-pub const FOLDED_ACT: Activation = Activation::LeakyRelu;
 
 /// `(leaky_relu(γ·x̂ + β), batch mean, biased batch variance)` for `x` `(…, C)`, statistics
 /// over every axis but the last. The statistics carry no gradient.
@@ -421,10 +333,9 @@ impl CustomOp3 for BatchNormBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::conv::{conv, Window};
-    use crate::model::test_util::{max_diff, probe_gradients, random};
-    use candle_core::Device;
-    use rand::{Rng, SeedableRng};
+    use crate::ops::test_util::{max_diff, probe_gradients, random};
+    use candle_core::Var;
+    use rand::SeedableRng;
 
     /// Odd shapes (rows not a multiple of the chunk, a single channel, 4-D maps): values,
     /// statistics and the gradients of x, γ and β equal the composition of candle's ops.
@@ -470,81 +381,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    /// The running statistics move by momentum 0.1 towards the batch mean and the unbiased
-    /// batch variance; the model's output does not depend on them in training mode.
-    #[test]
-    fn running_statistics_follow_the_batches() -> Result<()> {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
-        let init = Arc::new(crate::model::SeededInit::new(0, Default::default()));
-        let bn = BatchNorm::new(4, init.var_builder(&Device::Cpu).pp("bn"))?;
-        let x = (random(&[6, 2, 3, 4], &mut rng) * 2.0)?;
-        bn.forward_train(&x)?;
-        let rows = x.reshape((36, 4))?;
-        let mean = rows.mean(0)?;
-        let var = rows.broadcast_sub(&mean)?.sqr()?.sum(0)? / 35.0;
-        let expected_mean = (mean * 0.1)?;
-        let expected_var = ((var? * 0.1)? + 0.9)?;
-        assert!(max_diff(bn.running_mean(), &expected_mean) < 1e-6);
-        assert!(max_diff(bn.running_var(), &expected_var) < 1e-5);
-        // Running statistics are buffers: named so that the optimiser skips them.
-        let names: Vec<String> = init.vars().into_iter().map(|(n, _)| n).collect();
-        let buffers: Vec<&String> = names.iter().filter(|n| is_buffer(n)).collect();
-        assert_eq!(buffers, ["bn.running_mean", "bn.running_var"]);
-        Ok(())
-    }
-
-    /// A convolution with its normalisation folded in equals the convolution followed by the
-    /// inference-mode normalisation (running statistics), on odd shapes.
-    #[test]
-    fn folded_inference_equals_inference_mode_batch_norm() -> Result<()> {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
-        for (b, size, cin, cout, window) in [
-            (
-                2,
-                9,
-                3,
-                5,
-                Window {
-                    kernel: 4,
-                    stride: 2,
-                    padding: 1,
-                },
-            ),
-            (
-                3,
-                5,
-                7,
-                6,
-                Window {
-                    kernel: 3,
-                    stride: 1,
-                    padding: 1,
-                },
-            ),
-        ] {
-            let init = Arc::new(crate::model::SeededInit::new(1, Default::default()));
-            let bn = BatchNorm::new(cout, init.var_builder(&Device::Cpu).pp("bn"))?;
-            // Non-trivial γ, β and running statistics.
-            for (_, var) in init.vars() {
-                let values: Vec<f32> = (0..cout).map(|_| rng.random_range(0.2..2.0)).collect();
-                var.set(&Tensor::new(values, &Device::Cpu)?)?;
-            }
-            let row = window.kernel * window.kernel * cin;
-            let weight = random(&[cout, row], &mut rng);
-            let bias = Tensor::zeros(cout, DType::F32, &Device::Cpu)?;
-            let x = random(&[b, size, size, cin], &mut rng);
-            let unfolded =
-                bn.forward_eval(&conv(&x, &weight, &bias, window, Activation::Identity)?)?;
-            let (w2, b2) = bn.fold(&weight, &bias)?;
-            let folded = conv(&x, &w2, &b2, window, FOLDED_ACT)?;
-            assert!(
-                max_diff(&unfolded, &folded) < 1e-4,
-                "{}",
-                max_diff(&unfolded, &folded)
-            );
-        }
-        Ok(())
     }
 }

@@ -17,9 +17,9 @@
 //! is a graph node: [`super::conv`]'s op calls [`forward`] and [`backward`] when [`Plan::new`]
 //! accepts its window and shape, and its own im2col path otherwise.
 
-use super::conv::Window;
-use super::dense::{leaky_relu_in_place, Activation};
+use super::elementwise::{leaky_relu_in_place, Activation};
 use super::matmul::{matmul, MatRef};
+use super::window::Window;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -743,8 +743,8 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::conv::{conv, conv_reference};
-    use crate::model::test_util::{max_diff, probe_gradients, random};
+    use crate::ops::conv::{conv, conv_reference};
+    use crate::ops::test_util::{max_diff, probe_gradients, random};
     use candle_core::{Tensor, Var};
     use rand::SeedableRng;
 

@@ -1,7 +1,7 @@
 //! Adam's update as three in-place passes on the CPU (first moment, second moment,
 //! parameter) instead of about ten candle ops that each allocate a new tensor per parameter.
 
-use crate::model::dense::{contiguous_f32, CHUNK};
+use super::elementwise::{contiguous_f32, CHUNK};
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
 use rayon::prelude::*;
 

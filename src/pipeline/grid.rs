@@ -1,19 +1,35 @@
 //! Contact sheets: each row a query image, then its neighbours with their cosine scores, as
 //! in the DIM paper's CIFAR-10 KNN figure.
 
+use super::query::{self, QueryAnswer};
 use crate::data;
+use crate::error::{Error, Result};
 use crate::index::{Hit, Index, SearchOptions};
 use crate::model::Model;
-use crate::search;
-use crate::{Error, Result};
 use image::{imageops::FilterType, Rgb, RgbImage};
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
+
+/// Thumbnail side in pixels unless told otherwise.
+pub const DEFAULT_TILE: u32 = 64;
 
 /// A query and its ranked neighbours.
 pub struct Row {
     pub query: PathBuf,
     pub neighbours: Vec<Hit>,
+}
+
+/// The rows of the answered queries (an unreadable query image has no row).
+pub fn query_rows(answers: &[QueryAnswer]) -> Vec<Row> {
+    answers
+        .iter()
+        .filter_map(|a| {
+            a.result.as_ref().ok().map(|hits| Row {
+                query: a.query.clone(),
+                neighbours: hits.clone(),
+            })
+        })
+        .collect()
 }
 
 /// `rows` indexed images drawn at random (reproducibly from `seed`), each with its `k` nearest
@@ -42,7 +58,7 @@ pub fn random_rows(
         ..SearchOptions::default()
     };
     let mut out = Vec::with_capacity(picks.len());
-    for answer in search::query(model, index, &picks, &options, 256)? {
+    for answer in query::query(model, index, &picks, &options)? {
         if let Ok(hits) = answer.result {
             let neighbours = hits
                 .into_iter()
@@ -102,7 +118,7 @@ pub fn save(sheet: &RgbImage, path: &Path) -> Result<()> {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-    crate::model::write_atomic(path, &bytes)
+    crate::fsx::write_atomic(path, &bytes).map_err(|e| Error::io(path, e))
 }
 
 fn thumbnail(path: &Path, tile: u32) -> RgbImage {

@@ -3,16 +3,16 @@
 //! Models are measured through the same index and query path users run; the raw-pixel floor
 //! is an exact scan over mean-centred pixels.
 
+use super::indexing::{self, CommitPolicy, IndexOptions};
+use super::query;
 use crate::data::{self, Preprocess};
+use crate::error::{Error, Result};
 use crate::index::{Hit, Index, SearchOptions};
 use crate::model::Model;
-use crate::progress::Verbosity;
-use crate::search::{self, IndexOptions};
-use crate::{Error, Result};
-use serde::Serialize;
+use crate::progress::{OnEvent, Verbosity};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
@@ -28,7 +28,22 @@ pub struct EvalOptions {
     pub verbosity: Verbosity,
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl EvalOptions {
+    /// The DIM KNN experiment's measures on `root`: P@9 and the kNN-200 vote weighted by
+    /// exp(cosine / 0.07), every image a query.
+    pub fn new(root: PathBuf) -> Self {
+        EvalOptions {
+            root,
+            k: 9,
+            knn: 200,
+            temperature: 0.07,
+            queries: None,
+            verbosity: Verbosity::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct ClassScore {
     pub class: String,
     pub images: usize,
@@ -36,7 +51,7 @@ pub struct ClassScore {
     pub knn_accuracy: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct EvalReport {
     pub what: String,
     pub images: usize,
@@ -67,7 +82,14 @@ fn query_subset(paths: &[PathBuf], limit: Option<usize>) -> Vec<PathBuf> {
 
 /// Indexes `opts.root` with `model` in a temporary index, queries every image, and scores
 /// the neighbours (the query itself excluded).
-pub fn evaluate_model(model: &Model, opts: &EvalOptions) -> Result<EvalReport> {
+pub fn evaluate_model(
+    model: &Model,
+    opts: &EvalOptions,
+    on_event: OnEvent<'_>,
+) -> Result<EvalReport> {
+    if opts.k == 0 || opts.knn == 0 {
+        return Err(Error::Usage("k and knn must be at least 1".into()));
+    }
     let started = Instant::now();
     let tmp = std::env::temp_dir().join(format!(
         "imgsearch-eval-{}-{}",
@@ -76,14 +98,11 @@ pub fn evaluate_model(model: &Model, opts: &EvalOptions) -> Result<EvalReport> {
     ));
     let _cleanup = RemoveOnDrop(tmp.clone());
     let index_opts = IndexOptions {
-        roots: vec![opts.root.clone()],
-        index: tmp.clone(),
-        batch: 256,
-        commit_every: usize::MAX,
-        commit_interval: Duration::MAX,
+        commit: CommitPolicy::at_end(),
         verbosity: opts.verbosity,
+        ..IndexOptions::new(tmp.clone(), vec![opts.root.clone()])
     };
-    let summary = search::index_folders(model, &index_opts, |_| {})?;
+    let summary = indexing::index_folders(model, &index_opts, on_event)?;
     let index = Index::open(&tmp)?;
     let mut paths: Vec<PathBuf> = index
         .entries()
@@ -99,8 +118,11 @@ pub fn evaluate_model(model: &Model, opts: &EvalOptions) -> Result<EvalReport> {
     let bar = opts.verbosity.bar(queries.len() as u64, "query");
     let mut ranked = Vec::with_capacity(queries.len());
     for chunk in queries.chunks(1024) {
-        for answer in search::query(model, &index, chunk, &search_opts, 256)? {
-            let hits = answer.result.map_err(Error::Usage)?;
+        for answer in query::query(model, &index, chunk, &search_opts)? {
+            let hits = answer.result.map_err(|reason| Error::Image {
+                path: answer.query.clone(),
+                reason,
+            })?;
             ranked.push((answer.query, hits));
         }
         bar.inc(chunk.len() as u64);
@@ -114,15 +136,28 @@ pub fn evaluate_model(model: &Model, opts: &EvalOptions) -> Result<EvalReport> {
 }
 
 /// The raw-pixel floor: cosine on mean-centred pixels at the preprocessing's size.
-pub fn evaluate_pixels(preprocess: &Preprocess, opts: &EvalOptions) -> Result<EvalReport> {
+pub fn evaluate_pixels(
+    preprocess: &Preprocess,
+    opts: &EvalOptions,
+    on_event: OnEvent<'_>,
+) -> Result<EvalReport> {
     let started = Instant::now();
     let scan = data::scan(std::slice::from_ref(&opts.root))?;
+    for (path, reason) in &scan.unreadable {
+        on_event(crate::progress::Event::Skipped { path, reason });
+    }
     let paths: Vec<PathBuf> = scan.files.into_iter().map(|f| f.path).collect();
     let mut kept = Vec::new();
     let mut vectors: Vec<Vec<f32>> = Vec::new();
     let mut skipped = 0;
-    for batch in data::stream(paths.clone(), preprocess.clone(), 256) {
+    for batch in data::stream(paths.clone(), preprocess.clone(), indexing::DEFAULT_BATCH) {
         skipped += batch.failures.len();
+        for (_, f) in &batch.failures {
+            on_event(crate::progress::Event::Skipped {
+                path: &f.path,
+                reason: &f.reason,
+            });
+        }
         for item in batch.items {
             kept.push(paths[item.index].clone());
             vectors.push(item.rgb.iter().map(|&p| p as f32 / 255.0).collect());

@@ -1,4 +1,4 @@
-//! Convolution as im2col + matmul on channels-last (NHWC) activations.
+//! Convolution as a patch gather + matmul on channels-last (NHWC) activations.
 //!
 //! candle's own conv2d backward goes through conv_transpose2d, which on the CPU ran at a
 //! fraction of its forward speed (3–5× the forward's time). Here a convolution is a patch
@@ -10,139 +10,20 @@
 //! patch-sized gradient, and it is not kept from forward to backward. Channels-last keeps
 //! every patch row contiguous and makes the output the next layer's input without a
 //! transpose. On devices other than the CPU the same layer is built from candle's own ops
-//! ([`conv_reference`], [`im2col_reference`]), so the CUDA backend keeps working; the
-//! separate gather op [`im2col`] remains as the tested building block.
+//! ([`conv_reference`], [`im2col_reference`]), so the CUDA backend keeps working.
 
-use super::dense::{
+use super::elementwise::{
     contiguous_f32, dense_reference, leaky_relu_grad, leaky_relu_in_place, Activation,
 };
 use super::matmul::{matmul, MatRef};
+use super::window::Window;
 use super::winograd;
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::borrow::Cow;
 
-/// Geometry of a square convolution window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub kernel: usize,
-    pub stride: usize,
-    pub padding: usize,
-}
-
-impl Window {
-    /// The 1×1 window: every pixel is its own patch.
-    pub const POINT: Window = Window {
-        kernel: 1,
-        stride: 1,
-        padding: 0,
-    };
-
-    pub fn output_size(&self, input: usize) -> usize {
-        (input + 2 * self.padding - self.kernel) / self.stride + 1
-    }
-}
-
-/// A 2-D convolution over NHWC tensors. The weight is stored as `(C_out, K·K·C_in)` with the
-/// patch order (ky, kx, c), the order [`Im2Col`] produces.
-pub struct Conv {
-    weight: Tensor,
-    bias: Tensor,
-    window: Window,
-}
-
-impl Conv {
-    pub fn new(
-        in_channels: usize,
-        out_channels: usize,
-        window: Window,
-        vb: VarBuilder,
-    ) -> Result<Self> {
-        let (weight, fan_in) = Self::init_weight(in_channels, out_channels, window, &vb)?;
-        let bound = 1.0 / (fan_in as f64).sqrt();
-        let bias = vb.get_with_hints(
-            out_channels,
-            "bias",
-            candle_nn::Init::Uniform {
-                lo: -bound,
-                up: bound,
-            },
-        )?;
-        Ok(Conv {
-            weight,
-            bias,
-            window,
-        })
-    }
-
-    /// The Kaiming-initialised weight `(O, K·K·C)` under `vb`, and its fan-in.
-    fn init_weight(
-        in_channels: usize,
-        out_channels: usize,
-        window: Window,
-        vb: &VarBuilder,
-    ) -> Result<(Tensor, usize)> {
-        let fan_in = window.kernel * window.kernel * in_channels;
-        let weight = vb.get_with_hints(
-            (out_channels, fan_in),
-            "weight",
-            candle_nn::init::DEFAULT_KAIMING_NORMAL,
-        )?;
-        Ok((weight, fan_in))
-    }
-
-    /// A convolution whose output is normalised next: the weight under `vb`, a constant
-    /// zero bias (a learned one would be cancelled by the normalisation).
-    pub fn without_bias(
-        in_channels: usize,
-        out_channels: usize,
-        window: Window,
-        vb: VarBuilder,
-    ) -> Result<Self> {
-        let (weight, _) = Self::init_weight(in_channels, out_channels, window, &vb)?;
-        let bias = Tensor::zeros(out_channels, weight.dtype(), weight.device())?;
-        Ok(Conv {
-            weight,
-            bias,
-            window,
-        })
-    }
-
-    /// A convolution from given weight `(C_out, K·K·C_in)` and bias `(C_out)`.
-    pub fn from_parts(weight: Tensor, bias: Tensor, window: Window) -> Self {
-        Conv {
-            weight,
-            bias,
-            window,
-        }
-    }
-
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
-    }
-
-    pub fn bias(&self) -> &Tensor {
-        &self.bias
-    }
-
-    pub fn window(&self) -> Window {
-        self.window
-    }
-
-    /// `x`: `(B, H, W, C_in)` → `(B, H', W', C_out)`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_act(x, Activation::Identity)
-    }
-
-    /// The convolution followed by `act`, as one op ([`conv`]).
-    pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
-        conv(x, &self.weight, &self.bias, self.window, act)
-    }
-}
-
 /// `act(conv(x) + bias)` for `x` `(B, H, W, C)` and `weight` `(O, K·K·C)` in the patch order
-/// of [`im2col`]: `(B, H', W', O)`. With [`Window::POINT`], `x` may also be rows `(N, K)`:
+/// of [`im2col_reference`]: `(B, H', W', O)`. With [`Window::POINT`], `x` may also be rows `(N, K)`:
 /// a dense layer, output `(N, O)`. On the CPU one custom op ([`ConvOp`]) whose patch matrix
 /// lives only inside its forward and backward; elsewhere the same from candle's ops.
 pub fn conv(
@@ -434,15 +315,6 @@ impl CustomOp3 for ConvBackward {
     }
 }
 
-/// Patches of `x` `(B, H, W, C)` as rows `(B·H'·W', K·K·C)`, zero outside the image.
-pub fn im2col(x: &Tensor, window: Window) -> Result<Tensor> {
-    if x.device().is_cpu() {
-        x.contiguous()?.apply_op1(Im2Col { window })
-    } else {
-        im2col_reference(x, window)
-    }
-}
-
 /// The same gather written with candle's generic ops (pad, index_select, cat): slower on the
 /// CPU, but it runs on every backend and is the reference the custom op is tested against.
 pub fn im2col_reference(x: &Tensor, window: Window) -> Result<Tensor> {
@@ -468,60 +340,6 @@ pub fn im2col_reference(x: &Tensor, window: Window) -> Result<Tensor> {
         }
     }
     Tensor::cat(&patches, 3)?.reshape((b * oh * ow, kernel * kernel * c))
-}
-
-/// The im2col gather as a custom CPU op; its gradient is [`Col2Im`].
-struct Im2Col {
-    window: Window,
-}
-
-impl CustomOp1 for Im2Col {
-    fn name(&self) -> &'static str {
-        "im2col-nhwc"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (b, h, w, c) = layout.shape().dims4()?;
-        let input = contiguous_f32(storage, layout, self.name())?;
-        let kernel = self.window.kernel;
-        let (oh, ow) = (self.window.output_size(h), self.window.output_size(w));
-        let out = im2col_cpu(input, (b, h, w, c), self.window);
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((b * oh * ow, kernel * kernel * c)),
-        ))
-    }
-
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let (b, h, w, c) = arg.dims4()?;
-        let grad = grad_res.contiguous()?.apply_op1_no_bwd(&Col2Im {
-            window: self.window,
-            batch: b,
-            height: h,
-            width: w,
-            channels: c,
-        })?;
-        Ok(Some(grad))
-    }
-}
-
-/// The patch matrix `(B·H'·W', K·K·C)` of a contiguous `(B, H, W, C)` input.
-fn im2col_cpu(
-    input: &[f32],
-    (b, h, w, c): (usize, usize, usize, usize),
-    window: Window,
-) -> Vec<f32> {
-    let kernel = window.kernel;
-    let (oh, ow) = (window.output_size(h), window.output_size(w));
-    let row = kernel * kernel * c;
-    let mut out = vec![0f32; b * oh * ow * row];
-    if out.is_empty() || h * w * c == 0 {
-        return out;
-    }
-    out.par_chunks_mut(oh * ow * row)
-        .zip(input.par_chunks(h * w * c))
-        .for_each(|(out, image)| gather_patches(image, out, (h, w, c), window));
-    out
 }
 
 /// `(B, H, W, C)`, or `(N, K)` rows taken as `N` images of one `K`-channel pixel (the 1×1
@@ -554,7 +372,7 @@ fn patches<'a>(
 }
 
 /// Appends the patch rows of whole `(h, w, c)` images to `cols`, in the order of
-/// [`gather_patches`], with zeros where the window falls outside an image.
+/// [`im2col_reference`], with zeros where the window falls outside an image.
 fn push_patches(
     images: &[f32],
     cols: &mut Vec<f32>,
@@ -589,19 +407,8 @@ fn push_patches(
     }
 }
 
-/// Writes the patch rows of whole `(h, w, c)` images into `cols` (`oh·ow·K·K·c` values an
-/// image), which must be zero where the window falls outside an image.
-fn gather_patches(images: &[f32], cols: &mut [f32], dims: (usize, usize, usize), window: Window) {
-    let (image, patches) = patch_sizes(dims, window);
-    for (image, cols) in images.chunks(image).zip(cols.chunks_mut(patches)) {
-        for_each_tap(window, dims, |patch, pixel| {
-            cols[patch..patch + dims.2].copy_from_slice(&image[pixel..pixel + dims.2]);
-        });
-    }
-}
-
 /// Adds the patch rows `cols` of whole images back onto them: the adjoint of
-/// [`gather_patches`].
+/// [`push_patches`].
 fn scatter_patches(cols: &[f32], images: &mut [f32], dims: (usize, usize, usize), window: Window) {
     let (image, patches) = patch_sizes(dims, window);
     for (image, cols) in images.chunks_mut(image).zip(cols.chunks(patches)) {
@@ -623,40 +430,6 @@ fn patch_sizes((h, w, c): (usize, usize, usize), window: Window) -> (usize, usiz
         (h * w * c).max(1),
         (rows * window.kernel * window.kernel * c).max(1),
     )
-}
-
-/// Scatter-adds patch rows back onto the image: the adjoint of [`Im2Col`]. Each image's
-/// gradient is written by one task, so the adds need no synchronisation.
-struct Col2Im {
-    window: Window,
-    batch: usize,
-    height: usize,
-    width: usize,
-    channels: usize,
-}
-
-impl CustomOp1 for Col2Im {
-    fn name(&self) -> &'static str {
-        "col2im-nhwc"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let cols = contiguous_f32(storage, layout, self.name())?;
-        let (b, h, w, c) = (self.batch, self.height, self.width, self.channels);
-        let kernel = self.window.kernel;
-        let (oh, ow) = (self.window.output_size(h), self.window.output_size(w));
-        let row = kernel * kernel * c;
-        if cols.len() != b * oh * ow * row {
-            candle_core::bail!("col2im: {} values for {b}×{oh}×{ow}×{row}", cols.len());
-        }
-        let mut out = vec![0f32; b * h * w * c];
-        if !out.is_empty() && oh * ow * row > 0 {
-            out.par_chunks_mut(h * w * c)
-                .zip(cols.par_chunks(oh * ow * row))
-                .for_each(|(image, cols)| scatter_patches(cols, image, (h, w, c), self.window));
-        }
-        Ok((CpuStorage::F32(out), Shape::from((b, h, w, c))))
-    }
 }
 
 /// Calls `f(patch_offset, pixel_offset)` for every output position and kernel tap that falls
@@ -694,51 +467,9 @@ fn for_each_tap(window: Window, (h, w, c): (usize, usize, usize), mut f: impl Fn
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_util::{max_diff, probe_gradients, random};
+    use crate::ops::test_util::{max_diff, probe_gradients, random};
     use candle_core::Var;
     use rand::{Rng, SeedableRng};
-
-    /// Random shapes, odd sizes included: the custom op and its gradient equal the
-    /// reference gather built from candle's ops.
-    #[test]
-    fn im2col_and_its_gradient_match_the_reference() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        for _ in 0..12 {
-            let window = Window {
-                kernel: rng.random_range(1..=4),
-                stride: rng.random_range(1..=2),
-                padding: rng.random_range(0..=1),
-            };
-            let b = rng.random_range(1..=3);
-            let h = rng.random_range(window.kernel.max(2)..=9);
-            let w = rng.random_range(window.kernel.max(2)..=9);
-            let c = rng.random_range(1..=5);
-            let x = Var::from_tensor(&random(&[b, h, w, c], &mut rng)).expect("var");
-            let fast = im2col(x.as_tensor(), window).expect("im2col");
-            let slow = im2col_reference(x.as_tensor(), window).expect("reference");
-            assert_eq!(fast.dims(), slow.dims(), "{window:?} {b}x{h}x{w}x{c}");
-            assert!(max_diff(&fast, &slow) == 0.0, "{window:?}");
-
-            let probe = random(fast.dims(), &mut rng);
-            let g_fast = (fast * &probe)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let g_slow = (slow * &probe)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let (a, b) = (
-                g_fast.get(x.as_tensor()).expect("grad"),
-                g_slow.get(x.as_tensor()).expect("grad"),
-            );
-            assert!(max_diff(a, b) < 1e-5, "{window:?}: {}", max_diff(a, b));
-        }
-    }
 
     /// Random windows and odd shapes, both activations: the fused op's values and its
     /// three gradients equal the same convolution composed from candle's ops.
@@ -798,15 +529,12 @@ mod tests {
             let x = Var::from_tensor(&random(&[2, size, size, cin], &mut rng)).expect("x");
             let w = Var::from_tensor(&random(&[cout, kernel, kernel, cin], &mut rng)).expect("w");
             let bias = random(&[cout], &mut rng);
-            let conv = Conv {
-                weight: w
-                    .as_tensor()
-                    .reshape((cout, kernel * kernel * cin))
-                    .expect("w"),
-                bias: bias.clone(),
-                window,
-            };
-            let ours = conv.forward(x.as_tensor()).expect("ours");
+            let weight = w
+                .as_tensor()
+                .reshape((cout, kernel * kernel * cin))
+                .expect("w");
+            let ours =
+                conv(x.as_tensor(), &weight, &bias, window, Activation::Identity).expect("ours");
             let theirs = x
                 .as_tensor()
                 .permute((0, 3, 1, 2))

@@ -1,154 +1,29 @@
-//! Training: decode the folder once into preprocessed pixels (kept in a memory-mapped pixel
-//! cache, so later runs and `--resume` decode nothing), then run the DIM objective with
-//! Adam for some epochs, writing an atomic checkpoint (weights + optimiser state) and the
-//! exported model at the end of each epoch so that `--resume` continues exactly.
+//! The training loop: load the pixels, build or restore the model and optimiser, run the
+//! epochs (views, augmentation, occlusion, the DIM objective, Adam at the scheduled rate),
+//! stop on a non-finite loss, and checkpoint after every epoch.
 
-use crate::data::{self, occlude, Augment, Failure, LoadStats, Loaded};
-use crate::model::batchnorm::is_buffer;
+use super::adam::Adam;
+use super::checkpoint;
+use super::settings::{RunSettings, TrainOptions};
+use crate::data::{self, occlude, Failure, LoadStats, Loaded};
+use crate::error::{Error, Result};
 use crate::model::{
-    objective, safetensors_bytes, save_model, write_atomic, Dim, DimBatch, ModelConfig, PriorKind,
-    SeededInit, TrainingRecord, PRIOR_PREFIX,
+    is_buffer, objective, Dim, DimBatch, ModelConfig, PriorKind, SeededInit, TrainingRecord,
+    PRIOR_PREFIX,
 };
-use crate::progress::Verbosity;
-use crate::{Error, Result};
+use crate::progress::{Event, OnEvent};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-mod fused;
-
-pub const CHECKPOINT_WEIGHTS: &str = "checkpoint.safetensors";
-pub const CHECKPOINT_STATE: &str = "checkpoint.json";
-
-#[derive(Debug, Clone)]
-pub struct TrainOptions {
-    pub roots: Vec<PathBuf>,
-    pub out: PathBuf,
-    pub epochs: usize,
-    /// Images per step. `None`: [`DEFAULT_BATCH`], or on `resume` the run's own (a resumed
-    /// run cannot change it: its step count and schedule are counted in batches).
-    pub batch: Option<usize>,
-    /// Peak learning rate. `None`: [`DEFAULT_LR`], or on `resume` the run's own.
-    pub lr: Option<f64>,
-    /// `None`: [`DEFAULT_SCHEDULE`], or on `resume` the run's own.
-    pub schedule: Option<LrSchedule>,
-    /// Seeds the initial weights and each epoch's data order and augmentations. `None`:
-    /// [`DEFAULT_SEED`], or on `resume` the run's own, so that the resumed epochs draw what an
-    /// uninterrupted run would have.
-    pub seed: Option<u64>,
-    pub resume: bool,
-    /// Use at most this many images, evenly spaced through the sorted paths.
-    pub limit: Option<usize>,
-    pub augment: Augment,
-    /// Views of each image per step: 1, or 2 to pair the code of one augmented view with
-    /// the features of another.
-    pub views: usize,
-    /// Architecture and objective; ignored on `--resume`, which keeps the checkpoint's.
-    pub config: ModelConfig,
-    /// The pixel cache file ([`data::CACHE_FILE`] in some folder); `None` decodes into memory.
-    pub cache: Option<PathBuf>,
-    pub verbosity: Verbosity,
-}
-
-pub const DEFAULT_BATCH: usize = 64;
-pub const DEFAULT_LR: f64 = 1e-3;
-pub const DEFAULT_SCHEDULE: LrSchedule = LrSchedule::Cosine;
-pub const DEFAULT_SEED: u64 = 0;
-
-/// How the run trains: the options given, the rest from the run being resumed or the
-/// defaults. A resumed run always keeps its batch, views and augmentation.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct RunSettings {
-    batch: usize,
-    lr: f64,
-    schedule: LrSchedule,
-    seed: u64,
-    views: usize,
-    augment: Augment,
-}
-
-impl RunSettings {
-    fn resolve(opts: &TrainOptions, resumed: Option<&TrainingRecord>) -> Result<Self> {
-        let Some(record) = resumed else {
-            return Ok(RunSettings {
-                batch: opts.batch.unwrap_or(DEFAULT_BATCH),
-                lr: opts.lr.unwrap_or(DEFAULT_LR),
-                schedule: opts.schedule.unwrap_or(DEFAULT_SCHEDULE),
-                seed: opts.seed.unwrap_or(DEFAULT_SEED),
-                views: opts.views.max(1),
-                augment: opts.augment,
-            });
-        };
-        if let Some(batch) = opts.batch.filter(|&b| b != record.batch) {
-            return Err(Error::Usage(format!(
-                "--batch {batch}: the run in {} trains with batch {}, and --resume cannot change it",
-                opts.out.display(),
-                record.batch
-            )));
-        }
-        Ok(RunSettings {
-            batch: record.batch,
-            lr: opts.lr.unwrap_or(record.lr),
-            schedule: opts
-                .schedule
-                .unwrap_or_else(|| LrSchedule::from_record(&record.schedule)),
-            seed: opts.seed.unwrap_or(record.seed),
-            views: record.views,
-            augment: record.augment,
-        })
-    }
-}
-
-/// How the learning rate moves over the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LrSchedule {
-    #[default]
-    Constant,
-    /// Half a cosine from `--lr` down to 0 over all steps of all epochs.
-    Cosine,
-}
-
-impl LrSchedule {
-    /// The schedule a model's training record names (models from before schedules were
-    /// recorded trained at a constant rate).
-    fn from_record(name: &str) -> Self {
-        if name == LrSchedule::Cosine.name() {
-            LrSchedule::Cosine
-        } else {
-            LrSchedule::Constant
-        }
-    }
-
-    /// The name training records use, as on the command line.
-    fn name(self) -> &'static str {
-        match self {
-            LrSchedule::Constant => "constant",
-            LrSchedule::Cosine => "cosine",
-        }
-    }
-
-    /// The learning rate at `step` of `total` steps.
-    pub fn at(self, lr: f64, step: usize, total: usize) -> f64 {
-        match self {
-            LrSchedule::Constant => lr,
-            LrSchedule::Cosine => {
-                let progress = (step as f64 / total.max(1) as f64).min(1.0);
-                lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
-            }
-        }
-    }
-}
-
 /// What a training run did, for the CLI's summary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TrainReport {
     pub images: usize,
     pub skipped: usize,
@@ -165,7 +40,7 @@ pub struct TrainReport {
 }
 
 /// One step's loss terms (before weighting) and the weighted total.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Losses {
     pub global: f32,
     pub local: f32,
@@ -173,146 +48,50 @@ pub struct Losses {
     pub total: f32,
 }
 
-/// Saved beside the checkpoint weights; `--resume` starts after `epochs_done`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CheckpointState {
-    config: ModelConfig,
-    epochs_done: usize,
-    steps: usize,
-    adam_step: usize,
-    seconds: f64,
-    weights_crc32: u32,
-}
-
-/// Adam with bias correction (AdamW's decoupled decay when `weight_decay > 0`). Its moment
-/// estimates are plain tensors so that checkpoints can carry them.
-pub struct Adam {
-    vars: Vec<(String, Var)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    step: usize,
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    weight_decay: f64,
-}
-
-impl Adam {
-    pub fn new(vars: Vec<(String, Var)>, lr: f64) -> candle_core::Result<Self> {
-        // Separate zero tensors for m and v: the CPU update writes them in place.
-        let zeros = || {
-            vars.iter()
-                .map(|(_, v)| v.as_tensor().zeros_like())
-                .collect::<candle_core::Result<Vec<_>>>()
-        };
-        Ok(Adam {
-            m: zeros()?,
-            v: zeros()?,
-            vars,
-            step: 0,
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        })
-    }
-
-    pub fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
-    pub fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
-        self.step += 1;
-        let t = self.step as i32;
-        let correction1 = 1.0 - self.beta1.powi(t);
-        let correction2 = 1.0 - self.beta2.powi(t);
-        let step_size = self.lr / correction1;
-        let fused = fused::AdamStep {
-            beta1: self.beta1 as f32,
-            beta2: self.beta2 as f32,
-            step_size: step_size as f32,
-            correction2: correction2 as f32,
-            eps: self.eps as f32,
-            decay: (self.lr * self.weight_decay) as f32,
-        };
-        for (i, (_, var)) in self.vars.iter().enumerate() {
-            let Some(grad) = grads.get(var.as_tensor()) else {
-                continue;
-            };
-            // m and v own their storages (made in `new`, copied in `restore_moments`; the
-            // clones `state_tensors` hands out are serialised at once), as the in-place
-            // update requires.
-            if fused::adam_in_place(var.as_tensor(), &self.m[i], &self.v[i], grad, fused)? {
-                continue;
-            }
-            self.m[i] = ((&self.m[i] * self.beta1)? + (grad * (1.0 - self.beta1))?)?;
-            self.v[i] = ((&self.v[i] * self.beta2)? + (grad.sqr()? * (1.0 - self.beta2))?)?;
-            let denom = ((&self.v[i] / correction2)?.sqrt()? + self.eps)?;
-            let mut updated = (var.as_tensor() - ((&self.m[i] / denom)? * step_size)?)?;
-            if self.weight_decay > 0.0 {
-                updated = (updated - (var.as_tensor() * (self.lr * self.weight_decay))?)?;
-            }
-            var.set(&updated)?;
-        }
-        Ok(())
-    }
-
-    /// Parameters and moments as named tensors, for a checkpoint. They share storage with the
-    /// optimiser's, which the next step updates in place: serialise them before stepping again.
-    fn state_tensors(&self) -> HashMap<String, Tensor> {
-        let mut out = HashMap::new();
-        for (i, (name, var)) in self.vars.iter().enumerate() {
-            out.insert(format!("param.{name}"), var.as_tensor().clone());
-            out.insert(format!("adam_m.{name}"), self.m[i].clone());
-            out.insert(format!("adam_v.{name}"), self.v[i].clone());
-        }
-        out
-    }
-
-    fn restore_moments(&mut self, saved: &HashMap<String, Tensor>, step: usize) -> Result<()> {
-        for (i, (name, var)) in self.vars.iter().enumerate() {
-            for (prefix, slot) in [("adam_m", &mut self.m[i]), ("adam_v", &mut self.v[i])] {
-                let key = format!("{prefix}.{name}");
-                match saved.get(&key) {
-                    // A copy of its own: the moments are updated in place.
-                    Some(t) if t.shape() == var.as_tensor().shape() => *slot = t.copy()?,
-                    _ => {
-                        return Err(Error::model(
-                            CHECKPOINT_WEIGHTS,
-                            format!("optimiser state {key} is missing or has the wrong shape"),
-                        ))
-                    }
-                }
-            }
-        }
-        self.step = step;
-        Ok(())
-    }
-}
-
-/// The preprocessed pixels of every image under the roots, through the pixel cache.
-fn load_pixels(opts: &TrainOptions, config: &ModelConfig) -> Result<Loaded> {
+/// The preprocessed pixels of every image under the roots, through the pixel cache. Fewer
+/// files than `batch` is an error before anything is decoded or written.
+fn load_pixels(
+    opts: &TrainOptions,
+    config: &ModelConfig,
+    batch: usize,
+    on_event: OnEvent<'_>,
+) -> Result<Loaded> {
     let scan = data::scan(&opts.roots)?;
+    for (path, reason) in &scan.unreadable {
+        on_event(Event::Skipped { path, reason });
+    }
     let mut files = scan.files;
     if let Some(limit) = opts.limit.filter(|&l| l < files.len()) {
         // Evenly spaced through the sorted paths, so a limit samples every folder.
         let n = files.len();
         files = (0..limit).map(|i| files[i * n / limit].clone()).collect();
     }
+    if files.is_empty() {
+        return Err(Error::NoImages {
+            path: opts.roots.first().cloned().unwrap_or_default(),
+        });
+    }
+    if files.len() < batch {
+        return Err(too_few(files.len(), "files", batch));
+    }
     let bar = opts.verbosity.bar(files.len() as u64, "decode");
     let mut loaded = data::load_pixels(
         &files,
         &config.preprocess,
-        opts.cache.as_deref(),
+        opts.cache_file().as_deref(),
         &mut |event| match event {
             data::Event::Done(n) => bar.inc(n as u64),
-            data::Event::Skipped(failure) => opts.verbosity.warn(
+            data::Event::Skipped(failure) => opts.verbosity.report(
                 &bar,
-                &format!("skipped {}: {}", failure.path.display(), failure.reason),
+                on_event,
+                Event::Skipped {
+                    path: &failure.path,
+                    reason: &failure.reason,
+                },
             ),
-            data::Event::Warning(line) => opts.verbosity.warn(&bar, &line),
+            data::Event::Warning(line) => {
+                opts.verbosity.report(&bar, on_event, Event::Warning(&line))
+            }
         },
     )?;
     bar.finish_and_clear();
@@ -322,6 +101,12 @@ fn load_pixels(opts: &TrainOptions, config: &ModelConfig) -> Result<Loaded> {
         .map(|(path, reason)| Failure { path, reason });
     loaded.failures.splice(0..0, unreadable);
     Ok(loaded)
+}
+
+fn too_few(count: usize, what: &str, batch: usize) -> Error {
+    Error::Usage(format!(
+        "only {count} {what}: training needs at least --batch ({batch}) images"
+    ))
 }
 
 /// A `(rows, cols)` matrix of N(0, I) draws from our seeded RNG (candle's CPU device cannot be
@@ -355,11 +140,11 @@ fn adversarial_grads(
 }
 
 /// Trains a model and writes it to `opts.out` (see the module doc for the files).
-pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
+pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Result<TrainReport> {
     let out = &opts.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let resumed = if opts.resume {
-        Some(read_checkpoint(out, device)?)
+        Some(checkpoint::read(out, device)?)
     } else {
         None
     };
@@ -382,22 +167,21 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
         ));
     }
 
+    let cache = opts.cache_file();
+    let cache_was_there = cache.as_ref().is_some_and(|c| c.exists());
     let Loaded {
         pixels,
         failures,
         stats: load,
-    } = load_pixels(opts, &config)?;
+    } = load_pixels(opts, &config, run.batch, on_event)?;
     let count = pixels.len();
-    if count == 0 {
-        return Err(Error::NoImages {
-            path: opts.roots.first().cloned().unwrap_or_default(),
-        });
-    }
     if count < run.batch {
-        return Err(Error::Usage(format!(
-            "only {count} readable images: training needs at least --batch ({})",
-            run.batch
-        )));
+        // A run that cannot start leaves no cache of its own behind.
+        drop(pixels);
+        if let Some(cache) = cache.filter(|_| !cache_was_there) {
+            let _ = std::fs::remove_file(cache);
+        }
+        return Err(too_few(count, "readable images", run.batch));
     }
 
     let (saved, epochs_done, mut steps, adam_step, seconds_before) = match resumed {
@@ -431,7 +215,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
         .map(|(_, var)| var)
         .collect();
     if epochs_done > 0 {
-        adam.restore_moments(&saved, adam_step)?;
+        adam.restore_moments(&saved, adam_step, &out.join(checkpoint::CHECKPOINT_WEIGHTS))?;
     }
 
     let RunSettings { views, augment, .. } = run;
@@ -509,7 +293,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
                         step: step_in_epoch + 1,
                         term,
                         value,
-                        checkpoint: out.join(CHECKPOINT_WEIGHTS),
+                        checkpoint: out.join(checkpoint::CHECKPOINT_WEIGHTS),
                     });
                 }
             }
@@ -546,7 +330,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainReport> {
             augment,
             seconds,
         });
-        write_checkpoint(
+        checkpoint::write(
             out,
             &config,
             &model_vars(&init),
@@ -581,71 +365,12 @@ fn model_vars(init: &SeededInit) -> HashMap<String, Tensor> {
         .collect()
 }
 
-fn write_checkpoint(
-    out: &Path,
-    config: &ModelConfig,
-    params: &HashMap<String, Tensor>,
-    adam: &Adam,
-    epochs_done: usize,
-    steps: usize,
-    seconds: f64,
-) -> Result<()> {
-    let weights_path = out.join(CHECKPOINT_WEIGHTS);
-    let mut state = adam.state_tensors();
-    // Buffers (not in the optimiser) go with the parameters ("param." prefix), so --resume
-    // loads them alike.
-    for (name, tensor) in params.iter().filter(|(name, _)| is_buffer(name)) {
-        state.insert(format!("param.{name}"), tensor.clone());
-    }
-    let bytes = safetensors_bytes(&state).map_err(|e| Error::model(&weights_path, e))?;
-    let state = CheckpointState {
-        config: config.clone(),
-        epochs_done,
-        steps,
-        adam_step: adam.step,
-        seconds,
-        weights_crc32: crc32fast::hash(&bytes),
-    };
-    write_atomic(&weights_path, &bytes)?;
-    let json = serde_json::to_vec_pretty(&state).map_err(|e| Error::model(out, e.to_string()))?;
-    write_atomic(&out.join(CHECKPOINT_STATE), &json)?;
-    let encoder: HashMap<String, Tensor> = params
-        .iter()
-        .filter(|(k, _)| k.starts_with("encoder."))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    save_model(out, config, &encoder)
-}
-
-fn read_checkpoint(
-    out: &Path,
-    device: &Device,
-) -> Result<(CheckpointState, HashMap<String, Tensor>)> {
-    let state_path = out.join(CHECKPOINT_STATE);
-    let json = std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?;
-    let state: CheckpointState = serde_json::from_slice(&json)
-        .map_err(|e| Error::model(&state_path, format!("unreadable checkpoint state: {e}")))?;
-    state
-        .config
-        .validate()
-        .map_err(|e| Error::model(&state_path, e))?;
-    let weights_path = out.join(CHECKPOINT_WEIGHTS);
-    let bytes = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
-    if crc32fast::hash(&bytes) != state.weights_crc32 {
-        return Err(Error::model(
-            &weights_path,
-            "checksum does not match checkpoint.json: the checkpoint is corrupt",
-        ));
-    }
-    let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-        .map_err(|e| Error::model(&weights_path, e.to_string()))?;
-    Ok((state, tensors))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{adversarial_grads, standard_normal, Adam, LrSchedule};
+    use super::{adversarial_grads, standard_normal};
     use crate::model::{ModelConfig, PriorDiscriminator, SeededInit, PRIOR_PREFIX};
+    use crate::train::adam::Adam;
+    use crate::train::settings::LrSchedule;
     use candle_core::{Device, Tensor, Var};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;

@@ -1,0 +1,529 @@
+//! The command line's flags (clap), each command's help with examples, and their conversion
+//! into the library's option structs. Defaults that the library owns are read from it, not
+//! restated; the enums the flags name are mirrored here so the library stays free of clap.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use imgsearch::data::{Augment, ScanOptions};
+use imgsearch::device::DeviceChoice;
+use imgsearch::index::{SearchOptions, DEFAULT_GRAPH_THRESHOLD};
+use imgsearch::model::{self, ModelConfig, Objective};
+use imgsearch::pipeline::{self, EvalOptions, IndexOptions};
+use imgsearch::progress::Verbosity;
+use imgsearch::train::{self, PixelCache, TrainOptions};
+use std::path::PathBuf;
+
+const EXIT_CODES: &str = "\
+Exit status: 0 success, 1 runtime error (a file, the index, a model), 2 usage error.";
+
+#[derive(Parser)]
+#[command(
+    name = "imgsearch",
+    version,
+    about = "Image similarity search with Deep InfoMax embeddings",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: GlobalFlags,
+}
+
+#[derive(Args, Clone, Copy)]
+pub struct GlobalFlags {
+    /// No progress bars, warnings or skipped-file lines on stderr (errors still print).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// JSON Lines on stdout, one record per line (docs/JSON.md); implies --quiet on stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Where to run the model: auto, cpu, cuda or cuda:N.
+    #[arg(long, global = true, default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+impl GlobalFlags {
+    pub fn verbosity(&self) -> Verbosity {
+        Verbosity {
+            quiet: self.quiet || self.json,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Learn a DIM encoder from unlabelled images.
+    #[command(after_help = concat!("Examples:
+  imgsearch train ~/Pictures --out my-model
+  imgsearch train ~/Pictures --out my-model --epochs 30 --resume
+  imgsearch train data/cifar10/train --out m --critic concat --estimator jsd --views 1 --augment none
+
+", "Exit status: 0 success, 1 runtime error, 2 usage error (a different --batch on --resume is one)."))]
+    Train(TrainArgs),
+    /// Embed every image under the folders into an index. The index remembers its folders:
+    /// new, changed and deleted files are brought up to date on re-runs, and a run without
+    /// folders re-scans all of them.
+    #[command(after_help = concat!("Examples:
+  imgsearch index ~/Pictures                 # into ./index, with the bundled model
+  imgsearch index ~/Scans --index index      # adds a second folder; ~/Pictures is kept
+  imgsearch index                            # brings every recorded folder up to date
+  imgsearch index --repair                   # drops damaged files and embeds their images again
+
+", "Exit status: 0 success, 1 runtime error, 2 usage error."))]
+    Index(IndexArgs),
+    /// Drop folders from an index: their entries are removed and re-runs no longer scan them.
+    #[command(after_help = concat!("Examples:
+  imgsearch forget ~/Scans
+  imgsearch forget /media/old-drive/photos --index index
+
+", "Exit status: 0 success, 1 runtime error, 2 usage error."))]
+    Forget(ForgetArgs),
+    /// Find the nearest neighbours of images by cosine similarity.
+    #[command(after_help = concat!("Examples:
+  imgsearch query cat.png -k 9
+  imgsearch query a.jpg b.jpg --json | jq -r '.results[]?.path'
+  imgsearch query cat.png --exact            # brute force: the exact ranking
+  imgsearch query cat.png --grid sheet.png   # also draw the neighbours
+
+", "Exit status: 0 success, 1 runtime error (also when a query image cannot be read), 2 usage error."))]
+    Query(QueryArgs),
+    /// A contact sheet of random indexed images, each with its nearest neighbours.
+    #[command(after_help = concat!("Examples:
+  imgsearch grid --out knn.png
+  imgsearch grid --rows 20 -k 12 --seed 7 --out sheet.png
+
+", "Exit status: 0 success, 1 runtime error, 2 usage error."))]
+    Grid(GridArgs),
+    /// Retrieval quality on a labelled folder (class = parent folder): P@k and kNN accuracy.
+    #[command(after_help = concat!("Examples:
+  imgsearch eval data/cifar10/test
+  imgsearch eval data/cifar10/test --model my-model --queries 2000
+  imgsearch eval data/clothing/test --baseline pixels
+
+", "Exit status: 0 success, 1 runtime error, 2 usage error."))]
+    Eval(EvalArgs),
+    /// Check every file of an index against its checksums; exit 1 when anything is damaged.
+    #[command(after_help = concat!("Examples:
+  imgsearch verify
+  imgsearch verify --index /srv/photos-index --json
+
+", "Exit status: 0 the index is sound, 1 damage found (or no index), 2 usage error."))]
+    Verify(VerifyArgs),
+    /// Print a shell completion script.
+    #[command(after_help = concat!("Examples:
+  imgsearch completions bash > ~/.local/share/bash-completion/completions/imgsearch
+  imgsearch completions zsh > ~/.zfunc/_imgsearch
+  imgsearch completions fish > ~/.config/fish/completions/imgsearch.fish
+
+", "Exit status: 0 success, 2 usage error."))]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Baseline {
+    /// Cosine on raw pixels at the model's input size, mean-centred.
+    Pixels,
+    /// A randomly initialised encoder of the same architecture.
+    Random,
+}
+
+/// `--augment`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum AugmentChoice {
+    None,
+    Standard,
+}
+
+/// `--estimator`: [`model::Estimator`].
+#[derive(Clone, Copy, ValueEnum)]
+pub enum EstimatorChoice {
+    /// InfoNCE: each code picks its image's features among the batch (needs --critic dot).
+    Infonce,
+    /// Jensen-Shannon: softplus(−T⁺) + softplus(T⁻).
+    Jsd,
+    /// Donsker-Varadhan: −(E[T⁺] − log E[exp T⁻]).
+    Dv,
+}
+
+/// `--prior`: [`model::PriorKind`].
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PriorChoice {
+    /// γ · KL(N(mean, exp(logvar)) ‖ N(0, I)).
+    Kl,
+    /// A discriminator between N(0, I) samples and the codes; the encoder learns to fool it.
+    Adversarial,
+    None,
+}
+
+/// `--critic`: [`model::Critic`].
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CriticChoice {
+    /// Encode-and-dot: features and code embedded apart, scored by cosine / τ.
+    Dot,
+    /// Features ‖ code through an MLP.
+    Concat,
+}
+
+/// `--norm`: [`model::Norm`].
+#[derive(Clone, Copy, ValueEnum)]
+pub enum NormChoice {
+    None,
+    /// BatchNorm, folded into the convolutions for inference.
+    Batch,
+}
+
+/// `--lr-schedule`: [`train::LrSchedule`].
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ScheduleChoice {
+    /// Half a cosine from --lr down to 0 over all steps.
+    Cosine,
+    Constant,
+}
+
+impl From<model::Estimator> for EstimatorChoice {
+    fn from(e: model::Estimator) -> Self {
+        match e {
+            model::Estimator::Infonce => EstimatorChoice::Infonce,
+            model::Estimator::Jsd => EstimatorChoice::Jsd,
+            model::Estimator::Dv => EstimatorChoice::Dv,
+        }
+    }
+}
+
+impl From<model::PriorKind> for PriorChoice {
+    fn from(p: model::PriorKind) -> Self {
+        match p {
+            model::PriorKind::Kl => PriorChoice::Kl,
+            model::PriorKind::Adversarial => PriorChoice::Adversarial,
+            model::PriorKind::None => PriorChoice::None,
+        }
+    }
+}
+
+impl From<model::Critic> for CriticChoice {
+    fn from(c: model::Critic) -> Self {
+        match c {
+            model::Critic::Dot => CriticChoice::Dot,
+            model::Critic::Concat => CriticChoice::Concat,
+        }
+    }
+}
+
+impl From<model::Norm> for NormChoice {
+    fn from(n: model::Norm) -> Self {
+        match n {
+            model::Norm::None => NormChoice::None,
+            model::Norm::Batch => NormChoice::Batch,
+        }
+    }
+}
+
+fn recipe() -> ModelConfig {
+    ModelConfig::default()
+}
+
+fn objective() -> Objective {
+    Objective::default()
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Folders (or files) of training images; labels are not used.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Output folder: model.safetensors + config.json, and the checkpoint for --resume.
+    #[arg(long, default_value = "model")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = TrainOptions::new(Vec::new(), PathBuf::new()).epochs)]
+    pub epochs: usize,
+    /// Images per step [default: 64; with --resume, the run's own, which cannot change].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
+    pub batch: Option<u32>,
+    /// Peak learning rate [default: 0.001; with --resume, the run's own].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Learning-rate schedule over all steps of all epochs [default: cosine; with --resume,
+    /// the run's own].
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<ScheduleChoice>,
+    /// Seed of the initial weights and of each epoch's order and augmentations [default: 0;
+    /// with --resume, the run's own].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Continue the run in --out from its checkpoint (same data; --epochs is the new total).
+    /// The run keeps its architecture, objective, views, augmentation, batch, and (unless
+    /// given) its learning rate, schedule and seed.
+    #[arg(long)]
+    pub resume: bool,
+    /// Train on at most this many images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Random views of each image while training.
+    #[arg(long, value_enum, default_value = "standard")]
+    pub augment: AugmentChoice,
+    /// Embedding size D.
+    #[arg(long, default_value_t = recipe().dim)]
+    pub dim: usize,
+    /// Input size in pixels (a multiple of 8).
+    #[arg(long, default_value_t = recipe().preprocess.size)]
+    pub size: u32,
+    /// Output channels of the encoder's strided convolutions, one per halving of the input
+    /// (the last is the local feature map's depth).
+    #[arg(long, value_delimiter = ',', default_values_t = recipe().channels)]
+    pub channels: Vec<usize>,
+    /// 3×3 stride-1 convolutions after each strided convolution of the encoder.
+    #[arg(long, default_value_t = recipe().stage_convs)]
+    pub stage_convs: usize,
+    /// Weight of the global mutual information term.
+    #[arg(long, default_value_t = objective().alpha)]
+    pub alpha: f32,
+    /// Weight of the local mutual information term.
+    #[arg(long, default_value_t = objective().beta)]
+    pub beta: f32,
+    /// Weight of the prior term.
+    #[arg(long, default_value_t = objective().gamma)]
+    pub gamma: f32,
+    #[arg(long, value_enum, default_value_t = objective().estimator.into())]
+    pub estimator: EstimatorChoice,
+    #[arg(long, value_enum, default_value_t = objective().prior.into())]
+    pub prior: PriorChoice,
+    /// How critics score pairs: dot (encode-and-dot) or concat (features ‖ code through an MLP).
+    #[arg(long, value_enum, default_value_t = objective().critic.into())]
+    pub critic: CriticChoice,
+    /// Normalisation after each encoder convolution: none, or batch (BatchNorm, folded into
+    /// the convolutions for inference).
+    #[arg(long, value_enum, default_value_t = recipe().norm.into())]
+    pub norm: NormChoice,
+    /// Temperature of the dot critic's cosine scores.
+    #[arg(long, default_value_t = objective().temperature)]
+    pub temperature: f32,
+    /// The DIM paper's occlusion: hide a square of this share of the image side from the
+    /// global code's input (the local features see the whole image); 0 turns it off. Each
+    /// step encodes every view twice.
+    #[arg(long, default_value_t = objective().occlude)]
+    pub occlude: f32,
+    /// Augmented views per image and step (2: code of one view against features of the other).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub views: u8,
+    /// Folder of the pixel cache (decoded images, reused by later runs and --resume)
+    /// [default: --out].
+    #[arg(long, conflicts_with = "no_cache")]
+    pub cache: Option<PathBuf>,
+    /// Decode into memory only: no pixel cache is read or written.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl TrainArgs {
+    pub fn options(self, verbosity: Verbosity) -> TrainOptions {
+        let mut config = recipe();
+        config.dim = self.dim;
+        config.channels = self.channels;
+        config.stage_convs = self.stage_convs;
+        config.preprocess.size = self.size;
+        config.norm = match self.norm {
+            NormChoice::None => model::Norm::None,
+            NormChoice::Batch => model::Norm::Batch,
+        };
+        config.objective = Objective {
+            alpha: self.alpha,
+            beta: self.beta,
+            gamma: self.gamma,
+            estimator: match self.estimator {
+                EstimatorChoice::Infonce => model::Estimator::Infonce,
+                EstimatorChoice::Jsd => model::Estimator::Jsd,
+                EstimatorChoice::Dv => model::Estimator::Dv,
+            },
+            prior: match self.prior {
+                PriorChoice::Kl => model::PriorKind::Kl,
+                PriorChoice::Adversarial => model::PriorKind::Adversarial,
+                PriorChoice::None => model::PriorKind::None,
+            },
+            critic: match self.critic {
+                CriticChoice::Dot => model::Critic::Dot,
+                CriticChoice::Concat => model::Critic::Concat,
+            },
+            temperature: self.temperature,
+            occlude: self.occlude,
+        };
+        let cache = match (self.no_cache, self.cache) {
+            (true, _) => PixelCache::Off,
+            (false, Some(dir)) => PixelCache::In(dir),
+            (false, None) => PixelCache::InOut,
+        };
+        TrainOptions {
+            epochs: self.epochs,
+            batch: self.batch.map(|b| b as usize),
+            lr: self.lr,
+            schedule: self.lr_schedule.map(|s| match s {
+                ScheduleChoice::Cosine => train::LrSchedule::Cosine,
+                ScheduleChoice::Constant => train::LrSchedule::Constant,
+            }),
+            seed: self.seed,
+            resume: self.resume,
+            limit: self.limit,
+            augment: match self.augment {
+                AugmentChoice::None => Augment::none(),
+                AugmentChoice::Standard => Augment::standard(),
+            },
+            views: self.views as usize,
+            config,
+            cache,
+            verbosity,
+            ..TrainOptions::new(self.dirs, self.out)
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct IndexArgs {
+    /// Folders (or files) of images to add or bring up to date [default: every folder the
+    /// index records].
+    pub dirs: Vec<PathBuf>,
+    /// Index folder.
+    #[arg(long, default_value = "index")]
+    pub index: PathBuf,
+    /// Model folder from `imgsearch train` (default: the bundled model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Images embedded per batch.
+    #[arg(long, default_value_t = pipeline::DEFAULT_BATCH as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Follow symbolic links below the folders (loops are detected and skipped).
+    #[arg(long, short = 'L')]
+    pub follow: bool,
+    /// Drop damaged index files (their images are embedded again) instead of refusing.
+    #[arg(long)]
+    pub repair: bool,
+    /// Segments of at least this many images get an HNSW graph; smaller ones are scanned.
+    #[arg(long, hide = true, env = "IMGSEARCH_GRAPH_MIN", default_value_t = DEFAULT_GRAPH_THRESHOLD)]
+    pub graph_min: usize,
+}
+
+impl IndexArgs {
+    pub fn options(&self, verbosity: Verbosity) -> IndexOptions {
+        IndexOptions {
+            batch: self.batch as usize,
+            graph_threshold: self.graph_min,
+            scan: ScanOptions {
+                follow_links: self.follow,
+            },
+            repair: self.repair,
+            verbosity,
+            ..IndexOptions::new(self.index.clone(), self.dirs.clone())
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ForgetArgs {
+    /// Recorded folders to drop.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    #[arg(long, default_value = "index")]
+    pub index: PathBuf,
+}
+
+#[derive(Args)]
+pub struct QueryArgs {
+    /// Query images.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Number of neighbours.
+    #[arg(short, default_value_t = 9, value_parser = clap::value_parser!(u32).range(1..))]
+    pub k: u32,
+    #[arg(long, default_value = "index")]
+    pub index: PathBuf,
+    /// Model to embed the queries with; must be the index's (default: the index's own).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Brute force over all vectors instead of the graph (exact ground truth).
+    #[arg(long)]
+    pub exact: bool,
+    /// Graph search beam width: higher is slower and more accurate.
+    #[arg(long, default_value_t = SearchOptions::default().ef as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub ef: u32,
+    /// Also draw the queries and their neighbours as a contact sheet (PNG).
+    #[arg(long)]
+    pub grid: Option<PathBuf>,
+}
+
+impl QueryArgs {
+    pub fn search(&self) -> SearchOptions {
+        SearchOptions {
+            k: self.k as usize,
+            ef: self.ef as usize,
+            exact: self.exact,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct GridArgs {
+    #[arg(long, default_value = "index")]
+    pub index: PathBuf,
+    /// Number of random query images (rows).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rows: u32,
+    /// Neighbours per row (the query itself is left out).
+    #[arg(short, default_value_t = 9, value_parser = clap::value_parser!(u32).range(1..))]
+    pub k: u32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output PNG.
+    #[arg(long, default_value = "knn.png")]
+    pub out: PathBuf,
+    /// Thumbnail size in pixels.
+    #[arg(long, default_value_t = pipeline::DEFAULT_TILE,
+          value_parser = clap::value_parser!(u32).range(8..=1024))]
+    pub tile: u32,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Labelled folder: DIR/CLASS/IMAGE.
+    pub dir: PathBuf,
+    /// Model folder (default: the bundled model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Neighbours counted for P@k.
+    #[arg(short, default_value_t = EvalOptions::new(PathBuf::new()).k as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub k: u32,
+    /// Neighbours voting in the weighted kNN classifier.
+    #[arg(long, default_value_t = EvalOptions::new(PathBuf::new()).knn as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub knn: u32,
+    /// Query only this many images (evenly spaced); every image is still indexed.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queries: Option<u32>,
+    /// Score a floor instead of the model.
+    #[arg(long, value_enum)]
+    pub baseline: Option<Baseline>,
+}
+
+impl EvalArgs {
+    pub fn options(&self, verbosity: Verbosity) -> EvalOptions {
+        EvalOptions {
+            k: self.k as usize,
+            knn: self.knn as usize,
+            queries: self.queries.map(|q| q as usize),
+            verbosity,
+            ..EvalOptions::new(self.dir.clone())
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    #[arg(long, default_value = "index")]
+    pub index: PathBuf,
+}
+
+#[derive(Args)]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh, fish, powershell or elvish.
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,240 @@
+//! One function per command: call the library with the parsed options and hand what comes
+//! back to the printer. No work of the library's is done here.
+
+use super::args::{
+    Baseline, Cli, Command, EvalArgs, ForgetArgs, GridArgs, IndexArgs, QueryArgs, TrainArgs,
+    VerifyArgs,
+};
+use super::printer::{shown, Printer};
+use super::Failure;
+use candle_core::Device;
+use clap::CommandFactory;
+use imgsearch::index::{self, Index};
+use imgsearch::json;
+use imgsearch::model::{Model, ModelSource};
+use imgsearch::pipeline::{self, grid};
+use imgsearch::progress::Verbosity;
+use imgsearch::train;
+use std::process::ExitCode;
+
+type Outcome = Result<ExitCode, Failure>;
+
+pub fn run(cli: Cli, printer: &mut Printer) -> Outcome {
+    let flags = cli.global;
+    let verbosity = flags.verbosity();
+    if let Command::Completions(args) = &cli.command {
+        let mut script = Vec::new();
+        clap_complete::generate(args.shell, &mut Cli::command(), "imgsearch", &mut script);
+        printer.bytes(&script)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let device = flags.device.resolve()?;
+    match cli.command {
+        Command::Train(args) => train_model(args, verbosity, &device, printer),
+        Command::Index(args) => index_folders(&args, verbosity, &device, printer),
+        Command::Forget(args) => forget(&args, printer),
+        Command::Query(args) => query(&args, &device, printer),
+        Command::Grid(args) => contact_sheet(&args, &device, printer),
+        Command::Eval(args) => eval(&args, verbosity, &device, printer),
+        Command::Verify(args) => verify(&args, printer),
+        Command::Completions(_) => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn train_model(args: TrainArgs, verbosity: Verbosity, device: &Device, p: &mut Printer) -> Outcome {
+    let opts = args.options(verbosity);
+    let report = train::train(&opts, device, &mut |e| p.event(e))?;
+    let text = format!(
+        "trained on {} images ({} skipped), {} epochs, {} steps in {:.1} s ({:.1} images/s); model in {}",
+        report.images,
+        report.skipped,
+        report.epochs,
+        report.steps,
+        report.seconds,
+        report.images_per_second,
+        shown(&report.model)
+    );
+    p.summary(json::train_summary(&report), &text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn index_folders(
+    args: &IndexArgs,
+    verbosity: Verbosity,
+    device: &Device,
+    p: &mut Printer,
+) -> Outcome {
+    let model = Model::load(&ModelSource::from_flag(args.model.clone()), device)?;
+    let opts = args.options(verbosity);
+    let s = pipeline::index_folders(&model, &opts, &mut |e| p.event(e))?;
+    if let Some(repair) = &s.repair {
+        if let Some(reason) = &repair.manifest_lost {
+            p.note(&format!(
+                "repair: the manifest was unreadable ({reason}); the index starts afresh"
+            ));
+        }
+        for d in &repair.dropped {
+            let files = d.files.join(", ");
+            p.note(&format!(
+                "repair: dropped {files} ({} entries): {}",
+                d.entries, d.reason
+            ));
+        }
+    }
+    if s.links_not_followed > 0 {
+        p.note(&format!(
+            "{} symbolic links not followed (use --follow to follow them)",
+            s.links_not_followed
+        ));
+    }
+    let text = format!(
+        "{} images in {}: {} added, {} updated, {} removed, {} skipped, {:.1} s",
+        s.total,
+        shown(&opts.index),
+        s.added,
+        s.updated,
+        s.removed,
+        s.skipped,
+        s.seconds
+    );
+    p.summary(json::index_summary(&opts.index, &s), &text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn forget(args: &ForgetArgs, p: &mut Printer) -> Outcome {
+    let s = pipeline::forget(&args.index, &args.dirs)?;
+    let folders: Vec<String> = s.folders.iter().map(|f| shown(f)).collect();
+    let text = format!(
+        "forgot {}: {} entries removed, {} left in {}",
+        folders.join(", "),
+        s.removed,
+        s.total,
+        shown(&args.index)
+    );
+    p.summary(json::forget_summary(&args.index, &s), &text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn query(args: &QueryArgs, device: &Device, p: &mut Printer) -> Outcome {
+    let index = Index::open(&args.index)?;
+    let model = pipeline::model_for_index(&index, args.model.as_deref(), device)?;
+    let answers = pipeline::query(&model, &index, &args.images, &args.search())?;
+    let mut failed = false;
+    for answer in &answers {
+        match &answer.result {
+            Ok(hits) => p.hits(&answer.query, hits)?,
+            Err(message) => {
+                failed = true;
+                p.error(message, Some(&answer.query))?;
+            }
+        }
+    }
+    if let Some(path) = &args.grid {
+        let sheet = grid::contact_sheet(&pipeline::query_rows(&answers), pipeline::DEFAULT_TILE);
+        grid::save(&sheet, path)?;
+    }
+    if p.json {
+        p.record(&json::query_summary(&answers))?;
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn contact_sheet(args: &GridArgs, device: &Device, p: &mut Printer) -> Outcome {
+    let index = Index::open(&args.index)?;
+    let model = pipeline::model_for_index(&index, None, device)?;
+    let rows = pipeline::random_rows(
+        &model,
+        &index,
+        args.rows as usize,
+        args.k as usize,
+        args.seed,
+    )?;
+    grid::save(&grid::contact_sheet(&rows, args.tile), &args.out)?;
+    if p.json {
+        for row in &rows {
+            p.record(&json::row(row))?;
+        }
+    }
+    let text = format!("{} rows written to {}", rows.len(), shown(&args.out));
+    p.summary(json::grid_summary(rows.len(), &args.out), &text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(args: &EvalArgs, verbosity: Verbosity, device: &Device, p: &mut Printer) -> Outcome {
+    let model = Model::load(&ModelSource::from_flag(args.model.clone()), device)?;
+    let opts = args.options(verbosity);
+    let mut events = |e: imgsearch::progress::Event<'_>| p.event(e);
+    let report = match args.baseline {
+        None => pipeline::evaluate_model(&model, &opts, &mut events)?,
+        Some(Baseline::Random) => {
+            let random = Model::random(model.config.clone(), 0, device)?;
+            pipeline::evaluate_model(&random, &opts, &mut events)?
+        }
+        Some(Baseline::Pixels) => {
+            pipeline::evaluate_pixels(model.preprocess(), &opts, &mut events)?
+        }
+    };
+    if p.json {
+        p.record(&json::eval_summary(&report))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    p.line(&format!(
+        "{}: {} images, {} queries, {} skipped",
+        report.what, report.images, report.queries, report.skipped
+    ))?;
+    let (pk, knn) = (format!("P@{}", report.k), format!("kNN-{}", report.knn));
+    p.line(&format!(
+        "{:<16} {:>7} {:>8} {:>8}",
+        "class", "images", pk, knn
+    ))?;
+    for c in &report.classes {
+        p.line(&format!(
+            "{:<16} {:>7} {:>8.4} {:>8.4}",
+            c.class, c.images, c.precision_at_k, c.knn_accuracy
+        ))?;
+    }
+    p.line(&format!(
+        "{:<16} {:>7} {:>8.4} {:>8.4}",
+        "all", report.queries, report.precision_at_k, report.knn_accuracy
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(args: &VerifyArgs, p: &mut Printer) -> Outcome {
+    let report = index::verify_report(&args.index)?;
+    let verdict = if report.is_ok() {
+        "OK".to_string()
+    } else {
+        for damage in &report.damaged {
+            p.error(damage, None)?;
+        }
+        format!(
+            "DAMAGED ({} of {} segments): run `imgsearch index --repair` to drop the damaged files and embed their images again",
+            report.damaged.len(),
+            report.segments
+        )
+    };
+    let text = format!(
+        "index {}: generation {}, {} segments, {} entries, {} files checked: {verdict}",
+        shown(&args.index),
+        report.generation,
+        report.segments,
+        report.entries,
+        report.files
+    );
+    // The verdict is the result of this command: printed even with --quiet.
+    if p.json {
+        p.record(&json::verify_summary(&args.index, &report))?;
+    } else {
+        p.line(&text)?;
+    }
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

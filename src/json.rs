@@ -1,0 +1,281 @@
+//! The JSON Lines records of every command's `--json` output (and of the HTTP API's results):
+//! one builder per record type, schema version [`SCHEMA_VERSION`], documented in
+//! `docs/JSON.md`. Every record is one object with a `"type"`; every command ends with a
+//! `"summary"` record that names the command and the schema version.
+//!
+//! Paths are carried losslessly: a path is its text (invalid UTF-8 replaced by U+FFFD), and
+//! when it is not valid UTF-8 a sibling `<key>_bytes` holds its raw bytes in standard base64,
+//! as ripgrep does.
+
+use crate::data::LoadStats;
+use crate::index::{Hit, RepairReport, VerifyReport};
+use crate::pipeline::{EvalReport, ForgetSummary, IndexSummary, QueryAnswer, Row};
+use crate::train::TrainReport;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+
+/// Version of the record types below; bumped when a field changes meaning or goes away
+/// (new fields may be added within a version).
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// An object under construction.
+type Record = Map<String, Value>;
+
+/// Sets `key` to the path's text, and `<key>_bytes` to its raw bytes when it is not UTF-8.
+pub fn put_path(record: &mut Record, key: &str, path: &Path) {
+    let text = path.to_string_lossy();
+    record.insert(key.to_string(), Value::String(text.into_owned()));
+    if path.to_str().is_none() {
+        let bytes = path.as_os_str().as_encoded_bytes();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+        record.insert(format!("{key}_bytes"), Value::String(encoded));
+    }
+}
+
+fn record(kind: &str) -> Record {
+    let mut r = Map::new();
+    r.insert("type".into(), Value::String(kind.into()));
+    r
+}
+
+/// `{"path": ...}` objects for a list of paths.
+fn path_list(paths: &[PathBuf]) -> Value {
+    Value::Array(
+        paths
+            .iter()
+            .map(|p| {
+                let mut r = Map::new();
+                put_path(&mut r, "path", p);
+                Value::Object(r)
+            })
+            .collect(),
+    )
+}
+
+/// One ranked neighbour: `{"rank", "path", "score"}`.
+pub fn hit(rank: usize, hit: &Hit) -> Value {
+    let mut r = Map::new();
+    r.insert("rank".into(), json!(rank));
+    put_path(&mut r, "path", &hit.path);
+    r.insert("score".into(), json!(hit.score));
+    Value::Object(r)
+}
+
+fn hits(list: &[Hit]) -> Value {
+    Value::Array(
+        list.iter()
+            .enumerate()
+            .map(|(i, h)| hit(i + 1, h))
+            .collect(),
+    )
+}
+
+/// A query's neighbours: `{"type": "query", "query", "results": [hit]}`.
+pub fn query(query: &Path, results: &[Hit]) -> Value {
+    let mut r = record("query");
+    put_path(&mut r, "query", query);
+    r.insert("results".into(), hits(results));
+    Value::Object(r)
+}
+
+/// A contact-sheet row: `{"type": "row", "query", "results": [hit]}`.
+pub fn row(row: &Row) -> Value {
+    let mut r = record("row");
+    put_path(&mut r, "query", &row.query);
+    r.insert("results".into(), hits(&row.neighbours));
+    Value::Object(r)
+}
+
+/// A file left out: `{"type": "skip", "path", "reason"}`.
+pub fn skip(path: &Path, reason: &str) -> Value {
+    let mut r = record("skip");
+    put_path(&mut r, "path", path);
+    r.insert("reason".into(), json!(reason));
+    Value::Object(r)
+}
+
+/// `{"type": "warning", "message"}`.
+pub fn warning(message: &str) -> Value {
+    let mut r = record("warning");
+    r.insert("message".into(), json!(message));
+    Value::Object(r)
+}
+
+/// `{"type": "error", "message"}`, with the `path` it is about when there is one.
+pub fn error(message: &str, path: Option<&Path>) -> Value {
+    let mut r = record("error");
+    r.insert("message".into(), json!(message));
+    if let Some(path) = path {
+        put_path(&mut r, "path", path);
+    }
+    Value::Object(r)
+}
+
+/// The last record of every command: `{"type": "summary", "command", "schema", ...}`.
+fn summary(command: &str, fields: Record) -> Value {
+    let mut r = record("summary");
+    r.insert("command".into(), json!(command));
+    r.insert("schema".into(), json!(SCHEMA_VERSION));
+    r.extend(fields);
+    Value::Object(r)
+}
+
+fn fields(value: Value) -> Record {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+pub fn index_summary(index: &Path, s: &IndexSummary) -> Value {
+    let mut f = fields(json!({
+        "total": s.total,
+        "added": s.added,
+        "updated": s.updated,
+        "removed": s.removed,
+        "skipped": s.skipped,
+        "links_not_followed": s.links_not_followed,
+        "scanned": path_list(&s.scanned),
+        "missing": path_list(&s.missing),
+        "repair": s.repair.as_ref().map_or(Value::Null, repair),
+        "seconds": s.seconds,
+    }));
+    put_path(&mut f, "index", index);
+    summary("index", f)
+}
+
+fn repair(report: &RepairReport) -> Value {
+    json!({
+        "manifest_lost": report.manifest_lost,
+        "dropped": report.dropped.iter().map(|d| json!({
+            "files": d.files,
+            "entries": d.entries,
+            "reason": d.reason,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn forget_summary(index: &Path, s: &ForgetSummary) -> Value {
+    let mut f = fields(json!({
+        "folders": path_list(&s.folders),
+        "removed": s.removed,
+        "total": s.total,
+    }));
+    put_path(&mut f, "index", index);
+    summary("forget", f)
+}
+
+pub fn query_summary(answers: &[QueryAnswer]) -> Value {
+    let failed = answers.iter().filter(|a| a.result.is_err()).count();
+    summary(
+        "query",
+        fields(json!({"queries": answers.len(), "failed": failed})),
+    )
+}
+
+pub fn grid_summary(rows: usize, out: &Path) -> Value {
+    let mut f = fields(json!({ "rows": rows }));
+    put_path(&mut f, "out", out);
+    summary("grid", f)
+}
+
+pub fn train_summary(r: &TrainReport) -> Value {
+    let mut f = fields(json!({
+        "images": r.images,
+        "skipped": r.skipped,
+        "epochs": r.epochs,
+        "steps": r.steps,
+        "seconds": r.seconds,
+        "images_per_second": r.images_per_second,
+        "load": load(&r.load),
+        "epoch_images_per_second": r.epoch_images_per_second,
+        "last_losses": {
+            "global": r.last_losses.global,
+            "local": r.last_losses.local,
+            "prior": r.last_losses.prior,
+            "total": r.last_losses.total,
+        },
+    }));
+    put_path(&mut f, "model", &r.model);
+    summary("train", f)
+}
+
+fn load(stats: &LoadStats) -> Value {
+    let mut f = fields(json!({
+        "decoded": stats.decoded,
+        "from_cache": stats.from_cache,
+        "seconds": stats.seconds,
+        "rebuilt": stats.rebuilt,
+    }));
+    match &stats.cache {
+        Some(cache) => put_path(&mut f, "cache", cache),
+        None => {
+            f.insert("cache".into(), Value::Null);
+        }
+    }
+    Value::Object(f)
+}
+
+pub fn eval_summary(r: &EvalReport) -> Value {
+    let classes: Vec<Value> = r
+        .classes
+        .iter()
+        .map(|c| {
+            json!({
+                "class": c.class,
+                "images": c.images,
+                "precision_at_k": c.precision_at_k,
+                "knn_accuracy": c.knn_accuracy,
+            })
+        })
+        .collect();
+    summary(
+        "eval",
+        fields(json!({
+            "what": r.what,
+            "images": r.images,
+            "queries": r.queries,
+            "skipped": r.skipped,
+            "k": r.k,
+            "precision_at_k": r.precision_at_k,
+            "knn": r.knn,
+            "knn_accuracy": r.knn_accuracy,
+            "classes": classes,
+            "seconds": r.seconds,
+        })),
+    )
+}
+
+pub fn verify_summary(index: &Path, r: &VerifyReport) -> Value {
+    let mut f = fields(json!({
+        "ok": r.is_ok(),
+        "generation": r.generation,
+        "segments": r.segments,
+        "entries": r.entries,
+        "files": r.files,
+        "damaged": r.damaged,
+    }));
+    put_path(&mut f, "index", index);
+    summary("verify", f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_path_that_is_not_utf8_round_trips_through_its_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let path = Path::new(std::ffi::OsStr::from_bytes(b"/photos/a\xffb.jpg"));
+        let line = skip(path, "not an image");
+        assert_eq!(line["path"], "/photos/a\u{fffd}b.jpg");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(line["path_bytes"].as_str().expect("bytes"))
+            .expect("base64");
+        assert_eq!(bytes, b"/photos/a\xffb.jpg");
+        let plain = skip(Path::new("/photos/ab.jpg"), "x");
+        assert!(plain.get("path_bytes").is_none());
+    }
+}

@@ -1,0 +1,21 @@
+//! The jobs every front end runs, with their options and results: indexing folders (and
+//! forgetting them), querying, evaluating retrieval on a labelled folder, and contact sheets.
+//! The command line and the server call these, never the layers below for the same job.
+//!
+//! - `indexing`: the index job, its commit policy and folder bookkeeping, `forget`;
+//! - `query`: the index's model, and queries by image;
+//! - `eval`: P@k and kNN accuracy, of a model or of the raw-pixel floor;
+//! - `grid`: contact sheets of queries and their neighbours.
+
+pub mod eval;
+pub mod grid;
+pub mod indexing;
+pub mod query;
+
+pub use eval::{evaluate_model, evaluate_pixels, ClassScore, EvalOptions, EvalReport};
+pub use grid::{contact_sheet, query_rows, random_rows, Row, DEFAULT_TILE};
+pub use indexing::{
+    forget, index_folders, index_meta, CommitPolicy, ForgetSummary, IndexOptions, IndexSummary,
+    DEFAULT_BATCH, DEFAULT_MODEL_NAME,
+};
+pub use query::{model_for_index, query, QueryAnswer, QUERY_BATCH};
