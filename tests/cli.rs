@@ -35,6 +35,22 @@ fn json_lines(stdout: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The `summary` record of a command's `--json` output: its last line.
+fn summary(stdout: &str) -> Value {
+    let lines = json_lines(stdout);
+    let last = lines.last().cloned().expect("a summary line");
+    assert_eq!(last["type"], "summary", "{stdout}");
+    last
+}
+
+/// The `query` records of `query --json` output.
+fn query_lines(stdout: &str) -> Vec<Value> {
+    json_lines(stdout)
+        .into_iter()
+        .filter(|l| l["type"] == "query")
+        .collect()
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -57,7 +73,7 @@ fn trained_model() -> &'static Path {
             "32",
             "--json",
         ]);
-        let report: Value = serde_json::from_str(stdout.trim()).expect("train --json");
+        let report = summary(&stdout);
         assert_eq!(report["images"], 400);
         assert_eq!(report["epochs"], 1);
         assert!(report["last_losses"]["total"]
@@ -169,7 +185,7 @@ fn indexes_and_finds_itself(tmp: &Path, images: &Path, model: &Path) {
         s(model),
         "--json",
     ]);
-    let answer: Value = serde_json::from_str(answer.trim()).expect("query --json");
+    let answer = query_lines(&answer).remove(0);
     let top = &answer["results"][0];
     assert!(
         (top["score"].as_f64().expect("score") - 1.0).abs() < 1e-4,
@@ -185,19 +201,15 @@ fn train_index_query_with_a_trained_model() {
     let model = trained_model();
     let files = count_files(&photos);
 
-    let summary: Value = serde_json::from_str(
-        ok(&[
-            "index",
-            s(&photos),
-            "--index",
-            s(&index),
-            "--model",
-            s(model),
-            "--json",
-        ])
-        .trim(),
-    )
-    .expect("index --json");
+    let summary = summary(&ok(&[
+        "index",
+        s(&photos),
+        "--index",
+        s(&index),
+        "--model",
+        s(model),
+        "--json",
+    ]));
     assert_eq!(summary["skipped"], 3, "{summary}");
     assert_eq!(summary["added"], files - 3, "{summary}");
     assert_eq!(summary["total"], files - 3, "{summary}");
@@ -222,7 +234,7 @@ fn train_index_query_with_a_trained_model() {
         if exact {
             args.push("--exact");
         }
-        let lines = json_lines(&ok(&args));
+        let lines = query_lines(&ok(&args));
         assert_eq!(lines.len(), queries.len());
         for (line, query) in lines.iter().zip(&queries) {
             let results = check_results(line, 9);
@@ -270,9 +282,18 @@ fn a_bad_query_image_is_reported_and_the_others_answered() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("truncated.jpg"), "{stderr}");
-    let lines = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines = query_lines(&stdout);
     assert_eq!(lines.len(), 1);
     check_results(&lines[0], 5);
+    // The failed query is an error record on stdout too, naming the file.
+    let errors: Vec<Value> = json_lines(&stdout)
+        .into_iter()
+        .filter(|l| l["type"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{stdout}");
+    assert!(errors[0]["path"].as_str().expect("path").ends_with("truncated.jpg"));
+    assert_eq!(summary(&stdout)["failed"], 1);
 }
 
 #[test]
@@ -280,12 +301,10 @@ fn the_bundled_default_model_works_without_flags() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let photos = photo_folder(tmp.path());
     let index = tmp.path().join("index");
-    let summary: Value =
-        serde_json::from_str(ok(&["index", s(&photos), "--index", s(&index), "--json"]).trim())
-            .expect("json");
+    let summary = summary(&ok(&["index", s(&photos), "--index", s(&index), "--json"]));
     assert_eq!(summary["skipped"], 3);
     let query = first_file(&photos.join("cifar/horse"));
-    let lines = json_lines(&ok(&["query", s(&query), "--index", s(&index), "--json"]));
+    let lines = query_lines(&ok(&["query", s(&query), "--index", s(&index), "--json"]));
     let results = check_results(&lines[0], 9);
     assert_eq!(
         Path::new(&results[0].0),
@@ -300,10 +319,7 @@ fn reindexing_adds_removes_and_never_returns_deleted_files() {
     let photos = tmp.path().join("photos");
     copy_dir(&fixtures().join("test"), &photos);
     let index = tmp.path().join("index");
-    let run = || -> Value {
-        serde_json::from_str(ok(&["index", s(&photos), "--index", s(&index), "--json"]).trim())
-            .expect("json")
-    };
+    let run = || summary(&ok(&["index", s(&photos), "--index", s(&index), "--json"]));
     assert_eq!(run()["added"], 200);
     let again = run();
     assert_eq!(
@@ -338,7 +354,7 @@ fn reindexing_adds_removes_and_never_returns_deleted_files() {
         if exact {
             args.push("--exact");
         }
-        let lines = json_lines(&ok(&args));
+        let lines = query_lines(&ok(&args));
         let results = check_results(&lines[0], 200);
         assert!(results.iter().all(|(p, _)| Path::new(p) != deleted_abs));
     }
@@ -565,9 +581,7 @@ fn adversarial_prior_trains_checkpoints_and_resumes() {
     ok(&first.iter().map(String::as_str).collect::<Vec<_>>());
     let mut second = args("2");
     second.push("--resume".into());
-    let report: Value =
-        serde_json::from_str(&ok(&second.iter().map(String::as_str).collect::<Vec<_>>()))
-            .expect("train --json");
+    let report = summary(&ok(&second.iter().map(String::as_str).collect::<Vec<_>>()));
     assert_eq!(report["epochs"], 2);
 
     let config: Value =
@@ -702,7 +716,7 @@ fn training_decodes_once_into_the_pixel_cache() {
             "--json",
         ];
         args.extend(extra);
-        serde_json::from_str(ok(&args).trim()).expect("train --json")
+        summary(&ok(&args))
     };
     let cache_flag = ["--cache", s(&cache), "--epochs", "1"];
     let first = run(&model, &cache_flag);
@@ -799,7 +813,7 @@ fn a_deeper_encoder_trains_indexes_and_queries() {
         "--quiet",
     ]);
     let query = first_file(&train);
-    let lines = json_lines(&ok(&[
+    let lines = query_lines(&ok(&[
         "query",
         s(&query),
         "-k",
@@ -928,7 +942,7 @@ fn contact_sheets_draw_each_query_beside_its_neighbours() {
     let tile = 64;
     let query = images.join("cat/0003.jpg").canonicalize().expect("canon");
     let sheet_path = tmp.path().join("query.png");
-    let lines = json_lines(&ok(&[
+    let lines = query_lines(&ok(&[
         "query",
         s(&query),
         "-k",
@@ -1013,7 +1027,7 @@ fn contact_sheets_draw_each_query_beside_its_neighbours() {
                 identify(&fixtures, &px, &format!("row {r} column {c}"))
             })
             .collect();
-        let answer = json_lines(&ok(&[
+        let answer = query_lines(&ok(&[
             "query",
             s(row[0]),
             "-k",

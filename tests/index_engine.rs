@@ -105,7 +105,7 @@ fn expect_corrupt(r: Result<impl std::fmt::Debug, IndexError>, file_suffix: &str
                 );
             }
             assert!(msg.contains(file_suffix), "{msg}");
-            assert!(msg.contains("re-run `imgsearch index`"), "{msg}");
+            assert!(msg.contains("imgsearch index --repair"), "{msg}");
             msg
         }
         other => panic!("expected Corrupt naming *{file_suffix}, got {other:?}"),
@@ -666,7 +666,7 @@ fn stale_files_are_cleaned_and_crashed_commits_ignored() {
     build(dir.path(), &vecs, usize::MAX);
     // Leftovers of a writer killed mid-commit, and a file that is not ours.
     for name in [
-        "manifest.json.tmp",
+        ".manifest.json.4242.tmp",
         "seg-000099.vec",
         "seg-000099.ent",
         "seg-000001.del-000077",
@@ -677,7 +677,7 @@ fn stale_files_are_cleaned_and_crashed_commits_ignored() {
     // Uncommitted work of a dropped writer is not visible.
     let mut w = IndexWriter::open(dir.path(), meta("m1", 8)).unwrap();
     for name in [
-        "manifest.json.tmp",
+        ".manifest.json.4242.tmp",
         "seg-000099.vec",
         "seg-000099.ent",
         "seg-000001.del-000077",
