@@ -292,7 +292,10 @@ fn a_bad_query_image_is_reported_and_the_others_answered() {
         .filter(|l| l["type"] == "error")
         .collect();
     assert_eq!(errors.len(), 1, "{stdout}");
-    assert!(errors[0]["path"].as_str().expect("path").ends_with("truncated.jpg"));
+    assert!(errors[0]["path"]
+        .as_str()
+        .expect("path")
+        .ends_with("truncated.jpg"));
     assert_eq!(summary(&stdout)["failed"], 1);
 }
 

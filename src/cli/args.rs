@@ -7,7 +7,7 @@ use imgsearch::data::{Augment, ScanOptions};
 use imgsearch::device::DeviceChoice;
 use imgsearch::index::{SearchOptions, DEFAULT_GRAPH_THRESHOLD};
 use imgsearch::model::{self, ModelConfig, Objective};
-use imgsearch::pipeline::{self, EvalOptions, IndexOptions};
+use imgsearch::pipeline::{self, CommitPolicy, EvalOptions, IndexOptions};
 use imgsearch::progress::Verbosity;
 use imgsearch::train::{self, PixelCache, TrainOptions};
 use std::path::PathBuf;
@@ -399,6 +399,10 @@ pub struct IndexArgs {
     /// Segments of at least this many images get an HNSW graph; smaller ones are scanned.
     #[arg(long, hide = true, env = "IMGSEARCH_GRAPH_MIN", default_value_t = DEFAULT_GRAPH_THRESHOLD)]
     pub graph_min: usize,
+    /// Commit after this many embedded images (or 30 s), for crash tests.
+    #[arg(long, hide = true, default_value_t = CommitPolicy::default().every as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub commit_every: u64,
 }
 
 impl IndexArgs {
@@ -410,6 +414,10 @@ impl IndexArgs {
                 follow_links: self.follow,
             },
             repair: self.repair,
+            commit: CommitPolicy {
+                every: self.commit_every as usize,
+                ..CommitPolicy::default()
+            },
             verbosity,
             ..IndexOptions::new(self.index.clone(), self.dirs.clone())
         }

@@ -75,6 +75,9 @@ pub(crate) fn open_segments(
 
 /// Read the manifest and open its segments, retrying if a writer swapped generations meanwhile.
 fn open_generation(dir: &Path, full: bool) -> Result<(Manifest, Vec<Segment>), IndexError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(IndexError::NotAFolder(dir.to_path_buf()));
+    }
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -233,6 +236,9 @@ impl VerifyReport {
 /// unreadable manifest is itself the report's one damage. Errors only when there is no index
 /// to check.
 pub fn verify_report(dir: &Path) -> Result<VerifyReport, IndexError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(IndexError::NotAFolder(dir.to_path_buf()));
+    }
     let manifest = match Manifest::read(dir) {
         Ok(Some(m)) => m,
         Ok(None) => return Err(missing(dir)),

@@ -232,10 +232,13 @@ impl ModelConfig {
             return Err("channels, hidden and dim must be non-empty and positive".into());
         }
         let size = self.preprocess.size as usize;
-        if size == 0 || !size.is_multiple_of(1 << self.channels.len()) || self.local_size() < 2 {
+        // The global critic summarises the local map with a 3×3 convolution without padding.
+        let step = 1 << self.channels.len();
+        if size == 0 || !size.is_multiple_of(step) || self.local_size() < 3 {
             return Err(format!(
-                "input size {size} must be a multiple of {} leaving a local map of at least 2×2",
-                1 << self.channels.len()
+                "input size {size} must be a multiple of {step} of at least {}: the local map \
+                 (size / {step}) must be at least 3×3 for the global critic's 3×3 summary",
+                3 * step
             ));
         }
         Ok(())

@@ -72,7 +72,7 @@ fn load_pixels(
         });
     }
     if files.len() < batch {
-        return Err(too_few(files.len(), "files", batch));
+        return Err(too_few(files.len(), "image files", batch));
     }
     let bar = opts.verbosity.bar(files.len() as u64, "decode");
     let mut loaded = data::load_pixels(
@@ -105,7 +105,7 @@ fn load_pixels(
 
 fn too_few(count: usize, what: &str, batch: usize) -> Error {
     Error::Usage(format!(
-        "only {count} {what}: training needs at least --batch ({batch}) images"
+        "found {count} {what}: training needs at least --batch ({batch}) images"
     ))
 }
 
