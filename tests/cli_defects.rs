@@ -74,7 +74,7 @@ fn images(dir: &Path, class: &str, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-/// 1. `query --json` with paths that are not UTF-8: no panic; the bytes survive in base64.
+/// Defect 1: `query --json` with paths that are not UTF-8: no panic; the bytes survive in base64.
 #[cfg(unix)]
 #[test]
 fn paths_that_are_not_utf8_are_carried_losslessly() {
@@ -135,7 +135,7 @@ fn paths_that_are_not_utf8_are_carried_losslessly() {
     assert!(text.contains("a\u{fffd}\\nb.jpg"), "{text}");
 }
 
-/// 2. A closed stdout ends the command quietly with exit 0; a full disk is exit 1.
+/// Defect 2: A closed stdout ends the command quietly with exit 0; a full disk is exit 1.
 #[cfg(unix)]
 #[test]
 fn a_closed_pipe_is_quiet_and_a_full_disk_is_an_error() {
@@ -179,7 +179,7 @@ fn a_closed_pipe_is_quiet_and_a_full_disk_is_an_error() {
     }
 }
 
-/// 3. An index keeps the folders it was given; `forget` drops one; a missing one is kept.
+/// Defect 3: An index keeps the folders it was given; `forget` drops one; a missing one is kept.
 #[test]
 fn an_index_keeps_its_folders() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -232,7 +232,7 @@ fn an_index_keeps_its_folders() {
     assert!(stderr(&out).contains("is not a folder of the index"));
 }
 
-/// 4. A folder and a link to it: every real file once; links only followed with --follow.
+/// Defect 4: A folder and a link to it: every real file once; links only followed with --follow.
 #[cfg(unix)]
 #[test]
 fn a_real_file_is_indexed_once() {
@@ -281,7 +281,7 @@ fn a_real_file_is_indexed_once() {
     );
 }
 
-/// 5. Link loops, dangling links and undecodable files are named with their reasons.
+/// Defect 5: Link loops, dangling links and undecodable files are named with their reasons.
 #[cfg(unix)]
 #[test]
 fn every_skipped_file_is_named_with_its_reason() {
@@ -328,7 +328,7 @@ fn every_skipped_file_is_named_with_its_reason() {
     }
 }
 
-/// 6. `verify` finds a flipped byte (exit 1); `index` refuses with advice; `--repair` mends.
+/// Defect 6: `verify` finds a flipped byte (exit 1); `index` refuses with advice; `--repair` mends.
 #[test]
 fn verify_finds_damage_and_index_repair_mends_it() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -387,7 +387,7 @@ fn model_folder(at: &Path) -> PathBuf {
     at.to_path_buf()
 }
 
-/// 7. Messages that name the problem, and bad numbers refused up front.
+/// Defect 7: Messages that name the problem, and bad numbers refused up front.
 #[test]
 fn messages_say_what_is_wrong() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -546,8 +546,8 @@ fn messages_say_what_is_wrong() {
     assert!(!m16.join("pixels.cache").exists());
 }
 
-/// 8. kill -9 at any instant of a real `imgsearch index` run leaves an index that verifies,
-/// opens and answers; a re-run completes it with every image exactly once.
+/// Defect 8: kill -9 at any instant of a real `imgsearch index` run leaves an index that
+/// verifies, opens and answers; a re-run completes it with every image exactly once.
 #[cfg(unix)]
 #[test]
 fn kill_9_during_indexing_keeps_the_index_sound() {

@@ -189,7 +189,10 @@ impl Default for ModelConfig {
 impl ModelConfig {
     /// Side of the local feature map: each strided convolution halves the input.
     pub fn local_size(&self) -> usize {
-        (self.preprocess.size as usize) >> self.channels.len()
+        u32::try_from(self.channels.len())
+            .ok()
+            .and_then(|n| (self.preprocess.size as usize).checked_shr(n))
+            .unwrap_or(0)
     }
 
     /// Length of the search embedding.
@@ -232,6 +235,14 @@ impl ModelConfig {
             return Err("channels, hidden and dim must be non-empty and positive".into());
         }
         let size = self.preprocess.size as usize;
+        // Each strided convolution halves the input: more than 30 cannot leave a 3×3 map of a
+        // u32 size, and `1 << len` below would overflow from 64 on (found by fuzz/model_load).
+        if self.channels.len() > 30 {
+            return Err(format!(
+                "{} strided convolutions (channels) leave no 3×3 local map: at most 30",
+                self.channels.len()
+            ));
+        }
         // The global critic summarises the local map with a 3×3 convolution without padding.
         let step = 1 << self.channels.len();
         if size == 0 || !size.is_multiple_of(step) || self.local_size() < 3 {
@@ -242,5 +253,38 @@ impl ModelConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ModelConfig;
+
+    /// 64 or more channel entries made `1 << len` overflow in `validate`, a panic in builds with
+    /// overflow checks (found by the fuzz target model_load; fuzz/regressions/): such a config
+    /// is refused instead.
+    #[test]
+    fn too_many_strided_convolutions_is_an_error() {
+        for n in [31, 64, 65, 1000] {
+            let config = ModelConfig {
+                channels: vec![8; n],
+                ..ModelConfig::default()
+            };
+            assert_eq!(config.local_size(), 0);
+            assert!(config.validate().is_err(), "{n} channels");
+        }
+        ModelConfig::default().validate().unwrap();
+    }
+
+    /// A 16-pixel input leaves a 2×2 local map, too small for the global critic's 3×3 summary:
+    /// refused by validation, not by a tensor error at the first step.
+    #[test]
+    fn an_input_too_small_for_the_critic_is_an_error() {
+        let mut config = ModelConfig::default();
+        config.preprocess.size = 16;
+        let message = config.validate().unwrap_err();
+        assert!(message.contains("at least 24"), "{message}");
+        config.preprocess.size = 24;
+        config.validate().unwrap();
     }
 }
