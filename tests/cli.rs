@@ -1052,3 +1052,41 @@ fn contact_sheets_draw_each_query_beside_its_neighbours() {
         );
     }
 }
+
+/// Every command's help ends with examples and the exit status; completion scripts name every
+/// command.
+#[test]
+fn help_has_examples_and_completions_cover_every_command() {
+    let commands = [
+        "train",
+        "index",
+        "forget",
+        "query",
+        "grid",
+        "eval",
+        "verify",
+        "completions",
+    ];
+    for command in commands {
+        let help = ok(&[command, "--help"]);
+        assert!(
+            help.contains("Examples:\n  imgsearch "),
+            "{command}: {help}"
+        );
+        assert!(
+            help.trim_end().contains("Exit status: 0"),
+            "{command}: {help}"
+        );
+    }
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let script = ok(&["completions", shell]);
+        for command in commands {
+            assert!(
+                script.contains(command),
+                "{shell} completion lacks {command}"
+            );
+        }
+    }
+    let out = imgsearch(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,7 +1,7 @@
 //! Adam's update as three in-place passes on the CPU (first moment, second moment,
 //! parameter) instead of about ten candle ops that each allocate a new tensor per parameter.
 
-use super::elementwise::{contiguous_f32, CHUNK};
+use super::elementwise::{contiguous_f32, contiguous_f32_mut, CHUNK};
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
 use rayon::prelude::*;
 
@@ -56,20 +56,6 @@ pub(crate) fn adam_in_place(
     )?;
     param.inplace_op3(m, v, &ParamUpdate(step))?;
     Ok(true)
-}
-
-fn contiguous_f32_mut<'a>(
-    storage: &'a mut CpuStorage,
-    layout: &Layout,
-    op: &str,
-) -> Result<&'a mut [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("{op}: only f32 is supported");
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&mut data[start..end]),
-        None => candle_core::bail!("{op}: tensor must be contiguous"),
-    }
 }
 
 /// `m ← β·m + (1 − β)·g`, or with `g²` for the second moment.

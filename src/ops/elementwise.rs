@@ -121,6 +121,14 @@ impl CustomOp2 for LeakyReluGrad {
     }
 }
 
+/// The range of a storage that a contiguous layout covers.
+fn contiguous_range(layout: &Layout, op: &str) -> Result<std::ops::Range<usize>> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(start..end),
+        None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
 /// The slice a contiguous f32 storage covers.
 pub(crate) fn contiguous_f32<'a>(
     storage: &'a CpuStorage,
@@ -130,10 +138,19 @@ pub(crate) fn contiguous_f32<'a>(
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{op}: only f32 is supported");
     };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("{op}: input must be contiguous"),
-    }
+    Ok(&data[contiguous_range(layout, op)?])
+}
+
+/// The slice a contiguous f32 storage covers, to update in place.
+pub(crate) fn contiguous_f32_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: only f32 is supported");
+    };
+    Ok(&mut data[contiguous_range(layout, op)?])
 }
 
 #[cfg(test)]
