@@ -146,9 +146,12 @@ fn a_closed_pipe_is_quiet_and_a_full_disk_is_an_error() {
     let index = tmp.path().join("index");
     ok(&["index", s(&dir), "--index", s(&index)]);
     let query = dir.join("0003.jpg");
+    // 100 queries of 40 neighbours: about 300 KB, more than a pipe holds, so the writes
+    // after the reader is gone fail (EPIPE).
     let mut child = Command::new(env!("CARGO_BIN_EXE_imgsearch"))
-        .args(["query", s(&query), s(&query), s(&query), "-k", "40"])
-        .args(["--index", s(&index)])
+        .arg("query")
+        .args(std::iter::repeat_n(s(&query), 100))
+        .args(["-k", "40", "--index", s(&index)])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
