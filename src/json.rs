@@ -9,6 +9,7 @@
 
 use crate::data::LoadStats;
 use crate::index::{Hit, RepairReport, VerifyReport};
+use crate::pipeline::dups::{Group, Outcome};
 use crate::pipeline::{EvalReport, ForgetSummary, IndexSummary, QueryAnswer, Row};
 use crate::train::TrainReport;
 use base64::Engine;
@@ -85,6 +86,62 @@ pub fn row(row: &Row) -> Value {
     put_path(&mut r, "query", &row.query);
     r.insert("results".into(), hits(&row.neighbours));
     Value::Object(r)
+}
+
+/// A group of near-duplicates: `{"type": "group", "keep", "duplicates": [{"path", "score",
+/// "action"}]}`, the kept file first; `action` says what was done with each copy.
+pub fn group(id: usize, group: &Group, outcomes: Option<&[Outcome]>) -> Value {
+    let mut r = record("group");
+    r.insert("id".into(), json!(id));
+    put_path(&mut r, "keep", &group.keep().path);
+    let duplicates: Vec<Value> = group
+        .duplicates()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut d = Map::new();
+            put_path(&mut d, "path", &m.path);
+            d.insert("score".into(), json!(m.score));
+            let outcome = outcomes
+                .and_then(|o| o.get(i))
+                .unwrap_or(&Outcome::Reported);
+            let (action, detail) = match outcome {
+                Outcome::Reported => ("none", None),
+                Outcome::Moved(to) => ("moved", Some(to.to_string_lossy().into_owned())),
+                Outcome::Linked => ("linked", None),
+                Outcome::Left(why) => ("left", Some(why.clone())),
+            };
+            d.insert("action".into(), json!(action));
+            d.insert("detail".into(), json!(detail));
+            Value::Object(d)
+        })
+        .collect();
+    r.insert("duplicates".into(), Value::Array(duplicates));
+    Value::Object(r)
+}
+
+pub fn dups_summary(groups: &[Group], threshold: f32, action: &str, log: Option<&Path>) -> Value {
+    let duplicates: usize = groups.iter().map(|g| g.duplicates().len()).sum();
+    let mut f = fields(json!({
+        "groups": groups.len(),
+        "duplicates": duplicates,
+        "threshold": threshold,
+        "action": action,
+    }));
+    match log {
+        Some(log) => put_path(&mut f, "log", log),
+        None => {
+            f.insert("log".into(), Value::Null);
+        }
+    }
+    summary("dups", f)
+}
+
+pub fn undo_summary(restored: &[PathBuf], left: usize) -> Value {
+    summary(
+        "undo",
+        fields(json!({"restored": path_list(restored), "left": left})),
+    )
 }
 
 /// A file left out: `{"type": "skip", "path", "reason"}`.

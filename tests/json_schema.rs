@@ -199,11 +199,14 @@ fn every_command_speaks_the_documented_schema() {
     let extra = tmp.path().join("extra");
     copy_dir(&fixtures().join("photos/attfaces-s1"), &extra);
     std::fs::write(photos.join("notes.jpg"), b"not an image").expect("write");
+    // A byte-identical copy: a group for `dups`.
+    std::fs::copy(photos.join("cifar/cat/0003.jpg"), photos.join("copy.jpg")).expect("copy");
     let index = tmp.path().join("index");
     let (i, m, out) = (s(&index), s(&photos), tmp.path().join("sheet.png"));
     let query = photos.join("cifar/cat/0003.jpg");
     let model = tmp.path().join("model");
     let (notes, nowhere) = (photos.join("notes.jpg"), tmp.path().join("nowhere"));
+    let dest = tmp.path().join("dups");
     let (test_set, train_set) = (fixtures().join("test"), fixtures().join("train"));
 
     let runs: Vec<(Vec<&str>, i32)> = vec![
@@ -225,6 +228,19 @@ fn every_command_speaks_the_documented_schema() {
             0,
         ),
         (vec!["verify", "--index", i], 0),
+        (vec!["dups", "--index", i, "--threshold", "0.9"], 0),
+        (
+            vec![
+                "dups",
+                "--index",
+                i,
+                "--threshold",
+                "0.9",
+                "--move",
+                s(&dest),
+            ],
+            0,
+        ),
         (vec!["forget", s(&extra), "--index", i], 0),
         (vec!["eval", s(&test_set), "--queries", "20"], 0),
         (vec!["query", s(&query), "--index", s(&nowhere)], 1),
@@ -256,6 +272,17 @@ fn every_command_speaks_the_documented_schema() {
         if *code == 0 {
             assert!(last.contains("\"type\":\"summary\""), "{args:?}: {last}");
         }
+    }
+    // Undo the move, from the log it left.
+    let log = std::fs::read_dir(&dest)
+        .expect("dest")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .expect("undo log");
+    let (status, stdout) = run(&["dups", "--undo", s(&log)]);
+    assert_eq!(status, 0, "{stdout}");
+    for line in stdout.lines() {
+        seen.insert(schema.check_line(line));
     }
     // A recorded folder gone missing is a warning record.
     std::fs::rename(&photos, tmp.path().join("moved")).expect("rename");

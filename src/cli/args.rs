@@ -102,6 +102,17 @@ pub enum Command {
 
 ", "Exit status: 0 success, 1 runtime error, 2 usage error."))]
     Eval(EvalArgs),
+    /// Groups of near-duplicate images (resized, recompressed, cropped, edited copies), best
+    /// copy first; reports only, unless --move or --hardlink.
+    #[command(after_help = concat!("Examples:
+  imgsearch dups                              # report the groups (a dry run)
+  imgsearch dups --threshold 0.97 --json
+  imgsearch dups --move ~/dups                # move the copies; prints the undo log's path
+  imgsearch dups --undo ~/dups/imgsearch-undo-1764550000.jsonl
+  imgsearch dups --hardlink                   # byte-identical copies become hard links
+
+", "Exit status: 0 success, 1 runtime error, 2 usage error."))]
+    Dups(DupsArgs),
     /// Check every file of an index against its checksums; exit 1 when anything is damaged.
     #[command(after_help = concat!("Examples:
   imgsearch verify
@@ -456,6 +467,9 @@ pub struct QueryArgs {
     /// Also draw the queries and their neighbours as a contact sheet (PNG).
     #[arg(long)]
     pub grid: Option<PathBuf>,
+    /// Only neighbours with at least this cosine (the threshold of `dups`).
+    #[arg(long)]
+    pub min_score: Option<f32>,
 }
 
 impl QueryArgs {
@@ -522,6 +536,28 @@ impl EvalArgs {
             ..EvalOptions::new(self.dir.clone())
         }
     }
+}
+
+#[derive(Args)]
+pub struct DupsArgs {
+    #[arg(long, default_value = "index")]
+    pub index: PathBuf,
+    /// Cosine at or above which two images are duplicates.
+    #[arg(long, default_value_t = pipeline::dups::DEFAULT_THRESHOLD)]
+    pub threshold: f32,
+    /// Move every copy but the best one under this folder (keeping its path relative to the
+    /// indexed folder), with an undo log there.
+    #[arg(long, value_name = "DEST", conflicts_with_all = ["hardlink", "undo"])]
+    pub r#move: Option<PathBuf>,
+    /// Replace each copy whose bytes equal the best one's by a hard link to it.
+    #[arg(long, conflicts_with = "undo")]
+    pub hardlink: bool,
+    /// Put back the files an earlier --move moved, from its undo log.
+    #[arg(long, value_name = "LOG")]
+    pub undo: Option<PathBuf>,
+    /// CSV on stdout: group,keep,path,score,action.
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
 }
 
 #[derive(Args)]

@@ -2,8 +2,8 @@
 //! back to the printer. No work of the library's is done here.
 
 use super::args::{
-    Baseline, Cli, Command, EvalArgs, ForgetArgs, GridArgs, IndexArgs, QueryArgs, TrainArgs,
-    VerifyArgs,
+    Baseline, Cli, Command, DupsArgs, EvalArgs, ForgetArgs, GridArgs, IndexArgs, QueryArgs,
+    TrainArgs, VerifyArgs,
 };
 use super::printer::{shown, Printer};
 use super::Failure;
@@ -37,6 +37,7 @@ pub fn run(cli: Cli, printer: &mut Printer) -> Outcome {
         Command::Grid(args) => contact_sheet(&args, &device, printer),
         Command::Eval(args) => eval(&args, verbosity, &device, printer),
         Command::Verify(args) => verify(&args, printer),
+        Command::Dups(args) => dups(&args, printer),
         Command::Completions(_) => Ok(ExitCode::SUCCESS),
     }
 }
@@ -118,7 +119,12 @@ fn forget(args: &ForgetArgs, p: &mut Printer) -> Outcome {
 fn query(args: &QueryArgs, device: &Device, p: &mut Printer) -> Outcome {
     let index = Index::open(&args.index)?;
     let model = pipeline::model_for_index(&index, args.model.as_deref(), device)?;
-    let answers = pipeline::query(&model, &index, &args.images, &args.search())?;
+    let mut answers = pipeline::query(&model, &index, &args.images, &args.search())?;
+    if let Some(min) = args.min_score {
+        for hits in answers.iter_mut().filter_map(|a| a.result.as_mut().ok()) {
+            hits.retain(|h| h.score >= min);
+        }
+    }
     let mut failed = false;
     for answer in &answers {
         match &answer.result {
@@ -237,4 +243,110 @@ fn verify(args: &VerifyArgs, p: &mut Printer) -> Outcome {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn dups(args: &DupsArgs, p: &mut Printer) -> Outcome {
+    use pipeline::dups::{self, DupsOptions, Outcome as Done};
+    if let Some(log) = &args.undo {
+        let dups::Undone { restored, left } = dups::undo(log)?;
+        for (path, why) in &left {
+            p.error(&format!("{} not restored: {why}", shown(path)), Some(path))?;
+        }
+        let text = format!("{} files restored, {} not", restored.len(), left.len());
+        p.summary(json::undo_summary(&restored, left.len()), &text)?;
+        return Ok(if left.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let index = Index::open(&args.index)?;
+    let opts = DupsOptions {
+        threshold: args.threshold,
+        ..DupsOptions::default()
+    };
+    let groups = dups::find_groups(&index, &opts)?;
+    let (outcomes, action, log) = if let Some(dest) = &args.r#move {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let log = dest.join(format!("imgsearch-undo-{stamp}.jsonl"));
+        let done = dups::move_duplicates(&groups, &index.roots(), dest, &log)?;
+        (Some(done), "move", Some(log))
+    } else if args.hardlink {
+        (Some(dups::hardlink_duplicates(&groups)?), "hardlink", None)
+    } else {
+        (None, "none", None)
+    };
+    let outcome_of = |g: usize, d: usize| outcomes.as_ref().and_then(|o| o[g].get(d));
+    if args.csv {
+        p.line("group,keep,path,score,action")?;
+    }
+    for (g, group) in groups.iter().enumerate() {
+        if p.json {
+            p.record(&json::group(
+                g + 1,
+                group,
+                outcomes.as_ref().map(|o| o[g].as_slice()),
+            ))?;
+            continue;
+        }
+        let keep = shown(&group.keep().path);
+        if !args.csv {
+            p.line(&format!("group {} keep {keep}", g + 1))?;
+        }
+        for (d, dup) in group.duplicates().iter().enumerate() {
+            let action = match outcome_of(g, d) {
+                None | Some(Done::Reported) => "none".to_string(),
+                Some(Done::Moved(to)) => format!("moved to {}", shown(to)),
+                Some(Done::Linked) => "linked".to_string(),
+                Some(Done::Left(why)) => format!("left: {why}"),
+            };
+            if args.csv {
+                p.line(&format!(
+                    "{},{},{},{:.4},{}",
+                    g + 1,
+                    csv_field(&keep),
+                    csv_field(&shown(&dup.path)),
+                    dup.score,
+                    csv_field(&action)
+                ))?;
+            } else {
+                p.line(&format!(
+                    "  {:.4}  {}  [{action}]",
+                    dup.score,
+                    shown(&dup.path)
+                ))?;
+            }
+        }
+    }
+    let copies: usize = groups.iter().map(|g| g.duplicates().len()).sum();
+    let text = match (&log, action) {
+        (Some(log), _) => format!(
+            "{} groups, {copies} copies moved; undo with: imgsearch dups --undo {}",
+            groups.len(),
+            shown(log)
+        ),
+        (None, "hardlink") => format!("{} groups, {copies} copies examined for hard links", groups.len()),
+        _ => format!(
+            "{} groups, {copies} copies (a dry run: --move DEST would move the copies, --hardlink link identical ones)",
+            groups.len()
+        ),
+    };
+    if !args.csv {
+        p.summary(
+            json::dups_summary(&groups, args.threshold, action, log.as_deref()),
+            &text,
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
 }

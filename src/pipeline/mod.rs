@@ -5,8 +5,10 @@
 //! - `indexing`: the index job, its commit policy and folder bookkeeping, `forget`;
 //! - `query`: the index's model, and queries by image;
 //! - `eval`: P@k and kNN accuracy, of a model or of the raw-pixel floor;
-//! - `grid`: contact sheets of queries and their neighbours.
+//! - `grid`: contact sheets of queries and their neighbours;
+//! - `dups`: near-duplicate groups, and moving or hard-linking the copies.
 
+pub mod dups;
 pub mod eval;
 pub mod grid;
 pub mod indexing;

@@ -1,0 +1,395 @@
+//! Near-duplicate groups from an index's own vectors, and what to do with them.
+//!
+//! Candidates come from each image's nearest neighbours at cosine >= the threshold. Groups are
+//! merged most similar pair first, and two groups merge only if *every* pair across them is at
+//! least the threshold (complete linkage): a group's diameter is bounded, so a chain of images
+//! each close to the next can never pull unrelated images into one giant group. Each group is
+//! ordered best copy first: most pixels, then largest file, then oldest, then path; every member
+//! carries its cosine to that first one.
+//!
+//! Actions never delete. `--move DEST` moves every non-kept copy under DEST (its path relative to
+//! the index folder that holds it), logging each move before and after it in an undo log, so a
+//! `kill -9` leaves every file in place or moved and the log says which; [`undo`] restores them.
+//! `--hardlink` replaces a copy by a hard link to the kept file only when the bytes are identical.
+
+use crate::error::{Error, Result};
+use crate::fsx;
+use crate::index::{Index, SearchOptions};
+use base64::Engine;
+use rayon::prelude::*;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// Cosine at or above which two images are called duplicates unless told otherwise.
+pub const DEFAULT_THRESHOLD: f32 = 0.95;
+
+/// How groups are found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DupsOptions {
+    pub threshold: f32,
+    /// Neighbours examined per image (candidates).
+    pub neighbours: usize,
+    /// Graph search beam width.
+    pub ef: usize,
+}
+
+impl Default for DupsOptions {
+    fn default() -> Self {
+        DupsOptions {
+            threshold: DEFAULT_THRESHOLD,
+            neighbours: 32,
+            ef: 128,
+        }
+    }
+}
+
+/// One image of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub path: PathBuf,
+    /// Cosine to the group's first (kept) member; 1 for that one.
+    pub score: f32,
+    /// Width × height (0 if the header cannot be read).
+    pub pixels: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// A group of near-duplicates, best copy first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub members: Vec<Member>,
+}
+
+impl Group {
+    pub fn keep(&self) -> &Member {
+        &self.members[0]
+    }
+
+    pub fn duplicates(&self) -> &[Member] {
+        &self.members[1..]
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The near-duplicate groups of the index, largest first.
+pub fn find_groups(index: &Index, opts: &DupsOptions) -> Result<Vec<Group>> {
+    if !(opts.threshold > 0.0 && opts.threshold <= 1.0) {
+        return Err(Error::Usage(format!(
+            "threshold {} must be above 0 and at most 1",
+            opts.threshold
+        )));
+    }
+    let entries = index
+        .entries()
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let vectors: Vec<&[f32]> = index.vectors().collect();
+    let id_of: HashMap<&Path, usize> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.path.as_path(), i))
+        .collect();
+    let search = SearchOptions {
+        k: opts.neighbours + 1,
+        ef: opts.ef.max(opts.neighbours + 1),
+        exact: false,
+    };
+    let found: Vec<Vec<(f32, usize, usize)>> = (0..entries.len())
+        .into_par_iter()
+        .map(|i| -> Result<Vec<(f32, usize, usize)>> {
+            let hits = index.search(vectors[i], &search)?;
+            Ok(hits
+                .into_iter()
+                .filter(|h| h.score >= opts.threshold)
+                .filter_map(|h| id_of.get(h.path.as_path()).map(|&j| (h.score, i, j)))
+                .filter(|&(_, i, j)| i != j)
+                .map(|(s, i, j)| (s, i.min(j), i.max(j)))
+                .collect())
+        })
+        .collect::<Result<_>>()?;
+    let mut pairs: Vec<(f32, usize, usize)> = found.into_iter().flatten().collect();
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+    pairs.dedup_by(|a, b| (a.1, a.2) == (b.1, b.2));
+
+    // Complete linkage: merge two groups only if every pair across them is close enough.
+    let mut group_of: Vec<usize> = (0..entries.len()).collect();
+    let mut members: Vec<Vec<usize>> = (0..entries.len()).map(|i| vec![i]).collect();
+    for &(_, i, j) in &pairs {
+        let (gi, gj) = (group_of[i], group_of[j]);
+        if gi == gj {
+            continue;
+        }
+        let close = members[gi].iter().all(|&a| {
+            members[gj]
+                .iter()
+                .all(|&b| dot(vectors[a], vectors[b]) >= opts.threshold)
+        });
+        if !close {
+            continue;
+        }
+        let (big, small) = if members[gi].len() >= members[gj].len() {
+            (gi, gj)
+        } else {
+            (gj, gi)
+        };
+        let moved = std::mem::take(&mut members[small]);
+        for &m in &moved {
+            group_of[m] = big;
+        }
+        members[big].extend(moved);
+    }
+
+    let mut groups: Vec<Group> = members
+        .into_iter()
+        .filter(|m| m.len() > 1)
+        .map(|ids| {
+            let mut list: Vec<(usize, Member)> = ids
+                .iter()
+                .map(|&i| {
+                    let e = &entries[i];
+                    let member = Member {
+                        path: e.path.clone(),
+                        score: 1.0,
+                        pixels: pixels(&e.path),
+                        size: e.size,
+                        mtime_ns: e.mtime_ns,
+                    };
+                    (i, member)
+                })
+                .collect();
+            list.sort_by(|(_, a), (_, b)| {
+                b.pixels
+                    .cmp(&a.pixels)
+                    .then(b.size.cmp(&a.size))
+                    .then(a.mtime_ns.cmp(&b.mtime_ns))
+                    .then(a.path.cmp(&b.path))
+            });
+            let keep = list[0].0;
+            for (i, m) in list.iter_mut().skip(1) {
+                m.score = dot(vectors[keep], vectors[*i]);
+            }
+            Group {
+                members: list.into_iter().map(|(_, m)| m).collect(),
+            }
+        })
+        .collect();
+    groups.sort_by(|a, b| {
+        b.members
+            .len()
+            .cmp(&a.members.len())
+            .then(a.keep().path.cmp(&b.keep().path))
+    });
+    Ok(groups)
+}
+
+/// Width × height from the image's header (no decoding), or 0.
+fn pixels(path: &Path) -> u64 {
+    image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .ok()
+        .and_then(|r| r.into_dimensions().ok())
+        .map_or(0, |(w, h)| u64::from(w) * u64::from(h))
+}
+
+/// What happened to one duplicate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Dry run: nothing done.
+    Reported,
+    Moved(PathBuf),
+    Linked,
+    /// Left in place, and why.
+    Left(String),
+}
+
+/// The files of the groups moved under `dest`, each at its path relative to the index folder
+/// that holds it (`roots`); every move is logged in `log` (JSON Lines) before and after it.
+pub fn move_duplicates(
+    groups: &[Group],
+    roots: &[PathBuf],
+    dest: &Path,
+    log: &Path,
+) -> Result<Vec<Vec<Outcome>>> {
+    fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
+    let mut journal = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| Error::io(log, e))?;
+    let mut out = Vec::with_capacity(groups.len());
+    for group in groups {
+        let mut outcomes = Vec::new();
+        for dup in group.duplicates() {
+            let relative = roots
+                .iter()
+                .find_map(|r| dup.path.strip_prefix(r).ok())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| {
+                    dup.path
+                        .components()
+                        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                        .collect()
+                });
+            let target = dest.join(&relative);
+            if target.exists() {
+                outcomes.push(Outcome::Left(format!("{} exists", target.display())));
+                continue;
+            }
+            let record = |state: &str| {
+                let mut r = serde_json::Map::new();
+                r.insert("op".into(), json!("move"));
+                r.insert("state".into(), json!(state));
+                crate::json::put_path(&mut r, "from", &dup.path);
+                crate::json::put_path(&mut r, "to", &target);
+                Value::Object(r)
+            };
+            let write = |journal: &mut fs::File, value: Value, sync: bool| -> Result<()> {
+                writeln!(journal, "{value}")
+                    .and_then(|()| if sync { journal.sync_all() } else { Ok(()) })
+                    .map_err(|e| Error::io(log, e))
+            };
+            // Logged (and on disk) before the move: after a kill the log names every file
+            // that may have moved, and where to.
+            write(&mut journal, record("started"), true)?;
+            move_file(&dup.path, &target)?;
+            write(&mut journal, record("done"), false)?;
+            outcomes.push(Outcome::Moved(target));
+        }
+        out.push(outcomes);
+    }
+    journal.sync_all().map_err(|e| Error::io(log, e))?;
+    Ok(out)
+}
+
+/// Moves a file: a rename, or across file systems a copy (fsynced) then removal.
+fn move_file(from: &Path, to: &Path) -> Result<()> {
+    if let Some(dir) = to.parent() {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    match fs::rename(from, to) {
+        Ok(()) => {
+            fsx::sync_dir(to.parent().unwrap_or(Path::new("."))).map_err(|e| Error::io(to, e))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            let bytes = fs::read(from).map_err(|e| Error::io(from, e))?;
+            fsx::write_atomic(to, &bytes).map_err(|e| Error::io(to, e))?;
+            fs::remove_file(from).map_err(|e| Error::io(from, e))
+        }
+        Err(e) => Err(Error::io(from, e)),
+    }
+}
+
+/// What [`undo`] did: the files put back, and those it could not, with why.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Undone {
+    pub restored: Vec<PathBuf>,
+    pub left: Vec<(PathBuf, String)>,
+}
+
+/// Restores the files an undo log says were moved (or may have been, when a run was killed):
+/// each goes back to where it was unless something is there again.
+pub fn undo(log: &Path) -> Result<Undone> {
+    let file = fs::File::open(log).map_err(|e| Error::io(log, e))?;
+    let mut moves: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| Error::io(log, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        // A line cut by a kill is the last one; a damaged line elsewhere is an error.
+        let value: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(Error::Usage(format!(
+                    "{}: line {} is not an undo record: {e}",
+                    log.display(),
+                    n + 1
+                )))
+            }
+        };
+        if value["op"] == "move" && value["state"] == "started" {
+            moves.push((path_of(&value, "from"), path_of(&value, "to")));
+        }
+    }
+    let (mut restored, mut left) = (Vec::new(), Vec::new());
+    for (from, to) in moves.into_iter().rev() {
+        if from.exists() {
+            // Never moved (killed before the rename), or already restored.
+            if to.exists() && same_bytes(&from, &to) {
+                // A cross-device copy that was not yet removed from its source.
+                let _ = fs::remove_file(&to);
+            }
+            continue;
+        }
+        if !to.exists() {
+            left.push((from, "not found where it was moved".into()));
+            continue;
+        }
+        move_file(&to, &from)?;
+        restored.push(from);
+    }
+    Ok(Undone { restored, left })
+}
+
+fn path_of(record: &Value, key: &str) -> PathBuf {
+    if let Some(bytes) = record
+        .get(format!("{key}_bytes"))
+        .and_then(Value::as_str)
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+    {
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            return PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
+        }
+        #[cfg(not(unix))]
+        return PathBuf::from(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    PathBuf::from(record[key].as_str().unwrap_or_default())
+}
+
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(ma), Ok(mb)) if ma.len() == mb.len() => {
+            matches!((fs::read(a), fs::read(b)), (Ok(x), Ok(y)) if x == y)
+        }
+        _ => false,
+    }
+}
+
+/// Replaces each duplicate whose bytes equal the kept file's by a hard link to it (made beside
+/// the copy, then renamed over it); the others are left, with the reason.
+pub fn hardlink_duplicates(groups: &[Group]) -> Result<Vec<Vec<Outcome>>> {
+    let mut out = Vec::with_capacity(groups.len());
+    for group in groups {
+        let keep = &group.keep().path;
+        let mut outcomes = Vec::new();
+        for dup in group.duplicates() {
+            if !same_bytes(keep, &dup.path) {
+                outcomes.push(Outcome::Left("its bytes differ from the kept file".into()));
+                continue;
+            }
+            let name = dup
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = dup.path.with_file_name(format!(".{name}.imgsearch-link"));
+            let _ = fs::remove_file(&tmp);
+            fs::hard_link(keep, &tmp).map_err(|e| Error::io(&tmp, e))?;
+            if let Err(e) = fs::rename(&tmp, &dup.path) {
+                let _ = fs::remove_file(&tmp);
+                return Err(Error::io(&dup.path, e));
+            }
+            outcomes.push(Outcome::Linked);
+        }
+        out.push(outcomes);
+    }
+    Ok(out)
+}

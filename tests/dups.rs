@@ -1,0 +1,222 @@
+//! `imgsearch dups` through the real binary on real photos (tests/fixtures: sign-language digit
+//! photos) and copies of them edited as users edit photos (resized, recompressed, byte-identical
+//! copies): grouping, best-copy-first ordering, the dry run, `--move` and its undo, `--hardlink`
+//! only for identical bytes, and `query --min-score`.
+
+use image::imageops::FilterType;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_imgsearch"))
+        .args(args)
+        .output()
+        .expect("run imgsearch");
+    assert!(
+        out.status.success(),
+        "imgsearch {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A library: one original photo, a half-size copy, a recompressed copy and a byte-identical
+/// copy of it (in other folders), and one unrelated photo of another class.
+struct Library {
+    root: PathBuf,
+    original: PathBuf,
+    small: PathBuf,
+    recompressed: PathBuf,
+    identical: PathBuf,
+    unrelated: PathBuf,
+}
+
+fn library(tmp: &Path) -> Library {
+    let root = tmp.join("photos");
+    for sub in ["a", "b/c", "d"] {
+        std::fs::create_dir_all(root.join(sub)).expect("mkdir");
+    }
+    // The larger photo of the fixture's class, so that the copies are real downscales.
+    let source = std::fs::read_dir(fixtures().join("photos/signdigits-5"))
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a photo");
+    let photo = image::open(&source).expect("decode").to_rgb8();
+    let original = root.join("a/original.png");
+    photo.save(&original).expect("save");
+    let (w, h) = photo.dimensions();
+    let small = root.join("b/c/small.png");
+    image::imageops::resize(&photo, w / 2, h / 2, FilterType::Triangle)
+        .save(&small)
+        .expect("save");
+    let recompressed = root.join("d/recompressed.jpg");
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 60)
+        .encode_image(&photo)
+        .expect("jpeg");
+    std::fs::write(&recompressed, jpeg).expect("write");
+    let identical = root.join("d/copy.png");
+    std::fs::copy(&original, &identical).expect("copy");
+    let unrelated = root.join("a/other.jpg");
+    std::fs::copy(fixtures().join("test/airplane/0000.jpg"), &unrelated).expect("copy");
+    Library {
+        root,
+        original,
+        small,
+        recompressed,
+        identical,
+        unrelated,
+    }
+}
+
+fn group_paths(group: &Value) -> Vec<String> {
+    group["duplicates"]
+        .as_array()
+        .expect("duplicates")
+        .iter()
+        .map(|d| d["path"].as_str().expect("path").to_string())
+        .collect()
+}
+
+#[test]
+fn copies_are_grouped_best_first_and_moved_back_by_undo() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lib = library(tmp.path());
+    let index = tmp.path().join("index");
+    ok(&["index", s(&lib.root), "--index", s(&index), "--quiet"]);
+
+    // The dry run: one group, the full-size original first (most pixels, then largest file),
+    // the unrelated photo in none; nothing moves.
+    let out = ok(&["dups", "--index", s(&index), "--threshold", "0.9", "--json"]);
+    let records = lines(&out);
+    let groups: Vec<&Value> = records.iter().filter(|r| r["type"] == "group").collect();
+    assert_eq!(groups.len(), 1, "{out}");
+    let keep = groups[0]["keep"].as_str().expect("keep");
+    // Same pixels and bytes: the older of the original and its identical copy is kept.
+    assert!(
+        keep == s(&lib.original) || keep == s(&lib.identical),
+        "{keep}"
+    );
+    let members = group_paths(groups[0]);
+    for copy in [&lib.small, &lib.recompressed] {
+        assert!(members.contains(&s(copy).to_string()), "{out}");
+    }
+    assert!(!members.contains(&s(&lib.unrelated).to_string()));
+    for d in groups[0]["duplicates"].as_array().expect("dups") {
+        assert_eq!(d["action"], "none");
+        assert!(d["score"].as_f64().expect("score") >= 0.9);
+    }
+    assert!(lib.small.exists() && lib.recompressed.exists());
+
+    // --move: every copy under DEST at its path relative to the indexed folder; undo restores.
+    let dest = tmp.path().join("dups");
+    let out = ok(&[
+        "dups",
+        "--index",
+        s(&index),
+        "--threshold",
+        "0.9",
+        "--move",
+        s(&dest),
+        "--json",
+    ]);
+    let summary = lines(&out).pop().expect("summary");
+    let log = PathBuf::from(summary["log"].as_str().expect("log"));
+    assert!(log.exists());
+    assert!(
+        !lib.small.exists() && dest.join("b/c/small.png").exists(),
+        "{out}"
+    );
+    assert!(!lib.recompressed.exists() && dest.join("d/recompressed.jpg").exists());
+    assert!(lib.unrelated.exists());
+    let out = ok(&["dups", "--undo", s(&log), "--json"]);
+    assert_eq!(lines(&out).pop().expect("summary")["left"], 0, "{out}");
+    assert!(lib.small.exists() && lib.recompressed.exists());
+    assert!(!dest.join("b/c/small.png").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn hardlinks_replace_only_identical_copies_and_min_score_filters_queries() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lib = library(tmp.path());
+    let index = tmp.path().join("index");
+    ok(&["index", s(&lib.root), "--index", s(&index), "--quiet"]);
+    let out = ok(&[
+        "dups",
+        "--index",
+        s(&index),
+        "--threshold",
+        "0.9",
+        "--hardlink",
+        "--json",
+    ]);
+    let ino = |p: &Path| std::fs::metadata(p).expect("meta").ino();
+    // Exactly the byte-identical pair now shares an inode; the edited copies are left.
+    assert_eq!(ino(&lib.original), ino(&lib.identical), "{out}");
+    assert_ne!(ino(&lib.original), ino(&lib.small));
+    assert_ne!(ino(&lib.original), ino(&lib.recompressed));
+    let group = lines(&out)
+        .into_iter()
+        .find(|r| r["type"] == "group")
+        .expect("group");
+    let actions: Vec<&str> = group["duplicates"]
+        .as_array()
+        .expect("dups")
+        .iter()
+        .map(|d| d["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "linked").count(),
+        1,
+        "{group}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| **a == "left").count(),
+        2,
+        "{group}"
+    );
+
+    // query --min-score keeps only the neighbours at or above it.
+    let all = ok(&[
+        "query",
+        s(&lib.original),
+        "--index",
+        s(&index),
+        "--json",
+        "-k",
+        "5",
+    ]);
+    let near = ok(&[
+        "query",
+        s(&lib.original),
+        "--index",
+        s(&index),
+        "--json",
+        "-k",
+        "5",
+        "--min-score",
+        "0.9",
+    ]);
+    let count = |out: &str| lines(out)[0]["results"].as_array().map_or(0, Vec::len);
+    assert_eq!(count(&all), 5);
+    assert!(count(&near) >= 3 && count(&near) < 5, "{near}");
+}
