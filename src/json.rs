@@ -9,10 +9,10 @@
 
 use crate::data::LoadStats;
 use crate::index::{Hit, RepairReport, VerifyReport};
+pub use crate::json_path::put_path;
 use crate::pipeline::dups::{Group, Outcome};
 use crate::pipeline::{EvalReport, ForgetSummary, IndexSummary, QueryAnswer, Row};
 use crate::train::TrainReport;
-use base64::Engine;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -22,17 +22,6 @@ pub const SCHEMA_VERSION: u64 = 1;
 
 /// An object under construction.
 type Record = Map<String, Value>;
-
-/// Sets `key` to the path's text, and `<key>_bytes` to its raw bytes when it is not UTF-8.
-pub fn put_path(record: &mut Record, key: &str, path: &Path) {
-    let text = path.to_string_lossy();
-    record.insert(key.to_string(), Value::String(text.into_owned()));
-    if path.to_str().is_none() {
-        let bytes = path.as_os_str().as_encoded_bytes();
-        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
-        record.insert(format!("{key}_bytes"), Value::String(encoded));
-    }
-}
 
 fn record(kind: &str) -> Record {
     let mut r = Map::new();
@@ -320,6 +309,8 @@ pub fn verify_summary(index: &Path, r: &VerifyReport) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use base64::Engine;
 
     #[cfg(unix)]
     #[test]

@@ -19,6 +19,7 @@ pub mod error;
 pub mod fsx;
 pub mod index;
 pub mod json;
+pub mod json_path;
 pub mod model;
 pub mod ops;
 pub mod pipeline;

@@ -15,7 +15,7 @@
 use crate::error::{Error, Result};
 use crate::fsx;
 use crate::index::{Index, SearchOptions};
-use base64::Engine;
+use crate::json_path::{get_path, put_path};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -245,8 +245,8 @@ pub fn move_duplicates(
                 let mut r = serde_json::Map::new();
                 r.insert("op".into(), json!("move"));
                 r.insert("state".into(), json!(state));
-                crate::json::put_path(&mut r, "from", &dup.path);
-                crate::json::put_path(&mut r, "to", &target);
+                put_path(&mut r, "from", &dup.path);
+                put_path(&mut r, "to", &target);
                 Value::Object(r)
             };
             let write = |journal: &mut fs::File, value: Value, sync: bool| -> Result<()> {
@@ -338,20 +338,7 @@ pub fn undo(log: &Path) -> Result<Undone> {
 }
 
 fn path_of(record: &Value, key: &str) -> PathBuf {
-    if let Some(bytes) = record
-        .get(format!("{key}_bytes"))
-        .and_then(Value::as_str)
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-    {
-        #[cfg(unix)]
-        {
-            use std::os::unix::ffi::OsStrExt;
-            return PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
-        }
-        #[cfg(not(unix))]
-        return PathBuf::from(String::from_utf8_lossy(&bytes).into_owned());
-    }
-    PathBuf::from(record[key].as_str().unwrap_or_default())
+    get_path(record, key).unwrap_or_default()
 }
 
 fn same_bytes(a: &Path, b: &Path) -> bool {
