@@ -555,6 +555,10 @@ pub struct DupsArgs {
     /// Put back the files an earlier --move moved, from its undo log.
     #[arg(long, value_name = "LOG")]
     pub undo: Option<PathBuf>,
+    /// Compare images as they are only, not also turned by 90, 180 and 270 degrees (faster:
+    /// no second decode of every image).
+    #[arg(long)]
+    pub no_rotations: bool,
     /// CSV on stdout: group,keep,path,score,action.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,

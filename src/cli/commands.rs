@@ -37,7 +37,7 @@ pub fn run(cli: Cli, printer: &mut Printer) -> Outcome {
         Command::Grid(args) => contact_sheet(&args, &device, printer),
         Command::Eval(args) => eval(&args, verbosity, &device, printer),
         Command::Verify(args) => verify(&args, printer),
-        Command::Dups(args) => dups(&args, printer),
+        Command::Dups(args) => dups(&args, &device, printer),
         Command::Completions(_) => Ok(ExitCode::SUCCESS),
     }
 }
@@ -245,7 +245,7 @@ fn verify(args: &VerifyArgs, p: &mut Printer) -> Outcome {
     })
 }
 
-fn dups(args: &DupsArgs, p: &mut Printer) -> Outcome {
+fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
     use pipeline::dups::{self, DupsOptions, Outcome as Done};
     if let Some(log) = &args.undo {
         let dups::Undone { restored, left } = dups::undo(log)?;
@@ -263,9 +263,15 @@ fn dups(args: &DupsArgs, p: &mut Printer) -> Outcome {
     let index = Index::open(&args.index)?;
     let opts = DupsOptions {
         threshold: args.threshold,
+        rotations: !args.no_rotations,
         ..DupsOptions::default()
     };
-    let groups = dups::find_groups(&index, &opts)?;
+    let model = if opts.rotations {
+        Some(pipeline::model_for_index(&index, None, device)?)
+    } else {
+        None
+    };
+    let groups = dups::find_groups(&index, model.as_ref(), &opts)?;
     let (outcomes, action, log) = if let Some(dest) = &args.r#move {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -12,10 +12,13 @@
 //! `kill -9` leaves every file in place or moved and the log says which; [`undo`] restores them.
 //! `--hardlink` replaces a copy by a hard link to the kept file only when the bytes are identical.
 
+use super::query::QUERY_BATCH;
+use crate::data;
 use crate::error::{Error, Result};
 use crate::fsx;
 use crate::index::{Index, SearchOptions};
 use crate::json_path::{get_path, put_path};
+use crate::model::Model;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -32,6 +35,9 @@ pub const DEFAULT_THRESHOLD: f32 = 0.97;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DupsOptions {
     pub threshold: f32,
+    /// Also compare each image's 90, 180 and 270-degree rotations (decodes every image once
+    /// more and embeds three views of it; needs the index's model).
+    pub rotations: bool,
     /// Neighbours examined per image (candidates).
     pub neighbours: usize,
     /// Graph search beam width.
@@ -42,6 +48,7 @@ impl Default for DupsOptions {
     fn default() -> Self {
         DupsOptions {
             threshold: DEFAULT_THRESHOLD,
+            rotations: true,
             neighbours: 32,
             ef: 128,
         }
@@ -80,8 +87,44 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// The near-duplicate groups of the index, largest first.
-pub fn find_groups(index: &Index, opts: &DupsOptions) -> Result<Vec<Group>> {
+/// The embeddings of each indexed image's rotations by 90, 180 and 270 degrees, in entry
+/// order (empty for an image that no longer decodes). Rotating the preprocessed square equals
+/// preprocessing the rotated image: the crop is centred and square.
+fn rotated_views(model: &Model, paths: &[PathBuf]) -> Result<Vec<Vec<Vec<f32>>>> {
+    let side = model.preprocess().size as usize;
+    let mut views = vec![Vec::new(); paths.len()];
+    for batch in data::stream(paths.to_vec(), model.preprocess().clone(), QUERY_BATCH) {
+        let mut squares = Vec::with_capacity(batch.items.len() * 3);
+        for item in &batch.items {
+            let mut square = item.rgb.clone();
+            for _ in 0..3 {
+                square = rotate90(&square, side);
+                squares.push(square.clone());
+            }
+        }
+        let vectors = model.embed(squares.iter().map(Vec::as_slice))?;
+        for (item, three) in batch.items.iter().zip(vectors.chunks(3)) {
+            views[item.index] = three.to_vec();
+        }
+    }
+    Ok(views)
+}
+
+/// An RGB8 `side × side` square turned 90 degrees clockwise.
+fn rotate90(rgb: &[u8], side: usize) -> Vec<u8> {
+    let mut out = vec![0; rgb.len()];
+    for y in 0..side {
+        for x in 0..side {
+            let (from, to) = ((y * side + x) * 3, (x * side + (side - 1 - y)) * 3);
+            out[to..to + 3].copy_from_slice(&rgb[from..from + 3]);
+        }
+    }
+    out
+}
+
+/// The near-duplicate groups of the index, largest first. `model` (the index's own) is needed
+/// for [`DupsOptions::rotations`].
+pub fn find_groups(index: &Index, model: Option<&Model>, opts: &DupsOptions) -> Result<Vec<Group>> {
     if !(opts.threshold > 0.0 && opts.threshold <= 1.0) {
         return Err(Error::Usage(format!(
             "threshold {} must be above 0 and at most 1",
@@ -102,17 +145,42 @@ pub fn find_groups(index: &Index, opts: &DupsOptions) -> Result<Vec<Group>> {
         ef: opts.ef.max(opts.neighbours + 1),
         exact: false,
     };
+    let views = match (opts.rotations, model) {
+        (true, Some(model)) => {
+            let paths: Vec<PathBuf> = entries.iter().map(|e| e.path.clone()).collect();
+            rotated_views(model, &paths)?
+        }
+        (true, None) => {
+            return Err(Error::Usage(
+                "comparing rotations needs the index's model".into(),
+            ))
+        }
+        (false, _) => vec![Vec::new(); entries.len()],
+    };
+    // The similarity of two images: their vectors' cosine, or the best of either's rotated
+    // views against the other.
+    let similarity = |a: usize, b: usize| -> f32 {
+        let direct = dot(vectors[a], vectors[b]);
+        let turned_a = views[a].iter().map(|v| dot(v, vectors[b]));
+        let turned_b = views[b].iter().map(|v| dot(vectors[a], v));
+        turned_a.chain(turned_b).fold(direct, f32::max)
+    };
     let found: Vec<Vec<(f32, usize, usize)>> = (0..entries.len())
         .into_par_iter()
         .map(|i| -> Result<Vec<(f32, usize, usize)>> {
-            let hits = index.search(vectors[i], &search)?;
-            Ok(hits
-                .into_iter()
-                .filter(|h| h.score >= opts.threshold)
-                .filter_map(|h| id_of.get(h.path.as_path()).map(|&j| (h.score, i, j)))
-                .filter(|&(_, i, j)| i != j)
-                .map(|(s, i, j)| (s, i.min(j), i.max(j)))
-                .collect())
+            let mut pairs = Vec::new();
+            let probes = std::iter::once(vectors[i]).chain(views[i].iter().map(Vec::as_slice));
+            for probe in probes {
+                for h in index.search(probe, &search)? {
+                    if h.score < opts.threshold {
+                        continue;
+                    }
+                    if let Some(&j) = id_of.get(h.path.as_path()).filter(|&&j| j != i) {
+                        pairs.push((similarity(i, j), i.min(j), i.max(j)));
+                    }
+                }
+            }
+            Ok(pairs)
         })
         .collect::<Result<_>>()?;
     let mut pairs: Vec<(f32, usize, usize)> = found.into_iter().flatten().collect();
@@ -130,7 +198,7 @@ pub fn find_groups(index: &Index, opts: &DupsOptions) -> Result<Vec<Group>> {
         let close = members[gi].iter().all(|&a| {
             members[gj]
                 .iter()
-                .all(|&b| dot(vectors[a], vectors[b]) >= opts.threshold)
+                .all(|&b| similarity(a, b) >= opts.threshold)
         });
         if !close {
             continue;
@@ -174,7 +242,7 @@ pub fn find_groups(index: &Index, opts: &DupsOptions) -> Result<Vec<Group>> {
             });
             let keep = list[0].0;
             for (i, m) in list.iter_mut().skip(1) {
-                m.score = dot(vectors[keep], vectors[*i]);
+                m.score = similarity(keep, *i);
             }
             Group {
                 members: list.into_iter().map(|(_, m)| m).collect(),
