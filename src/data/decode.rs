@@ -23,7 +23,7 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
 /// image; a 12-megapixel photo decodes several times faster. Every command loads through
 /// here, so training, indexing and querying still see identical pixels.
 pub(crate) fn decode_for(path: &Path, preprocess: &Preprocess) -> Result<DynamicImage> {
-    decode_scaled(path, Some(8 * preprocess.size))
+    decode_scaled(path, Some(preprocess.size.saturating_mul(8)))
 }
 
 fn decode_scaled(path: &Path, min_short: Option<u32>) -> Result<DynamicImage> {
@@ -79,11 +79,14 @@ fn reduced_jpeg(bytes: &[u8], min_short: u32) -> Option<DynamicImage> {
     let info = decoder.info()?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));
     let short = w.min(h);
-    if w.max(h) > MAX_SIDE || short < 2 * min_short {
+    // In u64: `min_short` comes from the caller's input size (8 × size), which may be large.
+    if w.max(h) > MAX_SIDE || u64::from(short) < 2 * u64::from(min_short) {
         return None;
     }
     // The decoder picks the smallest scale that gives at least the requested size.
-    let want = |side: u32| u16::try_from((side * min_short).div_ceil(short)).ok();
+    let want = |side: u32| {
+        u16::try_from((u64::from(side) * u64::from(min_short)).div_ceil(u64::from(short))).ok()
+    };
     let (sw, sh) = decoder.scale(want(w)?, want(h)?).ok()?;
     if u32::from(sw.min(sh)) < min_short {
         return None;
@@ -112,4 +115,24 @@ fn reduced_jpeg(bytes: &[u8], min_short: u32) -> Option<DynamicImage> {
 /// Decodes and preprocesses a file into the model's input pixels (RGB8, `size × size`, HWC).
 pub fn load(path: &Path, preprocess: &Preprocess) -> Result<Vec<u8>> {
     Ok(preprocess.to_rgb(&decode_for(path, preprocess)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reduced_jpeg;
+
+    /// A big input size made `8 * size`, `2 * min_short` and `side * min_short` overflow u32
+    /// (a panic with overflow checks; found with fuzz/, see fuzz/README.md): such sizes must
+    /// simply not take the reduced path.
+    #[test]
+    fn reduced_jpeg_with_huge_sizes_declines() {
+        let jpeg = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/photos/signdigits-0/IMG_1209.jpg"
+        ))
+        .unwrap();
+        for min_short in [1 << 28, 1 << 31, u32::MAX, 32u32.saturating_mul(8)] {
+            assert!(reduced_jpeg(&jpeg, min_short).is_none(), "{min_short}");
+        }
+    }
 }

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 /// Bumped whenever weights or config stop being readable by an older build.
 pub const FORMAT_VERSION: u32 = 1;
 pub const ARCHITECTURE: &str = "dim-conv";
+/// Largest `preprocess.size` a config may ask for (50 MB of RGB8 a decoded image).
+pub const MAX_INPUT_SIZE: u32 = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -243,6 +245,14 @@ impl ModelConfig {
                 self.channels.len()
             ));
         }
+        // Every image is resized to size × size: a config from disk must not ask for gigabytes
+        // a picture (a size of 65,536 made `data::load` allocate 12 GB; found by fuzz/model_load).
+        if self.preprocess.size > MAX_INPUT_SIZE {
+            return Err(format!(
+                "input size {} is above the largest supported, {MAX_INPUT_SIZE}",
+                self.preprocess.size
+            ));
+        }
         // The global critic summarises the local map with a 3×3 convolution without padding.
         let step = 1 << self.channels.len();
         if size == 0 || !size.is_multiple_of(step) || self.local_size() < 3 {
@@ -274,6 +284,19 @@ mod tests {
             assert!(config.validate().is_err(), "{n} channels");
         }
         ModelConfig::default().validate().unwrap();
+    }
+
+    /// A config asking for a huge input size loaded (its weights do not depend on the size) and
+    /// then made every image's preprocessing allocate size² × 3 bytes.
+    #[test]
+    fn huge_input_size_is_an_error() {
+        let mut config = ModelConfig::default();
+        for size in [4096 + 8, 65_536, 1 << 30] {
+            config.preprocess.size = size;
+            assert!(config.validate().is_err(), "size {size}");
+        }
+        config.preprocess.size = 4096;
+        config.validate().unwrap();
     }
 
     /// A 16-pixel input leaves a 2×2 local map, too small for the global critic's 3×3 summary:
