@@ -100,7 +100,8 @@ read -r recall leaked nq selves < <(python3 - "$WORK" "$LIB" <<'EOF'
 import json, os, sys
 work, lib = sys.argv[1], sys.argv[2]
 def load(name):
-    return {r["query"]: [h["path"] for h in r["results"]] for r in map(json.loads, open(os.path.join(work, name)))}
+    records = map(json.loads, open(os.path.join(work, name)))
+    return {r["query"]: [h["path"] for h in r["results"]] for r in records if r.get("type") == "query"}
 approx, exact = load("default.jsonl"), load("exact.jsonl")
 deleted = {os.path.join(lib, l.strip()[2:]) for l in open(os.path.join(work, "delete.txt"))}
 found = sum(len(set(approx[q]) & set(exact[q])) for q in exact)

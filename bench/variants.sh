@@ -62,7 +62,8 @@ for row in "${variants[@]}"; do
   python3 - "$name" "$images" "$epochs" "$flags" "$train" "$score" <<'PY'
 import json, sys
 name, images, epochs, flags, train, score = sys.argv[1:]
-t, s = json.loads(train), json.loads(score)
+# The last line of each command's --json output is its summary record.
+t, s = (json.loads(out.strip().splitlines()[-1]) for out in (train, score))
 print(f"| {name} | {int(images):,} × {epochs} | {s['precision_at_k']:.4f} | {s['knn_accuracy']:.4f} "
       f"| `{flags or '(defaults)'}` |", flush=True)
 PY
