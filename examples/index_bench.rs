@@ -263,6 +263,7 @@ fn cold_child(dir: &Path, queries: &Path, ef: usize) -> Result<()> {
             k: K,
             ef,
             exact: false,
+            min_score: None,
         },
     )?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
@@ -396,6 +397,7 @@ fn main() -> Result<()> {
         k: K,
         ef: 0,
         exact: true,
+        min_score: None,
     };
     let t = Instant::now();
     let truth: Vec<Vec<usize>> = queries
@@ -415,6 +417,7 @@ fn main() -> Result<()> {
             k: K,
             ef,
             exact: false,
+            min_score: None,
         };
         one.install(|| {
             queries
@@ -449,6 +452,7 @@ fn main() -> Result<()> {
         k: K,
         ef,
         exact: false,
+        min_score: None,
     };
     let t = Instant::now();
     for _ in 0..reps {

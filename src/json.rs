@@ -8,7 +8,7 @@
 //! as ripgrep does.
 
 use crate::data::LoadStats;
-use crate::index::{Hit, RepairReport, VerifyReport};
+use crate::index::{Hit, ImageId, RepairReport, VerifyReport};
 pub use crate::json_path::put_path;
 use crate::pipeline::dups::{Group, Outcome};
 use crate::pipeline::{EvalReport, ForgetSummary, IndexSummary, QueryAnswer, Row};
@@ -43,12 +43,14 @@ fn path_list(paths: &[PathBuf]) -> Value {
     )
 }
 
-/// One ranked neighbour: `{"rank", "path", "score"}`.
+/// One ranked neighbour: `{"rank", "path", "score", "id"}` (`id`: the image's stable id, what
+/// the HTTP API addresses it by).
 pub fn hit(rank: usize, hit: &Hit) -> Value {
     let mut r = Map::new();
     r.insert("rank".into(), json!(rank));
     put_path(&mut r, "path", &hit.path);
     r.insert("score".into(), json!(hit.score));
+    r.insert("id".into(), json!(ImageId::of(&hit.path).to_string()));
     Value::Object(r)
 }
 
@@ -73,6 +75,10 @@ pub fn query(query: &Path, results: &[Hit]) -> Value {
 pub fn row(row: &Row) -> Value {
     let mut r = record("row");
     put_path(&mut r, "query", &row.query);
+    r.insert(
+        "query_id".into(),
+        json!(ImageId::of(&row.query).to_string()),
+    );
     r.insert("results".into(), hits(&row.neighbours));
     Value::Object(r)
 }
@@ -83,6 +89,10 @@ pub fn group(id: usize, group: &Group, outcomes: Option<&[Outcome]>) -> Value {
     let mut r = record("group");
     r.insert("id".into(), json!(id));
     put_path(&mut r, "keep", &group.keep().path);
+    r.insert(
+        "keep_id".into(),
+        json!(ImageId::of(&group.keep().path).to_string()),
+    );
     let duplicates: Vec<Value> = group
         .duplicates()
         .iter()
@@ -90,6 +100,7 @@ pub fn group(id: usize, group: &Group, outcomes: Option<&[Outcome]>) -> Value {
         .map(|(i, m)| {
             let mut d = Map::new();
             put_path(&mut d, "path", &m.path);
+            d.insert("id".into(), json!(ImageId::of(&m.path).to_string()));
             d.insert("score".into(), json!(m.score));
             let outcome = outcomes
                 .and_then(|o| o.get(i))
@@ -124,6 +135,14 @@ pub fn dups_summary(groups: &[Group], threshold: f32, action: &str, log: Option<
         }
     }
     summary("dups", f)
+}
+
+/// `serve` is listening: the one line it writes before serving (its summary comes first, as
+/// the command then runs until stopped).
+pub fn serve_summary(index: &Path, url: &str, images: usize) -> Value {
+    let mut f = fields(json!({"url": url, "images": images}));
+    put_path(&mut f, "index", index);
+    summary("serve", f)
 }
 
 pub fn undo_summary(restored: &[PathBuf], left: usize) -> Value {

@@ -1,7 +1,8 @@
 //! The `imgsearch` binary: tune the process, parse the command line, run it through the
-//! library ([`cli`]), and exit with its status.
+//! library ([`cli`]; `serve` runs the web front end, [`serve`]), and exit with its status.
 
 mod cli;
+mod serve;
 
 use clap::Parser;
 use imgsearch::device::{tune_allocator, tune_threads};

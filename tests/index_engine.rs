@@ -91,7 +91,12 @@ fn flip_byte(path: &Path, at: usize) {
 }
 
 fn opts(k: usize, exact: bool) -> SearchOptions {
-    SearchOptions { k, ef: 64, exact }
+    SearchOptions {
+        k,
+        ef: 64,
+        exact,
+        min_score: None,
+    }
 }
 
 fn expect_corrupt(r: Result<impl std::fmt::Debug, IndexError>, file_suffix: &str) -> String {

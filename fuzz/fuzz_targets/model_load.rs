@@ -19,7 +19,7 @@ use imgsearch_fuzz::{
 };
 use libfuzzer_sys::fuzz_target;
 
-/// Largest input side embedded (the default model's is 32, the tiny one's 8): a config may ask
+/// Largest input side embedded (the default model's is 32, the tiny one's 12): a config may ask
 /// for any multiple of 8, and embedding 4096×4096 images is slow, not wrong.
 const MAX_EMBED_SIZE: u32 = 64;
 

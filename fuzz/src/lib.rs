@@ -411,7 +411,12 @@ pub fn exercise_index(dir: &Path, flags: u8, unchanged: bool) {
                     (0..dim).map(|j| 1.0 + j as f32 * 0.25).collect()
                 };
                 for exact in [true, false] {
-                    let opts = SearchOptions { k, ef, exact };
+                    let opts = SearchOptions {
+                        k,
+                        ef,
+                        exact,
+                        min_score: None,
+                    };
                     if let Ok(hits) = index.search(&query, &opts) {
                         assert!(hits.len() <= k, "{} hits for k = {k}", hits.len());
                     }
@@ -550,7 +555,7 @@ pub const DEFAULT_CONFIG: &[u8] = include_bytes!("../../assets/default/config.js
 pub fn tiny_config() -> ModelConfig {
     ModelConfig {
         preprocess: Preprocess {
-            size: 8,
+            size: 12,
             ..Preprocess::default()
         },
         channels: vec![2, 4],

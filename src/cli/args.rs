@@ -113,6 +113,17 @@ pub enum Command {
 
 ", "Exit status: 0 success, 1 runtime error, 2 usage error."))]
     Dups(DupsArgs),
+    /// A web page and JSON API over an index: search by upload or by clicking, browse random
+    /// neighbours, duplicate groups and the index's state. Binds 127.0.0.1 unless told.
+    #[command(after_help = concat!("Examples:
+  imgsearch serve --open                      # http://127.0.0.1:7878/ in the browser
+  imgsearch serve --index /srv/photos-index --bind 127.0.0.1:8080
+  curl -F image=@cat.jpg 'http://127.0.0.1:7878/api/search?k=9'
+  curl http://127.0.0.1:7878/api/openapi.json  # the API
+
+", "Exit status: 0 after Ctrl-C or SIGTERM, 1 runtime error (no index, a model), 2 usage error \
+(an address that cannot be bound is one)."))]
+    Serve(ServeArgs),
     /// Check every file of an index against its checksums; exit 1 when anything is damaged.
     #[command(after_help = concat!("Examples:
   imgsearch verify
@@ -478,6 +489,7 @@ impl QueryArgs {
             k: self.k as usize,
             ef: self.ef as usize,
             exact: self.exact,
+            min_score: self.min_score,
         }
     }
 }
@@ -574,4 +586,52 @@ pub struct VerifyArgs {
 pub struct CompletionsArgs {
     /// The shell: bash, zsh, fish, powershell or elvish.
     pub shell: clap_complete::Shell,
+}
+
+/// A byte count: a number with an optional unit (`20MB`, `512KB`, `1GB`; powers of 1024).
+fn byte_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 20MB"))?;
+    let scale: usize = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (B, KB, MB or GB)")),
+    };
+    n.checked_mul(scale)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("{text:?} is not a size above zero that fits"))
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "index")]
+    pub index: PathBuf,
+    /// Model to embed uploads with; must be the index's (default: the index's own).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Address to listen on. Anything but a loopback address makes the index's images
+    /// reachable from other machines (a warning is printed); the API has no authentication.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub bind: std::net::SocketAddr,
+    /// Open the page in the default browser.
+    #[arg(long)]
+    pub open: bool,
+    /// Largest upload accepted.
+    #[arg(long, default_value = "20MB", value_parser = byte_size)]
+    pub max_upload: usize,
+    /// Thumbnail cache folder (default: thumbs/ inside the index folder).
+    #[arg(long)]
+    pub thumbnails: Option<PathBuf>,
+    /// Bound of the thumbnail cache; the oldest thumbnails go first.
+    #[arg(long, default_value = "256MB", value_parser = byte_size)]
+    pub thumbnail_cache: usize,
+    /// Uploads decoded and embedded (and thumbnails made) at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub workers: u32,
 }

@@ -3,7 +3,7 @@
 
 use super::args::{
     Baseline, Cli, Command, DupsArgs, EvalArgs, ForgetArgs, GridArgs, IndexArgs, QueryArgs,
-    TrainArgs, VerifyArgs,
+    ServeArgs, TrainArgs, VerifyArgs,
 };
 use super::printer::{shown, Printer};
 use super::Failure;
@@ -34,10 +34,11 @@ pub fn run(cli: Cli, printer: &mut Printer) -> Outcome {
         Command::Index(args) => index_folders(&args, verbosity, &device, printer),
         Command::Forget(args) => forget(&args, printer),
         Command::Query(args) => query(&args, &device, printer),
-        Command::Grid(args) => contact_sheet(&args, &device, printer),
+        Command::Grid(args) => contact_sheet(&args, printer),
         Command::Eval(args) => eval(&args, verbosity, &device, printer),
         Command::Verify(args) => verify(&args, printer),
         Command::Dups(args) => dups(&args, &device, printer),
+        Command::Serve(args) => serve(args, verbosity, device, printer),
         Command::Completions(_) => Ok(ExitCode::SUCCESS),
     }
 }
@@ -119,12 +120,7 @@ fn forget(args: &ForgetArgs, p: &mut Printer) -> Outcome {
 fn query(args: &QueryArgs, device: &Device, p: &mut Printer) -> Outcome {
     let index = Index::open(&args.index)?;
     let model = pipeline::model_for_index(&index, args.model.as_deref(), device)?;
-    let mut answers = pipeline::query(&model, &index, &args.images, &args.search())?;
-    if let Some(min) = args.min_score {
-        for hits in answers.iter_mut().filter_map(|a| a.result.as_mut().ok()) {
-            hits.retain(|h| h.score >= min);
-        }
-    }
+    let answers = pipeline::query(&model, &index, &args.images, &args.search())?;
     let mut failed = false;
     for answer in &answers {
         match &answer.result {
@@ -149,16 +145,9 @@ fn query(args: &QueryArgs, device: &Device, p: &mut Printer) -> Outcome {
     })
 }
 
-fn contact_sheet(args: &GridArgs, device: &Device, p: &mut Printer) -> Outcome {
+fn contact_sheet(args: &GridArgs, p: &mut Printer) -> Outcome {
     let index = Index::open(&args.index)?;
-    let model = pipeline::model_for_index(&index, None, device)?;
-    let rows = pipeline::random_rows(
-        &model,
-        &index,
-        args.rows as usize,
-        args.k as usize,
-        args.seed,
-    )?;
+    let rows = pipeline::random_rows(&index, args.rows as usize, args.k as usize, args.seed)?;
     grid::save(&grid::contact_sheet(&rows, args.tile), &args.out)?;
     if p.json {
         for row in &rows {
@@ -355,4 +344,45 @@ fn csv_field(text: &str) -> String {
     } else {
         text.to_string()
     }
+}
+
+fn serve(args: ServeArgs, verbosity: Verbosity, device: Device, p: &mut Printer) -> Outcome {
+    let bind = args.bind;
+    let server = crate::serve::bind(crate::serve::ServeOptions {
+        index: args.index.clone(),
+        model: args.model,
+        bind,
+        max_upload: args.max_upload,
+        thumbnails: args.thumbnails,
+        thumbnail_bytes: args.thumbnail_cache as u64,
+        workers: args.workers as usize,
+        device,
+        quiet: verbosity.quiet,
+    })?;
+    let addr = server.local_addr()?;
+    if !addr.ip().is_loopback() {
+        // Said even with --quiet: it is about who can see the user's photos.
+        eprintln!(
+            "warning: listening on {addr}: the page, the API and every indexed image are \
+             reachable from other machines, without authentication"
+        );
+    }
+    let url = format!("http://{addr}/");
+    let text = format!(
+        "serving {} images of {} at {url} (Ctrl-C stops)",
+        server.images(),
+        shown(&args.index)
+    );
+    p.summary(
+        json::serve_summary(&args.index, &url, server.images()),
+        &text,
+    )?;
+    p.flush()?;
+    if args.open {
+        if let Err(e) = std::process::Command::new("xdg-open").arg(&url).spawn() {
+            p.note(&format!("cannot open a browser ({e}): open {url} yourself"));
+        }
+    }
+    server.run()?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -33,14 +33,26 @@ fn decode_scaled(path: &Path, min_short: Option<u32>) -> Result<DynamicImage> {
     };
     let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
     let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
-    if len == 0 {
-        return Err(fail("empty file".into()));
-    }
     if len > MAX_ALLOC {
         return Err(fail(format!("file of {len} bytes is too large")));
     }
     let mut bytes = Vec::with_capacity(len as usize);
     std::io::Read::read_to_end(&mut { file }, &mut bytes).map_err(|e| fail(e.to_string()))?;
+    decode_bytes(bytes, path, min_short)
+}
+
+/// Decodes an image held in memory (an upload); `name` is what errors call it.
+fn decode_bytes(bytes: Vec<u8>, name: &Path, min_short: Option<u32>) -> Result<DynamicImage> {
+    let fail = |reason: String| Error::Image {
+        path: name.to_path_buf(),
+        reason,
+    };
+    if bytes.is_empty() {
+        return Err(fail("empty file".into()));
+    }
+    if bytes.len() as u64 > MAX_ALLOC {
+        return Err(fail(format!("file of {} bytes is too large", bytes.len())));
+    }
     if let Some(image) = min_short.and_then(|min| reduced_jpeg(&bytes, min)) {
         return Ok(image);
     }
@@ -115,6 +127,25 @@ fn reduced_jpeg(bytes: &[u8], min_short: u32) -> Option<DynamicImage> {
 /// Decodes and preprocesses a file into the model's input pixels (RGB8, `size × size`, HWC).
 pub fn load(path: &Path, preprocess: &Preprocess) -> Result<Vec<u8>> {
     Ok(preprocess.to_rgb(&decode_for(path, preprocess)?))
+}
+
+/// [`load`] for an image held in memory (an upload): the same decoder, limits and
+/// preprocessing, so an uploaded file embeds exactly as the same file on disk. `name` is what
+/// errors call it.
+pub fn load_bytes(bytes: Vec<u8>, name: &Path, preprocess: &Preprocess) -> Result<Vec<u8>> {
+    let image = decode_bytes(bytes, name, Some(preprocess.size.saturating_mul(8)))?;
+    Ok(preprocess.to_rgb(&image))
+}
+
+/// A file decoded and shrunk to fit a `side × side` box (aspect kept, EXIF orientation
+/// applied; never enlarged): a big JPEG is decoded straight at a reduced DCT scale.
+pub fn thumbnail(path: &Path, side: u32) -> Result<DynamicImage> {
+    let image = decode_scaled(path, Some(side))?;
+    Ok(if image.width() > side || image.height() > side {
+        image.resize(side, side, image::imageops::FilterType::Triangle)
+    } else {
+        image
+    })
 }
 
 #[cfg(test)]

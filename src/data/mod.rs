@@ -12,6 +12,6 @@ mod scan;
 pub use augment::{occlude, Augment};
 pub use batches::{stream, Batch, Decoded, Failure};
 pub use cache::{aug_size, load_pixels, Event, LoadStats, Loaded, PixelSet, Pixels, CACHE_FILE};
-pub use decode::{decode, load};
+pub use decode::{decode, load, load_bytes, thumbnail};
 pub use preprocess::Preprocess;
 pub use scan::{canonical_root, scan, scan_with, FileInfo, Scan, ScanOptions};

@@ -21,7 +21,9 @@ use super::fsutil::is_missing_file;
 use super::lock::is_held;
 use super::manifest::Manifest;
 use super::segment::Segment;
-use super::types::{normalized, Entry, Hit, IndexMeta, SearchOptions, StoredPath};
+use super::types::{normalized, Entry, Hit, ImageId, IndexMeta, SearchOptions, StoredPath};
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// How often `open` re-reads the manifest when a file it names vanished (a writer replaced the
 /// generation and removed the superseded files between our two reads).
@@ -35,6 +37,8 @@ pub struct Index {
     manifest: Manifest,
     segments: Vec<Segment>,
     live: usize,
+    /// Image id → (segment, row) of the live entries, built on the first lookup by id.
+    ids: OnceLock<HashMap<ImageId, (u32, u32)>>,
 }
 
 impl std::fmt::Debug for Index {
@@ -106,7 +110,14 @@ impl Index {
             manifest,
             segments,
             live,
+            ids: OnceLock::new(),
         })
+    }
+
+    /// The generation now committed in `dir` (one small read of the manifest), or `None` if
+    /// there is no index there: how a long-lived reader notices that it should reopen.
+    pub fn current_generation(dir: &Path) -> Result<Option<u64>, IndexError> {
+        Ok(Manifest::read(dir)?.map(|m| m.generation))
     }
 
     pub fn meta(&self) -> &IndexMeta {
@@ -180,6 +191,9 @@ impl Index {
         }
         all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         all.truncate(k);
+        if let Some(min) = opts.min_score {
+            all.retain(|(s, _)| s.score >= min);
+        }
         all.into_iter()
             .map(|(s, si)| {
                 Ok(Hit {
@@ -188,6 +202,48 @@ impl Index {
                 })
             })
             .collect()
+    }
+
+    fn id_map(&self) -> Result<&HashMap<ImageId, (u32, u32)>, IndexError> {
+        if let Some(map) = self.ids.get() {
+            return Ok(map);
+        }
+        // Built outside `get_or_init` so that a damaged entry is an error, not a cached state;
+        // two threads racing here build the same table and one of them is kept.
+        let mut map = HashMap::with_capacity(self.live);
+        for (si, seg) in self.segments.iter().enumerate() {
+            for row in seg.live_rows() {
+                let id = ImageId::of(&seg.entries.path(row)?);
+                // Rows are u32 in every file format of the index.
+                map.insert(id, (si as u32, row as u32));
+            }
+        }
+        Ok(self.ids.get_or_init(|| map))
+    }
+
+    /// The live entry named `id` and its stored (L2-normalised) vector, or `None` if no live
+    /// entry has that id. The first call builds the id table (one pass over the entries).
+    pub fn lookup(&self, id: ImageId) -> Result<Option<(Entry, &[f32])>, IndexError> {
+        let Some(&(si, row)) = self.id_map()?.get(&id) else {
+            return Ok(None);
+        };
+        let seg = &self.segments[si as usize];
+        let entry = seg.entries.entry(row as usize)?;
+        Ok(Some((entry, seg.vectors.row(row as usize))))
+    }
+
+    /// The neighbours of the indexed image `id`, searched with its stored vector: what
+    /// querying with that file returns (it comes first, cosine 1), with no decoding or
+    /// embedding. `None` if no live entry has that id.
+    pub fn search_by_id(
+        &self,
+        id: ImageId,
+        opts: &SearchOptions,
+    ) -> Result<Option<Vec<Hit>>, IndexError> {
+        match self.lookup(id)? {
+            Some((_, vector)) => self.search(vector, opts).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Live entries, segment by segment. An entry whose record is damaged yields

@@ -44,7 +44,7 @@ pub struct Hit {
 }
 
 /// How to search.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SearchOptions {
     /// Number of results wanted.
     pub k: usize,
@@ -52,6 +52,8 @@ pub struct SearchOptions {
     pub ef: usize,
     /// Scan every vector instead of using the graphs.
     pub exact: bool,
+    /// Drop results whose cosine is below this (after taking the `k` best).
+    pub min_score: Option<f32>,
 }
 
 impl Default for SearchOptions {
@@ -60,7 +62,43 @@ impl Default for SearchOptions {
             k: 10,
             ef: 64,
             exact: false,
+            min_score: None,
         }
+    }
+}
+
+/// The stable name of an indexed image: a 64-bit hash (XXH3) of its path's bytes, written as 16
+/// hex digits. It depends on nothing but the path, so it survives re-indexing and names the
+/// same file in every generation (a shared link stays valid); it never carries a path, so a
+/// request that names an image by id cannot point anywhere outside the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageId(pub u64);
+
+impl ImageId {
+    pub fn of(path: &std::path::Path) -> ImageId {
+        ImageId(xxhash_rust::xxh3::xxh3_64(
+            path.as_os_str().as_encoded_bytes(),
+        ))
+    }
+}
+
+impl std::fmt::Display for ImageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl std::str::FromStr for ImageId {
+    type Err = String;
+
+    /// Exactly 16 hex digits (as [`ImageId`]'s `Display` writes them).
+    fn from_str(s: &str) -> Result<ImageId, String> {
+        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("{s:?} is not an image id (16 hex digits)"));
+        }
+        u64::from_str_radix(s, 16)
+            .map(ImageId)
+            .map_err(|e| format!("{s:?} is not an image id: {e}"))
     }
 }
 

@@ -144,6 +144,7 @@ pub fn find_groups(index: &Index, model: Option<&Model>, opts: &DupsOptions) -> 
         k: opts.neighbours + 1,
         ef: opts.ef.max(opts.neighbours + 1),
         exact: false,
+        min_score: None,
     };
     let views = match (opts.rotations, model) {
         (true, Some(model)) => {

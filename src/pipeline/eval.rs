@@ -114,6 +114,7 @@ pub fn evaluate_model(
         k: opts.knn.max(opts.k) + 1,
         ef: 256,
         exact: false,
+        min_score: None,
     };
     let bar = opts.verbosity.bar(queries.len() as u64, "query");
     let mut ranked = Vec::with_capacity(queries.len());

@@ -1,11 +1,10 @@
 //! Contact sheets: each row a query image, then its neighbours with their cosine scores, as
 //! in the DIM paper's CIFAR-10 KNN figure.
 
-use super::query::{self, QueryAnswer};
+use super::query::QueryAnswer;
 use crate::data;
 use crate::error::{Error, Result};
-use crate::index::{Hit, Index, SearchOptions};
-use crate::model::Model;
+use crate::index::{Hit, ImageId, Index, SearchOptions};
 use image::{imageops::FilterType, Rgb, RgbImage};
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
@@ -33,15 +32,9 @@ pub fn query_rows(answers: &[QueryAnswer]) -> Vec<Row> {
 }
 
 /// `rows` indexed images drawn at random (reproducibly from `seed`), each with its `k` nearest
-/// neighbours other than itself: the rows of the KNN figure. Images that can no longer be read
-/// are left out.
-pub fn random_rows(
-    model: &Model,
-    index: &Index,
-    rows: usize,
-    k: usize,
-    seed: u64,
-) -> Result<Vec<Row>> {
+/// neighbours other than itself: the rows of the KNN figure. The neighbours are searched with
+/// the stored vectors (what querying with each file gives, without decoding it again).
+pub fn random_rows(index: &Index, rows: usize, k: usize, seed: u64) -> Result<Vec<Row>> {
     let mut entries: Vec<PathBuf> = index
         .entries()
         .map(|e| e.map(|e| e.path))
@@ -58,17 +51,14 @@ pub fn random_rows(
         ..SearchOptions::default()
     };
     let mut out = Vec::with_capacity(picks.len());
-    for answer in query::query(model, index, &picks, &options)? {
-        if let Ok(hits) = answer.result {
+    for query in picks {
+        if let Some(hits) = index.search_by_id(ImageId::of(&query), &options)? {
             let neighbours = hits
                 .into_iter()
-                .filter(|h| h.path != answer.query)
+                .filter(|h| h.path != query)
                 .take(k)
                 .collect();
-            out.push(Row {
-                query: answer.query,
-                neighbours,
-            });
+            out.push(Row { query, neighbours });
         }
     }
     Ok(out)

@@ -6,13 +6,15 @@
 //! - `query`: the index's model, and queries by image;
 //! - `eval`: P@k and kNN accuracy, of a model or of the raw-pixel floor;
 //! - `grid`: contact sheets of queries and their neighbours;
-//! - `dups`: near-duplicate groups, and moving or hard-linking the copies.
+//! - `dups`: near-duplicate groups, and moving or hard-linking the copies;
+//! - `thumbnails`: thumbnails of indexed images, cached in a folder of bounded size.
 
 pub mod dups;
 pub mod eval;
 pub mod grid;
 pub mod indexing;
 pub mod query;
+pub mod thumbnails;
 
 pub use eval::{evaluate_model, evaluate_pixels, ClassScore, EvalOptions, EvalReport};
 pub use grid::{contact_sheet, query_rows, random_rows, Row, DEFAULT_TILE};

@@ -1,0 +1,320 @@
+//! Load on `imgsearch serve`: search by id and by upload at 1, 8 and 64 concurrent clients on
+//! loopback, against an index of the 60,000 CIFAR-10 images. Prints requests/s, p50 and p99
+//! latency, the server's resident memory, and for uploads the share of the latency spent
+//! decoding, embedding and searching (from the server's `Server-Timing` header).
+//!
+//! ```sh
+//! cargo build --release && cargo run --release --example serve_bench -- [SECONDS_PER_RUN]
+//! ```
+//!
+//! Builds `target/bench-cifar60k-index` from data/cifar10/{train,test} the first time (extract
+//! the tars from ../shared/data as the README says). The clients run in this process on the same
+//! machine as the server: on 2 cores they take CPU from it, so the figures are a floor.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+const BOUNDARY: &str = "imgsearch-bench";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn binary() -> PathBuf {
+    root().join("target/release/imgsearch")
+}
+
+fn multipart(name: &str, bytes: &[u8]) -> Bytes {
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n\
+         Content-Type: image/jpeg\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    Bytes::from(body)
+}
+
+/// What one request costs: wall latency and, for uploads, the server's own phases (ms).
+struct Sample {
+    latency: Duration,
+    phases: Vec<(String, f64)>,
+}
+
+fn server_timing(header: Option<&hyper::header::HeaderValue>) -> Vec<(String, f64)> {
+    let Some(text) = header.and_then(|h| h.to_str().ok()) else {
+        return Vec::new();
+    };
+    text.split(',')
+        .filter_map(|part| {
+            let mut items = part.trim().split(';');
+            let name = items.next()?.to_string();
+            let dur = items
+                .find_map(|i| i.trim().strip_prefix("dur="))?
+                .parse()
+                .ok()?;
+            Some((name, dur))
+        })
+        .collect()
+}
+
+enum Mode {
+    ById(Arc<Vec<String>>),
+    ByUpload(Arc<Vec<Bytes>>),
+}
+
+async fn one(client: &HttpClient, base: &str, mode: &Mode, i: usize) -> Sample {
+    let request = match mode {
+        Mode::ById(ids) => hyper::Request::get(format!(
+            "{base}api/images/{}/neighbours?k=10",
+            ids[i % ids.len()]
+        ))
+        .body(Full::new(Bytes::new())),
+        Mode::ByUpload(bodies) => hyper::Request::post(format!("{base}api/search?k=10"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(Full::new(bodies[i % bodies.len()].clone())),
+    }
+    .expect("request");
+    let start = Instant::now();
+    let response = client.request(request).await.expect("response");
+    let status = response.status();
+    let phases = server_timing(response.headers().get("server-timing"));
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Sample {
+        latency: start.elapsed(),
+        phases,
+    }
+}
+
+async fn run_level(
+    client: &HttpClient,
+    base: &str,
+    mode: Arc<Mode>,
+    clients: usize,
+    secs: f64,
+) -> Vec<Sample> {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let client = client.clone();
+        let base = base.to_string();
+        let mode = mode.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut i = c * 7919;
+            while Instant::now() < deadline {
+                samples.push(one(&client, &base, &mode, i).await);
+                i += 1;
+            }
+            samples
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    all
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[at.min(sorted.len() - 1)]
+}
+
+fn rss_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn ensure_index(index: &Path) {
+    if index.join("manifest.json").exists() {
+        return;
+    }
+    let data = root().join("data/cifar10");
+    for split in ["train", "test"] {
+        assert!(
+            data.join(split).is_dir(),
+            "extract CIFAR-10 first: mkdir -p data && tar -xf ../shared/data/cifar10-{split}.tar -C data"
+        );
+    }
+    eprintln!("building the 60,000-image index (once)...");
+    let status = Command::new(binary())
+        .args(["index", "--quiet", "--index"])
+        .arg(index)
+        .arg(data.join("train"))
+        .arg(data.join("test"))
+        .status()
+        .expect("run imgsearch index");
+    assert!(status.success());
+}
+
+fn main() {
+    let secs: f64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10.0);
+    assert!(binary().exists(), "build first: cargo build --release");
+    let index = root().join("target/bench-cifar60k-index");
+    ensure_index(&index);
+
+    let mut server = Command::new(binary())
+        .args([
+            "serve",
+            "--json",
+            "--quiet",
+            "--bind",
+            "127.0.0.1:0",
+            "--index",
+        ])
+        .arg(&index)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let pid = server.id();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let summary: Value = serde_json::from_str(&line).expect("summary");
+    let base = summary["url"].as_str().expect("url").to_string();
+    let images = summary["images"].as_u64().unwrap_or(0);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client: HttpClient = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(128)
+            .build_http();
+        // 512 ids from random rows, 64 CIFAR-10 test images to upload.
+        let rows = client
+            .get(format!("{base}api/random?rows=100&k=5&seed=1").parse().unwrap())
+            .await
+            .expect("random rows");
+        let rows: Value =
+            serde_json::from_slice(&rows.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let ids: Vec<String> = rows["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                std::iter::once(r["query_id"].as_str().unwrap().to_string()).chain(
+                    r["results"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|h| h["id"].as_str().unwrap().to_string()),
+                )
+            })
+            .collect();
+        let test = root().join("data/cifar10/test/cat");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&test)
+            .expect("data/cifar10/test/cat")
+            .flatten()
+            .map(|f| f.path())
+            .collect();
+        files.sort();
+        let uploads: Vec<Bytes> = files
+            .iter()
+            .take(64)
+            .map(|f| multipart("cat.jpg", &std::fs::read(f).unwrap()))
+            .collect();
+
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+            })
+            .unwrap_or_default();
+        println!(
+            "imgsearch serve, {images} images, {secs} s per run, {} cores ({cpu}); clients in the same process",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        println!();
+        println!("| search | clients | requests | req/s | p50 ms | p99 ms | server RSS MB | decode / embed / search / wait, share of p50 |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---|");
+        let modes = [
+            ("by id", Arc::new(Mode::ById(Arc::new(ids)))),
+            ("by upload", Arc::new(Mode::ByUpload(Arc::new(uploads)))),
+        ];
+        for (name, mode) in modes {
+            // Warm-up: thread pools, the id table, caches.
+            run_level(&client, &base, mode.clone(), 4, 1.0).await;
+            for clients in [1, 8, 64] {
+                let samples = run_level(&client, &base, mode.clone(), clients, secs).await;
+                let mut ms: Vec<f64> = samples.iter().map(|s| s.latency.as_secs_f64() * 1e3).collect();
+                ms.sort_by(f64::total_cmp);
+                let p50 = percentile(&ms, 0.5);
+                let phases = if matches!(*mode, Mode::ByUpload(_)) {
+                    let mean = |key: &str| {
+                        samples
+                            .iter()
+                            .filter_map(|s| s.phases.iter().find(|(n, _)| n == key).map(|(_, d)| *d))
+                            .sum::<f64>()
+                            / samples.len().max(1) as f64
+                    };
+                    let mean_ms = ms.iter().sum::<f64>() / ms.len() as f64;
+                    format!(
+                        "{:.2} / {:.2} / {:.2} / {:.2} ms of a mean {:.2} ms ({:.0}% / {:.0}% / {:.0}% / {:.0}%)",
+                        mean("decode"),
+                        mean("embed"),
+                        mean("search"),
+                        mean("wait"),
+                        mean_ms,
+                        100.0 * mean("decode") / mean_ms,
+                        100.0 * mean("embed") / mean_ms,
+                        100.0 * mean("search") / mean_ms,
+                        100.0 * mean("wait") / mean_ms,
+                    )
+                } else {
+                    String::new()
+                };
+                println!(
+                    "| {name} | {clients} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {phases} |",
+                    samples.len(),
+                    samples.len() as f64 / secs,
+                    p50,
+                    percentile(&ms, 0.99),
+                    rss_kb(pid, "VmRSS:") as f64 / 1024.0,
+                );
+            }
+        }
+        println!();
+        println!("server peak RSS: {:.0} MB", rss_kb(pid, "VmHWM:") as f64 / 1024.0);
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -1,0 +1,522 @@
+//! The HTTP API's handlers: JSON in the records of `src/json.rs` (the schema of `--json`,
+//! docs/JSON.md), images by id. Every handler takes one generation of the index at its start
+//! and does its index, decoding and embedding work on tokio's blocking pool, never on the
+//! executor's threads; decoding and embedding also wait for a permit of [`Shared::heavy`].
+//!
+//! No path from a request reaches the file system: images are named by their [`ImageId`], which
+//! only the index can turn into a path.
+
+use super::state::{Generation, Shared};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use imgsearch::index::{Hit, ImageId, SearchOptions};
+use imgsearch::json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+type AppState = Arc<Shared>;
+
+/// Most neighbours one request may ask for.
+pub const MAX_K: usize = 1000;
+/// Most contact-sheet rows one request may ask for.
+const MAX_ROWS: usize = 100;
+/// Sides a thumbnail may be asked at (the page uses the default; a bounded set keeps the
+/// cache bounded in kinds as well as bytes).
+const THUMB_SIDES: [u32; 3] = [128, 256, 512];
+
+/// An error answer: `{"type": "error", "message"}` with its status.
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, message.into())
+    }
+
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::NOT_FOUND, message.into())
+    }
+
+    fn internal(message: impl std::fmt::Display) -> ApiError {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"type": "error", "message": self.1}));
+        (self.0, body).into_response()
+    }
+}
+
+impl From<imgsearch::Error> for ApiError {
+    fn from(e: imgsearch::Error) -> Self {
+        match e {
+            imgsearch::Error::Image { .. } => ApiError::bad_request(e.to_string()),
+            imgsearch::Error::Usage(m) => ApiError::bad_request(m),
+            e => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<imgsearch::index::IndexError> for ApiError {
+    fn from(e: imgsearch::index::IndexError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs blocking work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+}
+
+/// Runs CPU-heavy blocking work once a permit of `heavy` is free.
+async fn heavy<T: Send + 'static>(
+    state: &Shared,
+    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let _permit = state
+        .heavy
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("shutting down"))?;
+    blocking(work).await
+}
+
+/// The API routes, under `/api`.
+pub fn routes(state: AppState) -> Router {
+    let upload_limit = state.max_upload;
+    Router::new()
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/stats", get(stats))
+        .route(
+            "/api/search",
+            // The body limit is the upload's, plus room for the multipart framing.
+            post(search_upload).layer(DefaultBodyLimit::max(upload_limit.saturating_add(64 << 10))),
+        )
+        .route("/api/images/{id}", get(image_info))
+        .route("/api/images/{id}/neighbours", get(neighbours))
+        .route("/api/images/{id}/thumbnail", get(thumbnail))
+        .route("/api/images/{id}/original", get(original))
+        .route("/api/random", get(random_rows))
+        .route("/api/dups", get(dups))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such resource")
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::page::OPENAPI,
+    )
+        .into_response()
+}
+
+/// `k` and `min_score` of a search.
+#[derive(Deserialize)]
+struct SearchParams {
+    k: Option<usize>,
+    min_score: Option<f32>,
+}
+
+impl SearchParams {
+    fn options(&self) -> ApiResult<SearchOptions> {
+        let k = self.k.unwrap_or(SearchOptions::default().k);
+        if !(1..=MAX_K).contains(&k) {
+            return Err(ApiError::bad_request(format!(
+                "k must be from 1 to {MAX_K}, not {k}"
+            )));
+        }
+        if let Some(min) = self.min_score {
+            if !(-1.0..=1.0).contains(&min) {
+                return Err(ApiError::bad_request(format!(
+                    "min_score must be from -1 to 1, not {min}"
+                )));
+            }
+        }
+        Ok(SearchOptions {
+            k,
+            // A wider beam for deep pages ("more"), as `query` does for a large -k.
+            ef: SearchOptions::default().ef.max(k),
+            min_score: self.min_score,
+            ..SearchOptions::default()
+        })
+    }
+}
+
+fn parse_id(text: &str) -> ApiResult<ImageId> {
+    // Any malformed id names no image: 404, like an id that is not in the index.
+    text.parse()
+        .map_err(|_| ApiError::not_found(format!("no image with id {text:?}")))
+}
+
+/// The answer to one search: a `query` record plus the generation it came from.
+fn query_answer(generation: &Generation, query: &Path, hits: &[Hit]) -> Value {
+    let mut record = json::query(query, hits);
+    record["generation"] = json!(generation.index.generation());
+    record
+}
+
+async fn stats(State(state): State<AppState>) -> Json<Value> {
+    let g = state.snapshot();
+    let index = &g.index;
+    let folders: Vec<Value> = index
+        .roots()
+        .iter()
+        .map(|r| Value::String(r.to_string_lossy().into_owned()))
+        .collect();
+    Json(json!({
+        "type": "stats",
+        "images": index.len(),
+        "generation": index.generation(),
+        "segments": index.segment_count(),
+        "dim": index.meta().dim,
+        "folders": folders,
+        "committed_unix": index.committed_unix(),
+        "model": {"name": g.model.name, "id": g.model.id},
+        "thumbnails": {
+            "dir": state.thumbnails.dir().to_string_lossy(),
+            "bytes": state.thumbnails.used_bytes(),
+        },
+    }))
+}
+
+/// `POST /api/search`: multipart with one file field `image`.
+async fn search_upload(
+    State(state): State<AppState>,
+    Query(params): Query<SearchParams>,
+    mut form: Multipart,
+) -> ApiResult<Response> {
+    let options = params.options()?;
+    let mut upload = None;
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("malformed upload: {e}")))?
+    {
+        if field.name() != Some("image") {
+            continue;
+        }
+        let name = field.file_name().unwrap_or("upload").to_string();
+        let bytes = field.bytes().await.map_err(|e| {
+            ApiError::bad_request(format!(
+                "upload {name:?} could not be read (larger than {} bytes?): {e}",
+                state.max_upload
+            ))
+        })?;
+        upload = Some((name, bytes));
+        break;
+    }
+    let Some((name, bytes)) = upload else {
+        return Err(ApiError::bad_request("no file in the form field \"image\""));
+    };
+    if bytes.len() > state.max_upload {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "upload {name:?} is {} bytes, over the limit of {} (--max-upload)",
+                bytes.len(),
+                state.max_upload
+            ),
+        ));
+    }
+    let generation = state.snapshot();
+    let queued = std::time::Instant::now();
+    let (answer, timing) = heavy(&state, move || {
+        let wait = queued.elapsed();
+        // Only the file name, for messages and the record: never used as a path.
+        let label = PathBuf::from(format!("upload:{name}"));
+        let model = &generation.model;
+        let t = std::time::Instant::now();
+        let rgb = imgsearch::data::load_bytes(bytes.to_vec(), &label, model.preprocess())?;
+        let decode = t.elapsed();
+        let t = std::time::Instant::now();
+        let vectors = model.embed(std::iter::once(rgb.as_slice()))?;
+        let vector = vectors
+            .first()
+            .ok_or_else(|| ApiError::internal("the model returned no embedding"))?;
+        let embed = t.elapsed();
+        let t = std::time::Instant::now();
+        let hits = generation.index.search(vector, &options)?;
+        let search = t.elapsed();
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        // Server-Timing: where an upload's time goes (a standard header; browsers show it).
+        let timing = format!(
+            "wait;dur={:.3}, decode;dur={:.3}, embed;dur={:.3}, search;dur={:.3}",
+            ms(wait),
+            ms(decode),
+            ms(embed),
+            ms(search)
+        );
+        Ok((query_answer(&generation, &label, &hits), timing))
+    })
+    .await?;
+    let mut response = Json(answer).into_response();
+    if let Ok(v) = HeaderValue::from_str(&timing) {
+        response.headers_mut().insert("server-timing", v);
+    }
+    Ok(response)
+}
+
+/// `GET /api/images/{id}`: what the index records of one image.
+async fn image_info(
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let generation = state.snapshot();
+    blocking(move || {
+        let (entry, _) = generation
+            .index
+            .lookup(id)?
+            .ok_or_else(|| ApiError::not_found(format!("no image with id {id}")))?;
+        let mut record = json!({
+            "type": "image",
+            "id": id.to_string(),
+            "size": entry.size,
+            "mtime_ns": entry.mtime_ns,
+            "generation": generation.index.generation(),
+        });
+        if let Value::Object(map) = &mut record {
+            json::put_path(map, "path", &entry.path);
+        }
+        Ok(Json(record))
+    })
+    .await
+}
+
+/// `GET /api/images/{id}/neighbours`: search by an indexed image.
+async fn neighbours(
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    Query(params): Query<SearchParams>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let options = params.options()?;
+    let generation = state.snapshot();
+    blocking(move || {
+        let (entry, _) = generation
+            .index
+            .lookup(id)?
+            .ok_or_else(|| ApiError::not_found(format!("no image with id {id}")))?;
+        let hits = generation
+            .index
+            .search_by_id(id, &options)?
+            .unwrap_or_default();
+        Ok(Json(query_answer(&generation, &entry.path, &hits)))
+    })
+    .await
+}
+
+/// The path of a live entry, or 404.
+fn path_of(generation: &Generation, id: ImageId) -> ApiResult<PathBuf> {
+    Ok(generation
+        .index
+        .lookup(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no image with id {id}")))?
+        .0
+        .path)
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+#[derive(Deserialize)]
+struct ThumbParams {
+    side: Option<u32>,
+}
+
+/// `GET /api/images/{id}/thumbnail?side=`: a JPEG fitting `side × side` (128, 256 or 512).
+async fn thumbnail(
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    Query(params): Query<ThumbParams>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let side = params
+        .side
+        .unwrap_or(imgsearch::pipeline::thumbnails::DEFAULT_SIDE);
+    if !THUMB_SIDES.contains(&side) {
+        return Err(ApiError::bad_request(format!(
+            "side must be one of {THUMB_SIDES:?}, not {side}"
+        )));
+    }
+    let generation = state.snapshot();
+    let worker = state.clone();
+    let thumb = heavy(&state, move || {
+        let path = path_of(&generation, id)?;
+        worker.thumbnails.get(&path, side).map_err(|e| match e {
+            // The file is in the index but cannot be read now (moved, damaged).
+            imgsearch::Error::Io { .. } => ApiError::not_found(e.to_string()),
+            e => ApiError::from(e),
+        })
+    })
+    .await?;
+    let etag = format!("\"{}\"", thumb.tag);
+    let mut response = if not_modified(&headers, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "image/jpeg")], thumb.jpeg).into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=86400"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    Ok(response)
+}
+
+/// `GET /api/images/{id}/original`: the indexed file's bytes as they are on disk now.
+async fn original(
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let generation = state.snapshot();
+    let (bytes, etag, name) = blocking(move || {
+        let path = path_of(&generation, id)?;
+        let bytes = std::fs::read(&path)
+            .map_err(|e| ApiError::not_found(format!("{}: cannot read: {e}", path.display())))?;
+        let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&bytes));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok((bytes, etag, name))
+    })
+    .await?;
+    let mime = image::guess_format(&bytes)
+        .map(|f| f.to_mime_type())
+        .unwrap_or("application/octet-stream");
+    let mut response = if not_modified(&headers, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Response::builder()
+            .header(header::CONTENT_TYPE, mime)
+            .body(Body::from(bytes))
+            .map_err(ApiError::internal)?
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
+    // The file name only, quoted with anything unusual replaced: never a header injection.
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{safe}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct RandomParams {
+    rows: Option<usize>,
+    k: Option<usize>,
+    seed: Option<u64>,
+}
+
+/// `GET /api/random?rows=&k=&seed=`: rows of the KNN figure, as `imgsearch grid --json`.
+async fn random_rows(
+    State(state): State<AppState>,
+    Query(params): Query<RandomParams>,
+) -> ApiResult<Json<Value>> {
+    let rows = params.rows.unwrap_or(8);
+    let k = params.k.unwrap_or(8);
+    if !(1..=MAX_ROWS).contains(&rows) || !(1..=MAX_K).contains(&k) {
+        return Err(ApiError::bad_request(format!(
+            "rows must be from 1 to {MAX_ROWS} and k from 1 to {MAX_K}"
+        )));
+    }
+    let seed = params.seed.unwrap_or(0);
+    let generation = state.snapshot();
+    blocking(move || {
+        let rows = imgsearch::pipeline::random_rows(&generation.index, rows, k, seed)?;
+        let list: Vec<Value> = rows.iter().map(json::row).collect();
+        Ok(Json(json!({
+            "type": "rows",
+            "seed": seed,
+            "rows": list,
+            "generation": generation.index.generation(),
+        })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct DupsParams {
+    threshold: Option<f32>,
+}
+
+/// `GET /api/dups?threshold=`: the near-duplicate groups, as `imgsearch dups --json` reports
+/// them (`action` "none"), each path with its image id.
+async fn dups(
+    State(state): State<AppState>,
+    Query(params): Query<DupsParams>,
+) -> ApiResult<Json<Value>> {
+    let threshold = params
+        .threshold
+        .unwrap_or(imgsearch::pipeline::dups::DEFAULT_THRESHOLD);
+    if !(threshold > 0.0 && threshold <= 1.0) {
+        return Err(ApiError::bad_request(format!(
+            "threshold must be above 0 and at most 1, not {threshold}"
+        )));
+    }
+    let generation = state.snapshot();
+    let worker = state.clone();
+    heavy(&state, move || {
+        let groups = worker.dups(&generation, threshold)?;
+        let list: Vec<Value> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| json::group(i + 1, g, None))
+            .collect();
+        Ok(Json(json!({
+            "type": "dups",
+            "threshold": threshold,
+            "groups": list,
+            "generation": generation.index.generation(),
+        })))
+    })
+    .await
+}

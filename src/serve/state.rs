@@ -1,0 +1,134 @@
+//! What every request reads: the current generation of the index with its model, swapped whole
+//! when `imgsearch index` commits a new one, and the things shared by all requests (thumbnail
+//! cache, the bound on concurrent embeddings, the cached duplicate groups).
+//!
+//! A request takes one [`Generation`] (an `Arc`) when it starts and uses only that, so every
+//! response comes from one consistent generation even while a newer one is being opened.
+
+use imgsearch::index::Index;
+use imgsearch::model::Model;
+use imgsearch::pipeline::dups::{find_groups, DupsOptions, Group};
+use imgsearch::pipeline::model_for_index;
+use imgsearch::pipeline::thumbnails::Thumbnails;
+use imgsearch::Result;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::Semaphore;
+
+/// One committed generation of the index and the model its vectors came from.
+pub struct Generation {
+    pub index: Index,
+    pub model: Arc<Model>,
+}
+
+/// Duplicate groups of one generation at one threshold.
+struct DupsMemo {
+    generation: u64,
+    threshold: f32,
+    groups: Arc<Vec<Group>>,
+}
+
+pub struct Shared {
+    dir: PathBuf,
+    requested_model: Option<PathBuf>,
+    device: candle_core::Device,
+    current: RwLock<Arc<Generation>>,
+    pub thumbnails: Thumbnails,
+    /// Embeddings (and other CPU-heavy work: thumbnails, duplicate groups) running at once.
+    pub heavy: Semaphore,
+    pub max_upload: usize,
+    dups: Mutex<Option<DupsMemo>>,
+}
+
+impl Shared {
+    pub fn open(
+        dir: &Path,
+        requested_model: Option<PathBuf>,
+        device: candle_core::Device,
+        thumbnails: Thumbnails,
+        heavy_workers: usize,
+        max_upload: usize,
+    ) -> Result<Shared> {
+        let index = Index::open(dir)?;
+        let model = Arc::new(model_for_index(
+            &index,
+            requested_model.as_deref(),
+            &device,
+        )?);
+        Ok(Shared {
+            dir: dir.to_path_buf(),
+            requested_model,
+            device,
+            current: RwLock::new(Arc::new(Generation { index, model })),
+            thumbnails,
+            heavy: Semaphore::new(heavy_workers.max(1)),
+            max_upload,
+            dups: Mutex::new(None),
+        })
+    }
+
+    /// The generation requests should read now.
+    pub fn snapshot(&self) -> Arc<Generation> {
+        // A poisoned lock only means a panic elsewhere while swapping an Arc: the value is whole.
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Opens the index's newest generation if it is not the one being served. Returns the new
+    /// generation number when it swapped. Blocking (it maps files, may load a model).
+    pub fn refresh(&self) -> Result<Option<u64>> {
+        let serving = self.snapshot();
+        let Some(now) = Index::current_generation(&self.dir)? else {
+            return Ok(None); // the index was removed: keep serving what is mapped
+        };
+        if now == serving.index.generation() {
+            return Ok(None);
+        }
+        let index = Index::open(&self.dir)?;
+        let model = if index.meta().model_id == serving.model.id {
+            serving.model.clone()
+        } else {
+            Arc::new(model_for_index(
+                &index,
+                self.requested_model.as_deref(),
+                &self.device,
+            )?)
+        };
+        let generation = index.generation();
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Arc::new(Generation { index, model });
+        Ok(Some(generation))
+    }
+
+    /// The duplicate groups of `generation` at `threshold`, computed once per generation and
+    /// threshold (blocking: a graph search per image). Rotated views are not compared here:
+    /// that decodes every image again (`imgsearch dups` does it).
+    pub fn dups(&self, generation: &Generation, threshold: f32) -> Result<Arc<Vec<Group>>> {
+        let key = generation.index.generation();
+        {
+            let memo = self.dups.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(m) = memo.as_ref() {
+                if m.generation == key && m.threshold == threshold {
+                    return Ok(m.groups.clone());
+                }
+            }
+        }
+        let opts = DupsOptions {
+            threshold,
+            rotations: false,
+            ..DupsOptions::default()
+        };
+        let groups = Arc::new(find_groups(&generation.index, None, &opts)?);
+        *self.dups.lock().unwrap_or_else(|p| p.into_inner()) = Some(DupsMemo {
+            generation: key,
+            threshold,
+            groups: groups.clone(),
+        });
+        Ok(groups)
+    }
+}

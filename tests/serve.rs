@@ -1,0 +1,767 @@
+//! `imgsearch serve`, the real binary on a loopback port over an index of real photos: the API
+//! answers as `imgsearch query --json` does, hostile and bad requests get 4xx (never a file
+//! outside the index, never a 5xx), slow clients are dropped, and a re-run of `imgsearch index`
+//! is picked up without a restart. Then the page in a real Chromium (WebDriver): upload, click,
+//! back, a bad upload.
+//!
+//! Requests are written by hand on a TCP socket, so that what a hostile client sends (`..`,
+//! encoded or not, broken multipart) reaches the server unchanged by a client library.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+fn imgsearch(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_imgsearch"))
+        .args(args)
+        .output()
+        .expect("run imgsearch");
+    assert!(
+        out.status.success(),
+        "imgsearch {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for item in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(item.file_name());
+        if item.file_type().unwrap().is_dir() {
+            copy_dir(&item.path(), &target);
+        } else {
+            std::fs::copy(item.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A served index of some fixture photo folders, in its own temporary folder.
+struct Served {
+    tmp: tempfile::TempDir,
+    index: PathBuf,
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Indexes the given fixture folders (copied) and starts `imgsearch serve` on a free port.
+fn serve(folders: &[&str], extra: &[&str]) -> Served {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    for folder in folders {
+        copy_dir(&fixtures().join(folder), &photos.join(folder));
+    }
+    let index = tmp.path().join("index");
+    imgsearch(&["index", s(&photos), "--index", s(&index), "--quiet"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imgsearch"))
+        .args([
+            "serve",
+            "--index",
+            s(&index),
+            "--bind",
+            "127.0.0.1:0",
+            "--json",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start imgsearch serve");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let summary: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert_eq!(summary["command"], "serve", "{first}");
+    let url = summary["url"].as_str().unwrap();
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    Served {
+        tmp,
+        index,
+        child,
+        addr,
+    }
+}
+
+/// One HTTP/1.1 response: status, headers (lower-case names), body.
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// Sends `head` (request line and headers, without the blank line) and `body` exactly as given.
+fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut request = format!(
+        "{head}\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request).unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    let split = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end: {}", String::from_utf8_lossy(&bytes)));
+    let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = bytes[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = bytes.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&bytes[..line_end]).unwrap(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&bytes[line_end + 2..line_end + 2 + size]);
+        bytes = &bytes[line_end + 2 + size + 2..];
+    }
+}
+
+fn get(addr: SocketAddr, target: &str) -> Response {
+    raw(addr, &format!("GET {target} HTTP/1.1"), b"")
+}
+
+/// A multipart upload of `bytes` as field `field`, file name `name`.
+fn upload(addr: SocketAddr, query: &str, field: &str, name: &str, bytes: &[u8]) -> Response {
+    let boundary = "imgsearch-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    raw(
+        addr,
+        &format!(
+            "POST /api/search{query} HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={boundary}"
+        ),
+        &body,
+    )
+}
+
+/// The `(path, id)` of each result of a `query` record.
+fn results(record: &Value) -> Vec<(String, String)> {
+    record["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results: {record}"))
+        .iter()
+        .map(|h| {
+            (
+                h["path"].as_str().unwrap().to_string(),
+                h["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn cli_query(index: &Path, image: &Path, k: usize) -> Vec<(String, String)> {
+    let out = imgsearch(&[
+        "query",
+        s(image),
+        "--index",
+        s(index),
+        "-k",
+        &k.to_string(),
+        "--json",
+    ]);
+    let line = out.lines().next().unwrap();
+    results(&serde_json::from_str(line).unwrap())
+}
+
+fn first_photo(served: &Served, folder: &str) -> PathBuf {
+    let dir = served.tmp.path().join("photos").join(folder);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|f| f.path())
+        .collect();
+    files.sort();
+    files.remove(0)
+}
+
+#[test]
+fn the_api_answers_as_query_does() {
+    let served = serve(&["photos"], &[]);
+    let photo = first_photo(&served, "photos/signdigits-1");
+    let expected = cli_query(&served.index, &photo, 7);
+    assert_eq!(expected.len(), 7);
+
+    // By upload: the same neighbours, in the same order, as the command line.
+    let answer = upload(
+        served.addr,
+        "?k=7",
+        "image",
+        "photo.jpg",
+        &std::fs::read(&photo).unwrap(),
+    );
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let record = answer.json();
+    assert_eq!(record["type"], "query");
+    assert_eq!(results(&record), expected);
+
+    // By id: the photo's own id gives the same list (it comes first, cosine 1).
+    let id = &expected[0].1;
+    assert_eq!(expected[0].0, s(&photo));
+    let by_id = get(served.addr, &format!("/api/images/{id}/neighbours?k=7"));
+    assert_eq!(by_id.status, 200);
+    assert_eq!(results(&by_id.json()), expected);
+
+    // min_score drops what is below it.
+    let scores: Vec<f64> = by_id.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["score"].as_f64().unwrap())
+        .collect();
+    let cut = (scores[2] + scores[3]) / 2.0;
+    let fewer = get(
+        served.addr,
+        &format!("/api/images/{id}/neighbours?k=7&min_score={cut}"),
+    );
+    assert_eq!(results(&fewer.json()), expected[..3].to_vec());
+
+    // The image record, the original's bytes, a thumbnail with caching headers.
+    let info = get(served.addr, &format!("/api/images/{id}")).json();
+    assert_eq!(info["path"], s(&photo));
+    let original = get(served.addr, &format!("/api/images/{id}/original"));
+    assert_eq!(original.status, 200);
+    assert_eq!(original.header("content-type"), Some("image/jpeg"));
+    assert_eq!(original.body, std::fs::read(&photo).unwrap());
+    let thumb = get(served.addr, &format!("/api/images/{id}/thumbnail"));
+    assert_eq!(thumb.status, 200);
+    assert_eq!(thumb.header("content-type"), Some("image/jpeg"));
+    let decoded = image::load_from_memory(&thumb.body).unwrap();
+    let full = image::open(&photo).unwrap();
+    let longest = full.width().max(full.height());
+    assert_eq!(decoded.width().max(decoded.height()), longest.min(256));
+    let small = get(served.addr, &format!("/api/images/{id}/thumbnail?side=128"));
+    let small = image::load_from_memory(&small.body).unwrap();
+    assert_eq!(small.width().max(small.height()), longest.min(128));
+    assert!(thumb.header("cache-control").unwrap().contains("max-age"));
+    let etag = thumb.header("etag").unwrap().to_string();
+    let again = raw(
+        served.addr,
+        &format!("GET /api/images/{id}/thumbnail HTTP/1.1\r\nIf-None-Match: {etag}"),
+        b"",
+    );
+    assert_eq!(again.status, 304);
+    assert!(served.index.join("thumbs").read_dir().unwrap().count() >= 1);
+
+    // Stats, random rows, duplicate groups, the OpenAPI document, the page.
+    let stats = get(served.addr, "/api/stats").json();
+    assert_eq!(
+        stats["images"].as_u64().unwrap() as usize,
+        count_files(&served)
+    );
+    assert_eq!(stats["model"]["name"], "default");
+    let rows = get(served.addr, "/api/random?rows=3&k=4&seed=5").json();
+    assert_eq!(rows["rows"].as_array().unwrap().len(), 3);
+    for row in rows["rows"].as_array().unwrap() {
+        assert_eq!(row["results"].as_array().unwrap().len(), 4);
+    }
+    let dups = get(served.addr, "/api/dups?threshold=0.999").json();
+    assert_eq!(dups["type"], "dups");
+    let openapi = get(served.addr, "/api/openapi.json").json();
+    assert_eq!(openapi["openapi"], "3.0.3");
+    let page = get(served.addr, "/");
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains("/app.js"));
+    assert!(page.header("content-security-policy").is_some());
+}
+
+fn count_files(served: &Served) -> usize {
+    fn walk(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|f| {
+                if f.file_type().unwrap().is_dir() {
+                    walk(&f.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    }
+    walk(&served.tmp.path().join("photos"))
+}
+
+#[test]
+fn hostile_and_bad_requests_get_clear_4xx_and_the_server_keeps_serving() {
+    let served = serve(&["photos/signdigits-2"], &["--max-upload", "64KB"]);
+    let photo = first_photo(&served, "photos/signdigits-2");
+    let id = cli_query(&served.index, &photo, 1)[0].1.clone();
+
+    // No request names a file: traversal, encoded or not, and unknown ids are 404.
+    for target in [
+        "/../../../../etc/passwd",
+        "/api/images/../../../../etc/passwd",
+        "/api/images/..%2F..%2F..%2Fetc%2Fpasswd/original",
+        "/api/images/%2e%2e%2f%2e%2e%2fetc%2fpasswd/thumbnail",
+        "/api/images/0000000000000000/original",
+        "/api/images/zzzzzzzzzzzzzzzz/neighbours",
+        "/api/images//original",
+        "/etc/passwd",
+        "/api/nothing",
+    ] {
+        let r = get(served.addr, target);
+        assert_eq!(
+            r.status,
+            404,
+            "{target}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("root:"),
+            "{target}"
+        );
+    }
+    // Parameters out of range are 400 with a message.
+    for target in [
+        format!("/api/images/{id}/neighbours?k=0"),
+        format!("/api/images/{id}/neighbours?k=100000"),
+        format!("/api/images/{id}/neighbours?k=abc"),
+        format!("/api/images/{id}/neighbours?min_score=5"),
+        format!("/api/images/{id}/thumbnail?side=99999"),
+        "/api/random?rows=0".to_string(),
+        "/api/dups?threshold=0".to_string(),
+        "/api/dups?threshold=NaN".to_string(),
+    ] {
+        let r = get(served.addr, &target);
+        assert_eq!(
+            r.status,
+            400,
+            "{target}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+
+    // Uploads that are not images, truncated, missing or too large: 400/413 naming the problem.
+    let jpeg = std::fs::read(&photo).unwrap();
+    let text = upload(served.addr, "", "image", "notes.txt", b"just some text");
+    assert_eq!(text.status, 400);
+    let message = text.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("notes.txt") && message.contains("cannot read image"),
+        "{message}"
+    );
+    let truncated = upload(
+        served.addr,
+        "",
+        "image",
+        "cut.jpg",
+        &jpeg[..jpeg.len().min(60 << 10) / 3],
+    );
+    assert_eq!(
+        truncated.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&truncated.body)
+    );
+    assert!(truncated.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("cut.jpg"));
+    let wrong_field = upload(served.addr, "", "file", "a.jpg", &jpeg);
+    assert_eq!(wrong_field.status, 400);
+    let big = vec![0xFFu8; 200 << 10];
+    let too_big = upload(served.addr, "", "image", "big.jpg", &big);
+    assert!(matches!(too_big.status, 400 | 413), "{}", too_big.status);
+    let broken = raw(
+        served.addr,
+        "POST /api/search HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=x",
+        b"--x\r\nnonsense",
+    );
+    assert_eq!(
+        broken.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&broken.body)
+    );
+    let not_multipart = raw(served.addr, "POST /api/search HTTP/1.1", b"{}");
+    assert!(not_multipart.status >= 400 && not_multipart.status < 500);
+
+    // Still serving.
+    assert_eq!(get(served.addr, "/api/stats").status, 200);
+
+    // A client that connects and sends nothing is dropped after the header timeout.
+    let mut idle = TcpStream::connect(served.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let _ = idle.read_to_end(&mut buf);
+    let waited = start.elapsed();
+    assert!(
+        waited < Duration::from_secs(25),
+        "an idle connection was held {waited:?}"
+    );
+}
+
+#[test]
+fn a_new_generation_is_served_without_a_restart() {
+    let served = serve(&["photos/signdigits-3"], &[]);
+    let before = get(served.addr, "/api/stats").json();
+    let extra = served.tmp.path().join("photos/photos/signdigits-4");
+    copy_dir(&fixtures().join("photos/signdigits-4"), &extra);
+    imgsearch(&["index", "--index", s(&served.index), "--quiet"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = get(served.addr, "/api/stats").json();
+        if now["generation"] != before["generation"] {
+            assert_eq!(
+                now["images"].as_u64().unwrap() as usize,
+                count_files(&served)
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "still serving {before}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The new images are searchable, and answers name the new generation.
+    let photo = first_photo(&served, "photos/signdigits-4");
+    let answer = upload(
+        served.addr,
+        "?k=3",
+        "image",
+        "p.jpg",
+        &std::fs::read(&photo).unwrap(),
+    );
+    let record = answer.json();
+    assert_eq!(results(&record)[0].0, s(&photo));
+    assert_eq!(
+        record["generation"],
+        get(served.addr, "/api/stats").json()["generation"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The page in a real browser.
+
+/// Chromium and its WebDriver, as Debian's `chromium` and `chromium-driver` install them.
+fn browser() -> Option<(PathBuf, PathBuf)> {
+    let find = |names: &[&str]| names.iter().map(PathBuf::from).find(|p| p.exists());
+    let driver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])?;
+    let chromium = find(&["/usr/bin/chromium", "/usr/bin/chromium-browser"])?;
+    Some((driver, chromium))
+}
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_page_in_chromium_uploads_clicks_and_goes_back() {
+    let Some((driver, chromium)) = browser() else {
+        // CI installs both (.ci/run); there a missing browser is a failure, not a skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
+        );
+        eprintln!("SKIPPED: the browser test needs chromium and chromium-driver (see .ci/run)");
+        return;
+    };
+    let served = serve(&["photos", "test/cat", "test/ship"], &[]);
+    let port = free_port();
+    let _driver = Driver(
+        Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                         "--disable-gpu", "--window-size=1280,1000"],
+            }),
+        );
+        let client = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session");
+        let outcome = page_session(&client, &served).await;
+        if let Err(e) = &outcome {
+            let shot =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("target/serve-browser-failure.png");
+            if let Ok(png) = client.screenshot().await {
+                let _ = std::fs::write(&shot, png);
+            }
+            eprintln!("browser test failed: {e}; screenshot: {}", shot.display());
+        }
+        let _ = client.close().await;
+        outcome.unwrap();
+    });
+}
+
+type Step<T> = Result<T, String>;
+
+async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> Step<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = probe().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("timed out waiting for {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The `data-path` of every result card on the page.
+async fn grid_paths(client: &fantoccini::Client) -> Vec<String> {
+    let Ok(cards) = client
+        .find_all(fantoccini::Locator::Css("#grid .result"))
+        .await
+    else {
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    for card in cards {
+        if let Ok(Some(p)) = card.attr("data-path").await {
+            paths.push(p);
+        }
+    }
+    paths
+}
+
+async fn page_session(client: &fantoccini::Client, served: &Served) -> Step<()> {
+    use fantoccini::Locator::{Css, Id};
+    let e = |what: &str| {
+        let what = what.to_string();
+        move |err: fantoccini::error::CmdError| format!("{what}: {err}")
+    };
+    let base = format!("http://{}/", served.addr);
+    client.goto(&base).await.map_err(e("open the page"))?;
+
+    // Upload a photo through the file picker: the page shows the neighbours that
+    // `imgsearch query --json -k 12` prints.
+    let photo = first_photo(served, "photos/signdigits-6");
+    let expected: Vec<String> = cli_query(&served.index, &photo, 12)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    let input = client.find(Id("file")).await.map_err(e("the file input"))?;
+    input
+        .send_keys(s(&photo))
+        .await
+        .map_err(e("pick the photo"))?;
+    let shown = wait_for("12 results", || async {
+        let paths = grid_paths(client).await;
+        (paths.len() == 12).then_some(paths)
+    })
+    .await?;
+    if shown != expected {
+        return Err(format!("page shows {shown:?}, query printed {expected:?}"));
+    }
+    let upload_url = client.current_url().await.map_err(e("url"))?;
+    if !upload_url.as_str().contains("view=upload") {
+        return Err(format!("after an upload the URL is {upload_url}"));
+    }
+
+    // Click the second result: the URL names its id and the grid shows its neighbours.
+    let cards = client
+        .find_all(Css("#grid .result img"))
+        .await
+        .map_err(e("cards"))?;
+    let second = client
+        .find_all(Css("#grid .result"))
+        .await
+        .map_err(e("cards"))?[1]
+        .attr("data-id")
+        .await
+        .map_err(e("data-id"))?
+        .ok_or("no data-id")?;
+    cards[1].click().await.map_err(e("click a result"))?;
+    let clicked = wait_for("the clicked image's neighbours", || async {
+        let url = client.current_url().await.ok()?;
+        let paths = grid_paths(client).await;
+        (url.as_str().contains(&format!("id={second}")) && paths.first() == Some(&expected[1]))
+            .then_some(paths)
+    })
+    .await?;
+    let expected_clicked: Vec<String> = cli_query(&served.index, Path::new(&expected[1]), 12)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    if clicked != expected_clicked {
+        return Err(format!(
+            "after the click the page shows {clicked:?}, query printed {expected_clicked:?}"
+        ));
+    }
+
+    // Back: the upload's results again, and its URL.
+    client.back().await.map_err(e("back"))?;
+    wait_for("the upload's results after back", || async {
+        let url = client.current_url().await.ok()?;
+        (url.as_str().contains("view=upload") && grid_paths(client).await == expected).then_some(())
+    })
+    .await?;
+    // Forward and reload of an id URL: the same neighbours.
+    client.forward().await.map_err(e("forward"))?;
+    client.refresh().await.map_err(e("reload"))?;
+    wait_for("the clicked image's neighbours after reload", || async {
+        (grid_paths(client).await == expected_clicked).then_some(())
+    })
+    .await?;
+
+    // A file that is not an image: the page says so.
+    let bad = served.tmp.path().join("not-a-photo.jpg");
+    std::fs::write(&bad, "this is text, not a JPEG").unwrap();
+    let input = client.find(Id("file")).await.map_err(e("the file input"))?;
+    input
+        .send_keys(s(&bad))
+        .await
+        .map_err(e("pick the bad file"))?;
+    let message = wait_for("the error message", || async {
+        let error = client.find(Id("error")).await.ok()?;
+        let text = error.text().await.ok()?;
+        (error.is_displayed().await.ok()? && !text.is_empty()).then_some(text)
+    })
+    .await?;
+    if !(message.contains("not-a-photo.jpg") && message.contains("cannot read image")) {
+        return Err(format!("the error shown is {message:?}"));
+    }
+
+    // The other views draw from the API.
+    client
+        .goto(&format!("{base}?view=random&seed=3"))
+        .await
+        .map_err(e("random"))?;
+    wait_for("random rows", || async {
+        let rows = client.find_all(Css("#grid .row")).await.ok()?;
+        (rows.len() == 8).then_some(())
+    })
+    .await?;
+    if let Some(out) = std::env::var_os("IMGSEARCH_SCREENSHOT") {
+        let png = client.screenshot().await.map_err(e("screenshot"))?;
+        std::fs::write(out, png).map_err(|err| err.to_string())?;
+    }
+    client
+        .goto(&format!("{base}?view=index"))
+        .await
+        .map_err(e("index view"))?;
+    wait_for("the index view", || async {
+        let text = client.find(Css(".stats")).await.ok()?.text().await.ok()?;
+        text.contains(&count_files(served).to_string())
+            .then_some(())
+    })
+    .await?;
+    Ok(())
+}
