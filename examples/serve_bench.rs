@@ -55,17 +55,24 @@ fn server_timing(header: Option<&hyper::header::HeaderValue>) -> Vec<(String, f6
     let Some(text) = header.and_then(|h| h.to_str().ok()) else {
         return Vec::new();
     };
-    text.split(',')
-        .filter_map(|part| {
-            let mut items = part.trim().split(';');
-            let name = items.next()?.to_string();
-            let dur = items
-                .find_map(|i| i.trim().strip_prefix("dur="))?
-                .parse()
-                .ok()?;
-            Some((name, dur))
-        })
-        .collect()
+    let mut phases: Vec<(String, f64)> = Vec::new();
+    for part in text.split(',') {
+        let mut items = part.trim().split(';');
+        let Some(name) = items.next() else { continue };
+        for item in items {
+            let item = item.trim();
+            if let Some(dur) = item.strip_prefix("dur=").and_then(|d| d.parse().ok()) {
+                phases.push((name.to_string(), dur));
+            }
+            if let Some(n) = item
+                .strip_prefix("desc=\"batch of ")
+                .and_then(|d| d.trim_end_matches('"').parse().ok())
+            {
+                phases.push(("batch".to_string(), n));
+            }
+        }
+    }
+    phases
 }
 
 enum Mode {
@@ -156,6 +163,24 @@ fn rss_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) the process has used, in milliseconds.
+fn cpu_ms(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The fields after the command name (in parentheses, which may hold spaces): utime and
+    // stime are the 12th and 13th of them, in clock ticks (100 a second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) * 10.0
+}
+
 fn ensure_index(index: &Path) {
     if index.join("manifest.json").exists() {
         return;
@@ -187,22 +212,24 @@ fn main() {
     let index = root().join("target/bench-cifar60k-index");
     ensure_index(&index);
 
-    let mut server = Command::new(binary())
-        .args([
-            "serve",
-            "--json",
-            "--quiet",
-            "--bind",
-            "127.0.0.1:0",
-            "--index",
-        ])
-        .arg(&index)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the server");
-    let pid = server.id();
+    let mut server = ServerProcess(
+        Command::new(binary())
+            .args([
+                "serve",
+                "--json",
+                "--quiet",
+                "--bind",
+                "127.0.0.1:0",
+                "--index",
+            ])
+            .arg(&index)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the server"),
+    );
+    let pid = server.0.id();
     let mut line = String::new();
-    std::io::BufReader::new(server.stdout.take().expect("stdout"))
+    std::io::BufReader::new(server.0.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("listening line");
     let summary: Value = serde_json::from_str(&line).expect("summary");
@@ -214,8 +241,11 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
+        // Idle connections are dropped before the server's 10 s header timeout closes them.
         let client: HttpClient = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(128)
+            .pool_idle_timeout(Duration::from_secs(5))
+            .pool_timer(hyper_util::rt::TokioTimer::new())
             .build_http();
         // 512 ids from random rows, 64 CIFAR-10 test images to upload.
         let rows = client
@@ -264,8 +294,8 @@ fn main() {
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         println!();
-        println!("| search | clients | requests | req/s | p50 ms | p99 ms | server RSS MB | decode / embed / search / wait, share of p50 |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---|");
+        println!("| search | clients | requests | req/s | p50 ms | p99 ms | server RSS MB | server CPU ms/request | upload: wait / decode / queue / embed / search (mean ms, share of mean latency), mean batch |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
         let modes = [
             ("by id", Arc::new(Mode::ById(Arc::new(ids)))),
             ("by upload", Arc::new(Mode::ByUpload(Arc::new(uploads)))),
@@ -274,7 +304,9 @@ fn main() {
             // Warm-up: thread pools, the id table, caches.
             run_level(&client, &base, mode.clone(), 4, 1.0).await;
             for clients in [1, 8, 64] {
+                let cpu_before = cpu_ms(pid);
                 let samples = run_level(&client, &base, mode.clone(), clients, secs).await;
+                let cpu = (cpu_ms(pid) - cpu_before) / samples.len().max(1) as f64;
                 let mut ms: Vec<f64> = samples.iter().map(|s| s.latency.as_secs_f64() * 1e3).collect();
                 ms.sort_by(f64::total_cmp);
                 let p50 = percentile(&ms, 0.5);
@@ -287,23 +319,27 @@ fn main() {
                             / samples.len().max(1) as f64
                     };
                     let mean_ms = ms.iter().sum::<f64>() / ms.len() as f64;
+                    let share = |key: &str| 100.0 * mean(key) / mean_ms;
                     format!(
-                        "{:.2} / {:.2} / {:.2} / {:.2} ms of a mean {:.2} ms ({:.0}% / {:.0}% / {:.0}% / {:.0}%)",
+                        "{:.2} / {:.2} / {:.2} / {:.2} / {:.2} of {:.2} ({:.0}% / {:.0}% / {:.0}% / {:.0}% / {:.0}%), batch {:.1}",
+                        mean("wait"),
                         mean("decode"),
+                        mean("queue"),
                         mean("embed"),
                         mean("search"),
-                        mean("wait"),
                         mean_ms,
-                        100.0 * mean("decode") / mean_ms,
-                        100.0 * mean("embed") / mean_ms,
-                        100.0 * mean("search") / mean_ms,
-                        100.0 * mean("wait") / mean_ms,
+                        share("wait"),
+                        share("decode"),
+                        share("queue"),
+                        share("embed"),
+                        share("search"),
+                        mean("batch"),
                     )
                 } else {
                     String::new()
                 };
                 println!(
-                    "| {name} | {clients} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {phases} |",
+                    "| {name} | {clients} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {cpu:.3} | {phases} |",
                     samples.len(),
                     samples.len() as f64 / secs,
                     p50,
@@ -315,6 +351,14 @@ fn main() {
         println!();
         println!("server peak RSS: {:.0} MB", rss_kb(pid, "VmHWM:") as f64 / 1024.0);
     });
-    let _ = server.kill();
-    let _ = server.wait();
+}
+
+/// The server, stopped when this goes out of scope (a panicking run included).
+struct ServerProcess(std::process::Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

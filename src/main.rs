@@ -9,7 +9,12 @@ use imgsearch::device::{tune_allocator, tune_threads};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    tune_allocator();
     tune_threads();
-    cli::run(cli::args::Cli::parse())
+    let cli = cli::args::Cli::parse();
+    // Batch jobs keep freed tensor memory for reuse (faster); a server that runs for days gives
+    // it back (its embeddings are small, and a kept gigabyte per thread arena is not).
+    if !matches!(cli.command, cli::args::Command::Serve(_)) {
+        tune_allocator();
+    }
+    cli::run(cli)
 }

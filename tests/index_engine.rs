@@ -755,6 +755,9 @@ fn merge_policy_bounds_segment_count() {
     let stats = w.finish().unwrap();
     assert_eq!(stats.total, 1000);
     assert!(stats.segments <= MAX_SEGMENTS, "{stats:?}");
+    // Ten equal segments: seven merge into one of 700, which makes the other three small next
+    // to it, so they merge too (one finish, not a second run): 700 + 300.
+    assert_eq!(stats.segments, 2, "{stats:?}");
 }
 
 #[test]

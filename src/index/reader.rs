@@ -221,6 +221,12 @@ impl Index {
         Ok(self.ids.get_or_init(|| map))
     }
 
+    /// Builds the id table now (one pass over the entries) instead of on the first lookup: a
+    /// server does it before it swaps a generation in, so no request waits for it.
+    pub fn build_id_table(&self) -> Result<(), IndexError> {
+        self.id_map().map(|_| ())
+    }
+
     /// The live entry named `id` and its stored (L2-normalised) vector, or `None` if no live
     /// entry has that id. The first call builds the id table (one pass over the entries).
     pub fn lookup(&self, id: ImageId) -> Result<Option<(Entry, &[f32])>, IndexError> {

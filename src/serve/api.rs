@@ -1,11 +1,14 @@
 //! The HTTP API's handlers: JSON in the records of `src/json.rs` (the schema of `--json`,
 //! docs/JSON.md), images by id. Every handler takes one generation of the index at its start
-//! and does its index, decoding and embedding work on tokio's blocking pool, never on the
-//! executor's threads; decoding and embedding also wait for a permit of [`Shared::heavy`].
+//! and answers from it alone. Decoding, thumbnails, random rows and duplicate groups run on
+//! tokio's blocking pool (the CPU-heavy ones after a permit of [`Shared::heavy`]), embeddings
+//! on the embedding workers ([`super::embedder`]), never on the executor's threads; only a
+//! search by id, a fraction of a millisecond, runs inline.
 //!
 //! No path from a request reaches the file system: images are named by their [`ImageId`], which
 //! only the index can turn into a path.
 
+use super::embedder::Refused;
 use super::state::{Generation, Shared};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, Query, State};
@@ -19,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 type AppState = Arc<Shared>;
 
@@ -236,37 +240,47 @@ async fn search_upload(
         ));
     }
     let generation = state.snapshot();
-    let queued = std::time::Instant::now();
-    let (answer, timing) = heavy(&state, move || {
+    let queued = Instant::now();
+    let model = generation.model.clone();
+    // Only the file name, for messages and the record: never used as a path.
+    let label = PathBuf::from(format!("upload:{name}"));
+    let decode_label = label.clone();
+    let (rgb, wait, decode) = heavy(&state, move || {
         let wait = queued.elapsed();
-        // Only the file name, for messages and the record: never used as a path.
-        let label = PathBuf::from(format!("upload:{name}"));
-        let model = &generation.model;
-        let t = std::time::Instant::now();
-        let rgb = imgsearch::data::load_bytes(bytes.to_vec(), &label, model.preprocess())?;
-        let decode = t.elapsed();
-        let t = std::time::Instant::now();
-        let vectors = model.embed(std::iter::once(rgb.as_slice()))?;
-        let vector = vectors
-            .first()
-            .ok_or_else(|| ApiError::internal("the model returned no embedding"))?;
-        let embed = t.elapsed();
-        let t = std::time::Instant::now();
-        let hits = generation.index.search(vector, &options)?;
-        let search = t.elapsed();
-        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-        // Server-Timing: where an upload's time goes (a standard header; browsers show it).
-        let timing = format!(
-            "wait;dur={:.3}, decode;dur={:.3}, embed;dur={:.3}, search;dur={:.3}",
-            ms(wait),
-            ms(decode),
-            ms(embed),
-            ms(search)
-        );
-        Ok((query_answer(&generation, &label, &hits), timing))
+        let t = Instant::now();
+        let rgb = imgsearch::data::load_bytes(bytes.to_vec(), &decode_label, model.preprocess())?;
+        Ok((rgb, wait, t.elapsed()))
     })
     .await?;
-    let mut response = Json(answer).into_response();
+    let pending = state
+        .embedder
+        .submit(generation.model.clone(), rgb)
+        .map_err(|refused| match refused {
+            Refused::Busy => ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many uploads are waiting to be embedded: try again shortly".into(),
+            ),
+            Refused::Stopped => ApiError::internal("the embedding workers have stopped"),
+        })?;
+    let embedded = pending
+        .await
+        .map_err(|_| ApiError::internal("an embedding worker stopped"))?
+        .map_err(ApiError::internal)?;
+    let t = Instant::now();
+    let hits = generation.index.search(&embedded.vector, &options)?;
+    let search = t.elapsed();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    // Server-Timing: where an upload's time went (a standard header; browsers show it).
+    let timing = format!(
+        "wait;dur={:.3}, decode;dur={:.3}, queue;dur={:.3}, embed;dur={:.3};desc=\"batch of {}\", search;dur={:.3}",
+        ms(wait),
+        ms(decode),
+        ms(embedded.queued),
+        ms(embedded.embed),
+        embedded.batch,
+        ms(search)
+    );
+    let mut response = Json(query_answer(&generation, &label, &hits)).into_response();
     if let Ok(v) = HeaderValue::from_str(&timing) {
         response.headers_mut().insert("server-timing", v);
     }
@@ -308,19 +322,19 @@ async fn neighbours(
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
     let options = params.options()?;
+    // Inline, not on the blocking pool: the id table is built before a generation is served,
+    // and a graph search over the mapped index takes about a tenth of a millisecond, less than
+    // the hand-over to another thread costs under load (examples/serve_bench.rs).
     let generation = state.snapshot();
-    blocking(move || {
-        let (entry, _) = generation
-            .index
-            .lookup(id)?
-            .ok_or_else(|| ApiError::not_found(format!("no image with id {id}")))?;
-        let hits = generation
-            .index
-            .search_by_id(id, &options)?
-            .unwrap_or_default();
-        Ok(Json(query_answer(&generation, &entry.path, &hits)))
-    })
-    .await
+    let (entry, _) = generation
+        .index
+        .lookup(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no image with id {id}")))?;
+    let hits = generation
+        .index
+        .search_by_id(id, &options)?
+        .unwrap_or_default();
+    Ok(Json(query_answer(&generation, &entry.path, &hits)))
 }
 
 /// The path of a live entry, or 404.

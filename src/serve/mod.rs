@@ -7,6 +7,7 @@
 //!
 //! - [`state`]: the generation being served, swapped when `imgsearch index` commits;
 //! - [`api`]: the JSON API (`/api/...`, described by `/api/openapi.json`);
+//! - [`embedder`]: uploads embedded in batches by a few worker threads;
 //! - [`page`]: the page's HTML, CSS and JavaScript, embedded at build time.
 //!
 //! Limits against hostile or slow clients: headers within [`HEADER_TIMEOUT`], a whole request
@@ -15,6 +16,7 @@
 //! blocking pool.
 
 mod api;
+mod embedder;
 mod page;
 mod state;
 
@@ -38,6 +40,8 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections served at once; more wait in the kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 512;
+/// Threads of tokio's blocking pool.
+const MAX_BLOCKING_THREADS: usize = 32;
 /// How often the index folder is checked for a newer generation.
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
@@ -81,6 +85,9 @@ pub fn bind(opts: ServeOptions) -> Result<Server> {
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Decoding, thumbnails and the like wait for a permit anyway; more threads than this
+        // would only contend for the cores.
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .thread_name("imgsearch-serve")
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the server's runtime: {e}")))?;

@@ -5,12 +5,13 @@
 //! A request takes one [`Generation`] (an `Arc`) when it starts and uses only that, so every
 //! response comes from one consistent generation even while a newer one is being opened.
 
+use super::embedder::Embedder;
 use imgsearch::index::Index;
 use imgsearch::model::Model;
 use imgsearch::pipeline::dups::{find_groups, DupsOptions, Group};
 use imgsearch::pipeline::model_for_index;
 use imgsearch::pipeline::thumbnails::Thumbnails;
-use imgsearch::Result;
+use imgsearch::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Semaphore;
@@ -34,8 +35,10 @@ pub struct Shared {
     device: candle_core::Device,
     current: RwLock<Arc<Generation>>,
     pub thumbnails: Thumbnails,
-    /// Embeddings (and other CPU-heavy work: thumbnails, duplicate groups) running at once.
+    /// Decodes, thumbnails and duplicate groups running at once.
     pub heavy: Semaphore,
+    /// The uploads' embeddings, batched.
+    pub embedder: Embedder,
     pub max_upload: usize,
     dups: Mutex<Option<DupsMemo>>,
 }
@@ -50,12 +53,16 @@ impl Shared {
         max_upload: usize,
     ) -> Result<Shared> {
         let index = Index::open(dir)?;
+        index.build_id_table()?;
         let model = Arc::new(model_for_index(
             &index,
             requested_model.as_deref(),
             &device,
         )?);
+        let embedder = Embedder::start(heavy_workers)
+            .map_err(|e| Error::Usage(format!("cannot start the embedding threads: {e}")))?;
         Ok(Shared {
+            embedder,
             dir: dir.to_path_buf(),
             requested_model,
             device,
@@ -87,6 +94,7 @@ impl Shared {
             return Ok(None);
         }
         let index = Index::open(&self.dir)?;
+        index.build_id_table()?;
         let model = if index.meta().model_id == serving.model.id {
             serving.model.clone()
         } else {
