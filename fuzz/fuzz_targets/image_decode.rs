@@ -1,35 +1,8 @@
-//! Arbitrary bytes as an image file, decoded and preprocessed as the indexer does:
-//! `imgsearch::data::load(&path, &Preprocess::default())` (content-sniffed format, EXIF
-//! orientation, the reduced-size JPEG path for big JPEGs, size limits, resize and centre crop).
-//! A success must give exactly `size × size × 3` bytes.
-//!
-//! Input: the file's bytes.
+//! The `image_decode` fuzz target: the body is `imgsearch_fuzz::image_decode::run` (fuzz/src/lib.rs), which
+//! `tests/fuzz_replay.rs` also runs on the committed seeds and regression inputs.
 #![no_main]
 
-use std::path::PathBuf;
-use std::sync::LazyLock;
-
-use imgsearch::data::{load, Preprocess};
-use imgsearch_fuzz::{image_seeds, init_env, maybe_write_seeds, scratch};
 use libfuzzer_sys::fuzz_target;
-
-struct State {
-    _scratch: tempfile::TempDir,
-    path: PathBuf,
-    preprocess: Preprocess,
-}
-
-static STATE: LazyLock<State> = LazyLock::new(|| {
-    init_env();
-    maybe_write_seeds(image_seeds);
-    let scratch = scratch();
-    let path = scratch.path().join("image");
-    State {
-        _scratch: scratch,
-        path,
-        preprocess: Preprocess::default(),
-    }
-});
 
 /// LeakSanitizer suppressions, read by the sanitizer runtime at start. `reduced_jpeg` decodes
 /// with `jpeg-decoder`, which (without its `rayon` feature) spawns a detached thread per colour
@@ -43,11 +16,4 @@ pub extern "C" fn __lsan_default_suppressions() -> *const std::ffi::c_char {
     c"leak:jpeg_decoder::worker::multithreaded\nleak:__cxa_thread_atexit_impl\n".as_ptr()
 }
 
-fuzz_target!(|data: &[u8]| {
-    let state = &*STATE;
-    std::fs::write(&state.path, data).expect("write image file");
-    if let Ok(pixels) = load(&state.path, &state.preprocess) {
-        let side = state.preprocess.size as usize;
-        assert_eq!(pixels.len(), side * side * 3);
-    }
-});
+fuzz_target!(|data: &[u8]| imgsearch_fuzz::image_decode::run(data));

@@ -423,10 +423,9 @@ pub fn exercise_index(dir: &Path, flags: u8, unchanged: bool) {
                 }
             }
             let mut entries = 0usize;
-            for e in index.entries() {
-                if let Ok(e) = e {
-                    entries += e.path.as_os_str().len();
-                }
+            // A damaged entry is an error the target only needs not to panic on.
+            for e in index.entries().flatten() {
+                entries += e.path.as_os_str().len();
             }
             let mut sum = 0.0f32;
             for v in index.vectors() {
@@ -693,4 +692,317 @@ pub fn image_seeds() -> Vec<(String, Vec<u8>)> {
         .expect("encode big jpeg");
     seeds.push(("seed-big-grey.jpg".into(), jpeg));
     seeds
+}
+
+// ---------------------------------------------------------------------------------------------
+// The four targets. Each `run` is what its `fuzz_targets/*.rs` file hands libFuzzer, and what
+// `tests/fuzz_replay.rs` (in imgsearch's own test suite) runs on the committed inputs.
+
+pub mod index_open {
+    //! An index directory whose files hold arbitrary bytes: the fuzz input mutates the files of a
+    //! real tiny index (two segments, an HNSW graph, tombstones; see `build_pristine_index`), with
+    //! modes that recompute the manifest's own CRC and the per-file CRCs it records so mutated bytes
+    //! reach the segment, entries, graph and tombstone parsers. Then `Index::open`, exact and graph
+    //! searches, `entries()`, `vectors()`, `verify` and optionally `IndexWriter::open`.
+    //!
+    //! Input: `[flags]` then operations `[file] [kind] [len u16 LE] [payload]` (see
+    //! `imgsearch_fuzz::flags` and `imgsearch_fuzz::Op`).
+
+    use std::path::PathBuf;
+    use std::sync::LazyLock;
+
+    use super::{
+        build_pristine_index, decode_ops, exercise_index, index_seeds, init_env, maybe_write_seeds,
+        mutate, scratch, write_index_files, PristineIndex,
+    };
+
+    struct State {
+        _scratch: tempfile::TempDir,
+        dir: PathBuf,
+        pristine: PristineIndex,
+    }
+
+    static STATE: LazyLock<State> = LazyLock::new(|| {
+        init_env();
+        let scratch = scratch();
+        let build = scratch.path().join("build");
+        let pristine = build_pristine_index(&build);
+        maybe_write_seeds(|| index_seeds(&pristine));
+        let dir = scratch.path().join("index");
+        std::fs::create_dir_all(&dir).expect("index dir");
+        State {
+            _scratch: scratch,
+            dir,
+            pristine,
+        }
+    });
+
+    /// One input.
+    pub fn run(data: &[u8]) {
+        let state = &*STATE;
+        let Some((&flags, rest)) = data.split_first() else {
+            return;
+        };
+        let ops = decode_ops(rest);
+        let files = mutate(&state.pristine, flags, &ops);
+        write_index_files(&state.dir, &files);
+        exercise_index(&state.dir, flags, ops.is_empty());
+    }
+}
+
+pub mod model_load {
+    //! Arbitrary bytes as a model's `config.json` or `model.safetensors`, next to the real other
+    //! file, then `Model::load(&ModelSource::Path(dir), &Device::Cpu)`; with a model that loads, what
+    //! the indexer does next: decode and preprocess a real image with the model's preprocessing
+    //! (`data::load`), and embed it with a synthetic image (input sizes up to 64).
+    //!
+    //! Input: `[mode]` then the file's bytes. Mode bit 0: 0 = the bytes are `config.json` (next to
+    //! real weights), 1 = they are `model.safetensors` (next to a real config). Bit 1: 0 = the real
+    //! files are the bundled default model (assets/default), 1 = a tiny model (see `tiny_config`).
+
+    use std::path::PathBuf;
+    use std::sync::LazyLock;
+
+    use super::{
+        init_env, maybe_write_seeds, scratch, tiny_model_files, DEFAULT_CONFIG, DEFAULT_WEIGHTS,
+    };
+    use candle_core::Device;
+    use imgsearch::data::load;
+    use imgsearch::model::{model_files, Model, ModelSource};
+
+    /// Largest input side embedded (the default model's is 32, the tiny one's 12): a config may ask
+    /// for any multiple of 8, and embedding 4096×4096 images is slow, not wrong.
+    const MAX_EMBED_SIZE: u32 = 64;
+
+    const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/photos/signdigits-0/IMG_1209.jpg");
+
+    struct State {
+        _scratch: tempfile::TempDir,
+        /// A real photo (100×100 JPEG with EXIF, from tests/fixtures).
+        image: PathBuf,
+        /// `dirs[mode & 3]`: the folder whose config (even) or weights (odd) the input replaces.
+        dirs: Vec<PathBuf>,
+    }
+
+    static STATE: LazyLock<State> = LazyLock::new(|| {
+        init_env();
+        let scratch = scratch();
+        let (tiny_weights, tiny_config) = tiny_model_files();
+        maybe_write_seeds(|| {
+            let with = |mode: u8, bytes: &[u8]| [&[mode][..], bytes].concat();
+            vec![
+                ("seed-default-config".into(), with(0, DEFAULT_CONFIG)),
+                ("seed-tiny-config".into(), with(2, &tiny_config)),
+                ("seed-tiny-weights".into(), with(3, &tiny_weights)),
+                // The tiny weights beside the default config: a shape mismatch.
+                (
+                    "seed-default-with-tiny-weights".into(),
+                    with(1, &tiny_weights),
+                ),
+            ]
+        });
+        let mut dirs = Vec::new();
+        for (mode, weights, config) in [
+            (0, DEFAULT_WEIGHTS, DEFAULT_CONFIG),
+            (1, DEFAULT_WEIGHTS, DEFAULT_CONFIG),
+            (2, &tiny_weights[..], &tiny_config[..]),
+            (3, &tiny_weights[..], &tiny_config[..]),
+        ] {
+            let dir = scratch.path().join(format!("mode{mode}"));
+            std::fs::create_dir_all(&dir).expect("model dir");
+            let (weights_path, config_path) = model_files(&dir);
+            std::fs::write(weights_path, weights).expect("weights");
+            std::fs::write(config_path, config).expect("config");
+            // The pristine pair loads (else the harness, not the library, is broken).
+            Model::load(&ModelSource::Path(dir.clone()), &Device::Cpu)
+                .expect("pristine model loads");
+            dirs.push(dir);
+        }
+        let image = scratch.path().join("photo.jpg");
+        std::fs::write(&image, PHOTO).expect("photo");
+        State {
+            _scratch: scratch,
+            image,
+            dirs,
+        }
+    });
+
+    /// One input.
+    pub fn run(data: &[u8]) {
+        let state = &*STATE;
+        let Some((&mode, bytes)) = data.split_first() else {
+            return;
+        };
+        let dir = &state.dirs[usize::from(mode & 3)];
+        let (weights_path, config_path) = model_files(dir);
+        let file = if mode & 1 == 0 {
+            config_path
+        } else {
+            weights_path
+        };
+        std::fs::write(file, bytes).expect("write model file");
+        let Ok(model) = Model::load(&ModelSource::Path(dir.clone()), &Device::Cpu) else {
+            return;
+        };
+        let _ = (&model.id, &model.name);
+        let size = model.preprocess().size;
+        let side = size as usize;
+        let photo = load(&state.image, model.preprocess()).expect("the fixture photo decodes");
+        assert_eq!(photo.len(), side * side * 3);
+        if size > MAX_EMBED_SIZE {
+            return;
+        }
+        let synthetic: Vec<u8> = (0..side * side * 3)
+            .map(|j| (j as u8).wrapping_mul(31))
+            .collect();
+        let images = [photo, synthetic];
+        if let Ok(vectors) = model.embed(images.iter().map(Vec::as_slice)) {
+            assert_eq!(vectors.len(), 2);
+            for v in &vectors {
+                assert_eq!(v.len(), model.config.embedding_dim());
+            }
+        }
+    }
+}
+
+pub mod checkpoint_load {
+    //! Arbitrary `checkpoint.json` / `checkpoint.safetensors` bytes through the checkpoint reader
+    //! (`imgsearch::train::checkpoint::read`, what `train --resume` calls), then what resuming does
+    //! with the tensors (convert parameters to f32, copy the moments).
+    //!
+    //! Input: `[mode]` then bytes. Mode bits 0-1: 0 or 1 = the bytes are `checkpoint.json` (next to
+    //! real weights); 2 = they are `checkpoint.safetensors` (next to a real state file); 3 = both,
+    //! split after a u16 LE length of the JSON. Bit 2: set the JSON's `weights_crc32` to the weights'
+    //! real CRC32 (when the JSON parses), so mutated weights get past the checksum.
+
+    use std::path::PathBuf;
+    use std::sync::LazyLock;
+
+    use super::{init_env, maybe_write_seeds, scratch, tiny_checkpoint_files, touch_tensors};
+    use candle_core::Device;
+    use imgsearch::train::checkpoint::read as read_checkpoint;
+    use imgsearch::train::{CHECKPOINT_STATE, CHECKPOINT_WEIGHTS};
+
+    const FIX_CRC: u8 = 0x04;
+
+    struct State {
+        _scratch: tempfile::TempDir,
+        dir: PathBuf,
+        json: Vec<u8>,
+        weights: Vec<u8>,
+    }
+
+    static STATE: LazyLock<State> = LazyLock::new(|| {
+        init_env();
+        let scratch = scratch();
+        let (json, weights) = tiny_checkpoint_files();
+        maybe_write_seeds(|| {
+            let with = |mode: u8, bytes: &[u8]| [&[mode][..], bytes].concat();
+            let mut both = vec![3 | FIX_CRC];
+            both.extend_from_slice(&(json.len() as u16).to_le_bytes());
+            both.extend_from_slice(&json);
+            both.extend_from_slice(&weights);
+            vec![
+                ("seed-state".into(), with(0, &json)),
+                ("seed-weights-fixcrc".into(), with(2 | FIX_CRC, &weights)),
+                ("seed-both-fixcrc".into(), both),
+            ]
+        });
+        let dir = scratch.path().join("run");
+        std::fs::create_dir_all(&dir).expect("checkpoint dir");
+        std::fs::write(dir.join(CHECKPOINT_STATE), &json).expect("state");
+        std::fs::write(dir.join(CHECKPOINT_WEIGHTS), &weights).expect("weights");
+        // The pristine pair reads (else the harness, not the library, is broken).
+        let (_, tensors) = read_checkpoint(&dir, &Device::Cpu).expect("pristine checkpoint reads");
+        touch_tensors(&tensors);
+        State {
+            _scratch: scratch,
+            dir,
+            json,
+            weights,
+        }
+    });
+
+    fn with_weights_crc(json: &[u8], weights: &[u8]) -> Vec<u8> {
+        let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(json) else {
+            return json.to_vec();
+        };
+        let Some(obj) = v.as_object_mut() else {
+            return json.to_vec();
+        };
+        obj.insert("weights_crc32".into(), crc32fast::hash(weights).into());
+        serde_json::to_vec(&v).unwrap_or_else(|_| json.to_vec())
+    }
+
+    /// One input.
+    pub fn run(data: &[u8]) {
+        let state = &*STATE;
+        let Some((&mode, rest)) = data.split_first() else {
+            return;
+        };
+        let (json, weights): (&[u8], &[u8]) = match mode & 3 {
+            0 | 1 => (rest, &state.weights),
+            2 => (&state.json, rest),
+            _ => {
+                if rest.len() < 2 {
+                    return;
+                }
+                let n = (u16::from_le_bytes([rest[0], rest[1]]) as usize).min(rest.len() - 2);
+                (&rest[2..2 + n], &rest[2 + n..])
+            }
+        };
+        let json = if mode & FIX_CRC != 0 {
+            with_weights_crc(json, weights)
+        } else {
+            json.to_vec()
+        };
+        std::fs::write(state.dir.join(CHECKPOINT_STATE), &json).expect("write state");
+        std::fs::write(state.dir.join(CHECKPOINT_WEIGHTS), weights).expect("write weights");
+        if let Ok((_state, tensors)) = read_checkpoint(&state.dir, &Device::Cpu) {
+            touch_tensors(&tensors);
+        }
+    }
+}
+
+pub mod image_decode {
+    //! Arbitrary bytes as an image file, decoded and preprocessed as the indexer does:
+    //! `imgsearch::data::load(&path, &Preprocess::default())` (content-sniffed format, EXIF
+    //! orientation, the reduced-size JPEG path for big JPEGs, size limits, resize and centre crop).
+    //! A success must give exactly `size × size × 3` bytes.
+    //!
+    //! Input: the file's bytes.
+
+    use std::path::PathBuf;
+    use std::sync::LazyLock;
+
+    use super::{image_seeds, init_env, maybe_write_seeds, scratch};
+    use imgsearch::data::{load, Preprocess};
+
+    struct State {
+        _scratch: tempfile::TempDir,
+        path: PathBuf,
+        preprocess: Preprocess,
+    }
+
+    static STATE: LazyLock<State> = LazyLock::new(|| {
+        init_env();
+        maybe_write_seeds(image_seeds);
+        let scratch = scratch();
+        let path = scratch.path().join("image");
+        State {
+            _scratch: scratch,
+            path,
+            preprocess: Preprocess::default(),
+        }
+    });
+
+    /// One input.
+    pub fn run(data: &[u8]) {
+        let state = &*STATE;
+        std::fs::write(&state.path, data).expect("write image file");
+        if let Ok(pixels) = load(&state.path, &state.preprocess) {
+            let side = state.preprocess.size as usize;
+            assert_eq!(pixels.len(), side * side * 3);
+        }
+    }
 }
