@@ -1,7 +1,7 @@
 //! `imgsearch dups` through the real binary on real photos (tests/fixtures: sign-language digit
 //! photos) and copies of them edited as users edit photos (resized, recompressed, byte-identical
 //! copies): grouping, best-copy-first ordering, the dry run, `--move` and its undo, `--hardlink`
-//! only for identical bytes, and `query --min-score`.
+//! only for identical bytes, `kill -9` during `--move`, and `query --min-score`.
 
 use image::imageops::FilterType;
 use serde_json::Value;
@@ -219,4 +219,111 @@ fn hardlinks_replace_only_identical_copies_and_min_score_filters_queries() {
     let count = |out: &str| lines(out)[0]["results"].as_array().map_or(0, Vec::len);
     assert_eq!(count(&all), 5);
     assert!(count(&near) >= 3 && count(&near) < 5, "{near}");
+}
+
+/// The moves a `--move` log records: (from, to) of every "started" entry.
+fn logged_moves(log: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return Vec::new();
+    };
+    text.lines()
+        // A line cut by the kill is not a record.
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["state"] == "started")
+        .map(|r| {
+            (
+                PathBuf::from(r["from"].as_str().unwrap()),
+                PathBuf::from(r["to"].as_str().unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_during_move_leaves_each_file_in_place_or_moved_as_logged_and_undo_restores() {
+    const COPIES: usize = 240;
+    let photo = fixtures().join("photos/signdigits-7");
+    let source = std::fs::read_dir(&photo)
+        .unwrap()
+        .flatten()
+        .map(|f| f.path())
+        .min()
+        .unwrap();
+    let mut mid_run = 0;
+    // Killed once the log holds this many "started" records (of COPIES - 1 moves).
+    for after in [3usize, 40, 120] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("photos");
+        std::fs::create_dir_all(root.join("copies")).unwrap();
+        let copies: Vec<PathBuf> = (0..COPIES)
+            .map(|i| {
+                let p = root.join(format!("copies/{i:03}.jpg"));
+                std::fs::copy(&source, &p).unwrap();
+                p
+            })
+            .collect();
+        let index = tmp.path().join("index");
+        ok(&["index", s(&root), "--index", s(&index), "--quiet"]);
+        let dest = tmp.path().join("dups");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_imgsearch"))
+            .args(["dups", "--index", s(&index), "--no-rotations", "--quiet"])
+            .args(["--move", s(&dest)])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let log = loop {
+            let found = std::fs::read_dir(&dest).ok().and_then(|list| {
+                list.flatten()
+                    .map(|f| f.path())
+                    .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            });
+            if let Some(log) = found {
+                if logged_moves(&log).len() >= after {
+                    child.kill().unwrap(); // SIGKILL
+                    break log;
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("dups --move ended ({status}) before {after} moves were logged");
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        };
+        child.wait().unwrap();
+        let logged = logged_moves(&log);
+        let moved: Vec<&PathBuf> = copies
+            .iter()
+            .filter(|p| {
+                let to = dest.join(p.strip_prefix(&root).unwrap());
+                let (here, there) = (p.exists(), to.exists());
+                assert!(
+                    here != there,
+                    "{}: in place {here}, moved {there}",
+                    p.display()
+                );
+                there
+            })
+            .collect();
+        // Every moved file is in the log (its "started" record was fsynced before the move).
+        for p in &moved {
+            assert!(
+                logged.iter().any(|(from, _)| from == *p),
+                "{} moved, not logged",
+                p.display()
+            );
+        }
+        assert!(moved.len() <= logged.len());
+        if !moved.is_empty() && moved.len() < COPIES - 1 {
+            mid_run += 1;
+        }
+        // The log puts everything back.
+        ok(&["dups", "--undo", s(&log), "--quiet"]);
+        for p in &copies {
+            assert!(p.exists(), "{} not restored", p.display());
+            assert!(!dest.join(p.strip_prefix(&root).unwrap()).exists());
+        }
+    }
+    assert!(
+        mid_run >= 2,
+        "the kill landed mid-run only {mid_run} times of 3"
+    );
 }

@@ -321,7 +321,11 @@ pub fn move_duplicates(
                 Value::Object(r)
             };
             let write = |journal: &mut fs::File, value: Value, sync: bool| -> Result<()> {
-                writeln!(journal, "{value}")
+                // One write call per record (an appended line is then whole or absent, but for
+                // a kill inside the call itself, which `undo` tolerates on the last line).
+                let line = format!("{value}\n");
+                journal
+                    .write_all(line.as_bytes())
                     .and_then(|()| if sync { journal.sync_all() } else { Ok(()) })
                     .map_err(|e| Error::io(log, e))
             };
@@ -368,14 +372,20 @@ pub struct Undone {
 pub fn undo(log: &Path) -> Result<Undone> {
     let file = fs::File::open(log).map_err(|e| Error::io(log, e))?;
     let mut moves: Vec<(PathBuf, PathBuf)> = Vec::new();
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(log, e))?;
+    let lines: Vec<String> = std::io::BufReader::new(file)
+        .lines()
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::io(log, e))?;
+    let last = lines.iter().rposition(|l| !l.trim().is_empty());
+    for (n, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        // A line cut by a kill is the last one; a damaged line elsewhere is an error.
-        let value: Value = match serde_json::from_str(&line) {
+        // A line cut by a kill is the last one (skipped: a "started" record is fsynced before
+        // its move, so a cut one names no file that moved); a damaged line elsewhere is an error.
+        let value: Value = match serde_json::from_str(line) {
             Ok(v) => v,
+            Err(_) if Some(n) == last => continue,
             Err(e) => {
                 return Err(Error::Usage(format!(
                     "{}: line {} is not an undo record: {e}",
