@@ -10,7 +10,6 @@
 
 use super::embedder::Refused;
 use super::state::{Generation, Shared};
-use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -347,11 +346,33 @@ fn path_of(generation: &Generation, id: ImageId) -> ApiResult<PathBuf> {
         .path)
 }
 
-fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
-    headers
+/// A file's bytes (`content_type`) under `etag`, or 304 when the client already holds that
+/// version; either way with the `ETag` and `cache_control` headers.
+fn cached_file(
+    request: &HeaderMap,
+    etag: &str,
+    cache_control: &'static str,
+    content_type: &'static str,
+    bytes: Vec<u8>,
+) -> Response {
+    let fresh = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    response
 }
 
 #[derive(Deserialize)]
@@ -387,20 +408,13 @@ async fn thumbnail(
     })
     .await?;
     let etag = format!("\"{}\"", thumb.tag);
-    let mut response = if not_modified(&headers, &etag) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        ([(header::CONTENT_TYPE, "image/jpeg")], thumb.jpeg).into_response()
-    };
-    let h = response.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=86400"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
-    }
-    Ok(response)
+    Ok(cached_file(
+        &headers,
+        &etag,
+        "private, max-age=86400",
+        "image/jpeg",
+        thumb.jpeg,
+    ))
 }
 
 /// `GET /api/images/{id}/original`: the indexed file's bytes as they are on disk now.
@@ -426,19 +440,8 @@ async fn original(
     let mime = image::guess_format(&bytes)
         .map(|f| f.to_mime_type())
         .unwrap_or("application/octet-stream");
-    let mut response = if not_modified(&headers, &etag) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        Response::builder()
-            .header(header::CONTENT_TYPE, mime)
-            .body(Body::from(bytes))
-            .map_err(ApiError::internal)?
-    };
+    let mut response = cached_file(&headers, &etag, "private, max-age=3600", mime, bytes);
     let h = response.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=3600"),
-    );
     // The file name only, quoted with anything unusual replaced: never a header injection.
     let safe: String = name
         .chars()
@@ -453,13 +456,6 @@ async fn original(
     if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{safe}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
-    }
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
     Ok(response)
 }
 
