@@ -1,7 +1,10 @@
-//! Copy-detection benchmark for `imgsearch dups` on real photos.
+//! Copy-detection benchmark for `imgsearch dups` on real photos, beside czkawka_cli and
+//! imagededup on the same files in the same run.
 //!
 //!     cargo run --release --example dups_bench -- [--data data] [--per-set 60] [--seed 1]
-//!         [--thresholds 0.90,0.93,0.95,0.97] [--keep DIR]
+//!         [--thresholds 0.85/0.93,0.97/none] [--keep DIR]
+//!         [--czkawka PATH] [--imagededup PYTHON] [--imagededup-thresholds 4,6,8,10]
+//!     cargo run --release --example dups_bench -- --folder DIR [--czkawka PATH] [--imagededup PYTHON]
 //!
 //! From each real photo set under `--data` (the test splits of clothing, signdigits, attfaces
 //! and cifar10, extracted from ../shared/data as its README says), `--per-set` originals are
@@ -10,8 +13,15 @@
 //! a horizontal flip, a 90-degree rotation, a colour change (brightness and saturation), or a
 //! caption stamped on the image. Every other photo of the same classes is a distractor. The
 //! ground truth is the pairs within each original's family. The real binary indexes the folder
-//! and `imgsearch dups --json` is scored at each threshold: pair precision, recall and F1, per
-//! edit kind (recall of the pairs original–copy) and overall, with its wall time.
+//! and `imgsearch dups --json` is scored at each setting ("T/V": cosine threshold T and copy
+//! score V; "T/none": the cosine alone): pair precision, recall and F1, per edit kind (recall of
+//! the pairs original–copy) and overall, with its wall time. `--czkawka` runs czkawka_cli's
+//! similar-images search at several settings, `--imagededup` (a Python with imagededup
+//! installed) its four hash methods through bench/imagededup_dups.py at each Hamming threshold.
+//!
+//! `--folder DIR` instead times each tool finding duplicates in one big folder from nothing
+//! (imgsearch: index + dups at its defaults; czkawka_cli: its defaults, empty cache;
+//! imagededup: PHash at its default threshold).
 //! Prints numbers; asserts nothing.
 
 use anyhow::{bail, Context, Result};
@@ -38,8 +48,12 @@ struct Args {
     data: PathBuf,
     per_set: usize,
     seed: u64,
-    thresholds: Vec<f32>,
+    thresholds: Vec<String>,
     keep: Option<PathBuf>,
+    czkawka: Option<PathBuf>,
+    imagededup: Option<PathBuf>,
+    imagededup_thresholds: String,
+    folder: Option<PathBuf>,
 }
 
 fn args() -> Result<Args> {
@@ -47,8 +61,14 @@ fn args() -> Result<Args> {
         data: PathBuf::from("data"),
         per_set: 60,
         seed: 1,
-        thresholds: vec![0.90, 0.93, 0.95, 0.97],
+        thresholds: ["0.85/0.93", "0.90/0.93", "0.90/0.95", "0.97/none"]
+            .map(String::from)
+            .to_vec(),
         keep: None,
+        czkawka: None,
+        imagededup: None,
+        imagededup_thresholds: "10".into(),
+        folder: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,12 +78,11 @@ fn args() -> Result<Args> {
             "--per-set" => a.per_set = value()?.parse()?,
             "--seed" => a.seed = value()?.parse()?,
             "--keep" => a.keep = Some(PathBuf::from(value()?)),
-            "--thresholds" => {
-                a.thresholds = value()?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
+            "--czkawka" => a.czkawka = Some(PathBuf::from(value()?)),
+            "--imagededup" => a.imagededup = Some(PathBuf::from(value()?)),
+            "--imagededup-thresholds" => a.imagededup_thresholds = value()?,
+            "--folder" => a.folder = Some(PathBuf::from(value()?)),
+            "--thresholds" => a.thresholds = value()?.split(',').map(String::from).collect(),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -140,6 +159,363 @@ fn edit(img: &DynamicImage, kind: &str, rng: &mut ChaCha8Rng) -> (DynamicImage, 
     }
 }
 
+/// czkawka_cli 12's similar-images settings run: `--max-difference` (0–40 at its default hash
+/// size 16; 5 is its default) and `--geometric-invariance` (off by default).
+const CZKAWKA_SETTINGS: [(u32, &str); 9] = [
+    (5, "off"),
+    (10, "off"),
+    (20, "off"),
+    (40, "off"),
+    (5, "mirror-flip-rotate90"),
+    (10, "mirror-flip-rotate90"),
+    (20, "mirror-flip-rotate90"),
+    (30, "mirror-flip-rotate90"),
+    (40, "mirror-flip-rotate90"),
+];
+
+/// Every unordered pair within each group, paths in order.
+fn pairs_of_groups(groups: &[Vec<PathBuf>]) -> HashSet<(PathBuf, PathBuf)> {
+    let mut pairs = HashSet::new();
+    for members in groups {
+        for a in members {
+            for b in members {
+                if a < b {
+                    pairs.insert((a.clone(), b.clone()));
+                }
+            }
+        }
+    }
+    pairs
+}
+
+/// Scores predicted pairs against the ground truth and prints one table row.
+struct Scorer {
+    true_pairs: HashSet<(PathBuf, PathBuf)>,
+    /// Per edit kind, its original-copy pairs.
+    by_edit: Vec<(&'static str, Vec<(PathBuf, PathBuf)>)>,
+}
+
+impl Scorer {
+    fn new(truth: &HashMap<PathBuf, (usize, &'static str)>) -> Scorer {
+        let mut families: BTreeMap<usize, Vec<PathBuf>> = BTreeMap::new();
+        for (p, (f, _)) in truth {
+            families.entry(*f).or_default().push(p.clone());
+        }
+        let originals: HashMap<usize, &PathBuf> = truth
+            .iter()
+            .filter(|(_, (_, k))| *k == "original")
+            .map(|(p, (f, _))| (*f, p))
+            .collect();
+        let ordered = |a: &PathBuf, b: &PathBuf| {
+            if a < b {
+                (a.clone(), b.clone())
+            } else {
+                (b.clone(), a.clone())
+            }
+        };
+        let by_edit = EDITS
+            .iter()
+            .map(|&kind| {
+                let pairs = truth
+                    .iter()
+                    .filter(|(_, (_, k))| *k == kind)
+                    .map(|(copy, (f, _))| ordered(originals[f], copy))
+                    .collect();
+                (kind, pairs)
+            })
+            .collect();
+        let groups: Vec<Vec<PathBuf>> = families.into_values().collect();
+        Scorer {
+            true_pairs: pairs_of_groups(&groups),
+            by_edit,
+        }
+    }
+
+    fn row(
+        &self,
+        label: &str,
+        groups: Option<usize>,
+        predicted: &HashSet<(PathBuf, PathBuf)>,
+        seconds: f64,
+    ) {
+        let hit = predicted.intersection(&self.true_pairs).count();
+        let precision = hit as f64 / predicted.len().max(1) as f64;
+        let recall = hit as f64 / self.true_pairs.len().max(1) as f64;
+        let f1 = 2.0 * precision * recall / (precision + recall).max(1e-12);
+        let by_edit: Vec<String> = self
+            .by_edit
+            .iter()
+            .map(|(kind, pairs)| {
+                let found = pairs.iter().filter(|p| predicted.contains(*p)).count();
+                format!("{kind} {found}/{}", pairs.len())
+            })
+            .collect();
+        let groups = groups.map_or("-".to_string(), |g| g.to_string());
+        println!(
+            "{label:<28} {groups:>6} {precision:>9.3} {recall:>7.3} {f1:>6.3} {seconds:>8.2}  {}",
+            by_edit.join(", ")
+        );
+    }
+}
+
+/// Runs czkawka_cli's similar-images search on `dir` with an empty cache of its own (a first
+/// run, as imgsearch's) and no minimum file size (its default skips files under 16 KB, most of
+/// this set's small images), and returns its groups and wall time.
+fn run_czkawka(
+    bin: &Path,
+    dir: &Path,
+    max_difference: u32,
+    invariance: &str,
+    scratch: &Path,
+) -> Result<(Vec<Vec<PathBuf>>, f64)> {
+    let home = scratch.join(format!("czkawka-{max_difference}-{invariance}"));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home)?;
+    let json = home.join("groups.json");
+    let started = Instant::now();
+    let out = Command::new(bin)
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .args(["image", "-d"])
+        .arg(dir)
+        .args(["--minimal-file-size", "1", "--max-difference"])
+        .arg(max_difference.to_string())
+        .args(["--geometric-invariance", invariance])
+        .args([
+            "--do-not-print-results",
+            "--ignore-error-code-on-found",
+            "-C",
+        ])
+        .arg(&json)
+        .output()?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "czkawka_cli failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let value: serde_json::Value = if json.exists() {
+        serde_json::from_slice(&std::fs::read(&json)?)?
+    } else {
+        serde_json::Value::Array(Vec::new())
+    };
+    let mut groups = Vec::new();
+    collect_groups(&value, &mut groups);
+    Ok((groups, seconds))
+}
+
+/// The groups in czkawka's JSON: every array whose items are objects with a "path".
+fn collect_groups(value: &serde_json::Value, groups: &mut Vec<Vec<PathBuf>>) {
+    match value {
+        serde_json::Value::Array(items) => {
+            let paths: Vec<PathBuf> = items
+                .iter()
+                .filter_map(|i| i.get("path").and_then(|p| p.as_str()).map(PathBuf::from))
+                .collect();
+            if paths.len() >= 2 && paths.len() == items.len() {
+                groups.push(paths);
+            } else {
+                for item in items {
+                    collect_groups(item, groups);
+                }
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for item in map.values() {
+                collect_groups(item, groups);
+            }
+        }
+        _ => {}
+    }
+}
+
+struct ImagededupRun {
+    method: String,
+    threshold: u32,
+    encode_s: f64,
+    find_s: f64,
+    pairs: HashSet<(PathBuf, PathBuf)>,
+}
+
+/// Runs bench/imagededup_dups.py (its hash methods) on `dir`.
+fn run_imagededup(
+    python: &Path,
+    dir: &Path,
+    methods: &str,
+    thresholds: &str,
+) -> Result<Vec<ImagededupRun>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/imagededup_dups.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(dir)
+        .args(["--methods", methods, "--thresholds", thresholds])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "imagededup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut runs = Vec::new();
+    for line in String::from_utf8(out.stdout)?.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let pairs = v["pairs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let a = PathBuf::from(p.get(0)?.as_str()?);
+                let b = PathBuf::from(p.get(1)?.as_str()?);
+                Some((a.clone().min(b.clone()), a.max(b)))
+            })
+            .collect();
+        runs.push(ImagededupRun {
+            method: v["method"].as_str().unwrap_or_default().to_string(),
+            threshold: v["threshold"].as_u64().unwrap_or_default() as u32,
+            encode_s: v["encode_s"].as_f64().unwrap_or_default(),
+            find_s: v["find_s"].as_f64().unwrap_or_default(),
+            pairs,
+        });
+    }
+    Ok(runs)
+}
+
+/// Wall time of each tool finding duplicates in one large folder, from nothing (imgsearch:
+/// index then dups; czkawka_cli: an empty cache; imagededup: hash then search).
+fn time_folder(bin: &Path, folder: &Path, args: &Args) -> Result<()> {
+    let scratch = std::env::temp_dir().join(format!("imgsearch-dups-time-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let index = scratch.join("index");
+    let started = Instant::now();
+    let status = Command::new(bin)
+        .arg("index")
+        .arg(folder)
+        .arg("--index")
+        .arg(&index)
+        .arg("--quiet")
+        .status()?;
+    if !status.success() {
+        bail!("imgsearch index failed");
+    }
+    let index_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let out = Command::new(bin)
+        .args(["dups", "--json", "--index"])
+        .arg(&index)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "imgsearch dups failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dups_s = started.elapsed().as_secs_f64();
+    let groups = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"type\":\"group\""))
+        .count();
+    println!(
+        "imgsearch index + dups: {:.1} s ({index_s:.1} + {dups_s:.1}), {groups} groups",
+        index_s + dups_s
+    );
+    if let Some(czkawka) = &args.czkawka {
+        let (groups, seconds) = run_czkawka(czkawka, folder, 5, "off", &scratch)?;
+        println!(
+            "czkawka_cli image (its defaults, but no minimal file size): {seconds:.1} s, {} groups",
+            groups.len()
+        );
+    }
+    if let Some(python) = &args.imagededup {
+        for run in run_imagededup(python, folder, "PHash", "10")? {
+            println!(
+                "imagededup {} 10: {:.1} s ({:.1} + {:.1}), {} pairs",
+                run.method,
+                run.encode_s + run.find_s,
+                run.encode_s,
+                run.find_s,
+                run.pairs.len()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+/// What complete linkage prevents, measured: at each cosine threshold, the connected
+/// components (single linkage) of the pairs `imgsearch query` finds at or above it, beside the
+/// largest group `imgsearch dups` made at that threshold.
+fn chaining(bin: &Path, index: &Path, library: &Path, largest: &[(String, usize)]) -> Result<()> {
+    let files = files_under(library);
+    let position: HashMap<&Path, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.as_path(), i))
+        .collect();
+    let out = Command::new(bin)
+        .args(["query", "--json", "-k", "17", "--index"])
+        .arg(index)
+        .args(&files)
+        .output()?;
+    let mut edges = Vec::new();
+    for line in String::from_utf8(out.stdout)?.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let Some(&q) = v["query"].as_str().and_then(|q| position.get(Path::new(q))) else {
+            continue;
+        };
+        for hit in v["results"].as_array().into_iter().flatten() {
+            let j = hit["path"]
+                .as_str()
+                .and_then(|p| position.get(Path::new(p)));
+            if let (Some(&j), Some(score)) = (j, hit["score"].as_f64()) {
+                if j != q {
+                    edges.push((score, q, j));
+                }
+            }
+        }
+    }
+    let mut thresholds: Vec<&str> = largest
+        .iter()
+        .map(|(s, _)| s.split('/').next().unwrap_or(s))
+        .collect();
+    thresholds.sort();
+    thresholds.dedup();
+    for t in thresholds {
+        let t_value: f64 = t.parse()?;
+        let mut parent: Vec<usize> = (0..files.len()).collect();
+        fn root(parent: &mut [usize], mut i: usize) -> usize {
+            while parent[i] != i {
+                parent[i] = parent[parent[i]];
+                i = parent[i];
+            }
+            i
+        }
+        for &(score, a, b) in &edges {
+            if score >= t_value {
+                let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+                parent[ra] = rb;
+            }
+        }
+        let mut sizes: HashMap<usize, usize> = HashMap::new();
+        for i in 0..files.len() {
+            *sizes.entry(root(&mut parent, i)).or_default() += 1;
+        }
+        let biggest = sizes.values().max().copied().unwrap_or(0);
+        let in_big: usize = sizes.values().filter(|&&n| n > 10).sum();
+        let ours: Vec<String> = largest
+            .iter()
+            .filter(|(s, _)| s.split('/').next() == Some(t))
+            .map(|(s, n)| format!("{n} ({s})"))
+            .collect();
+        println!(
+            "chaining at cosine >= {t}: single linkage of the query pairs makes a largest component of {biggest} images ({in_big} images in components over 10); largest imgsearch dups group: {}",
+            ours.join(", ")
+        );
+    }
+    Ok(())
+}
+
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -167,13 +543,18 @@ fn main() -> Result<()> {
         .and_then(Path::parent)
         .map(|d| d.join("imgsearch"))
         .context("binary path")?;
+    if let Some(folder) = &args.folder {
+        return time_folder(&bin, folder, &args);
+    }
     let tmp = std::env::temp_dir().join(format!("imgsearch-dups-bench-{}", std::process::id()));
     let root = args.keep.clone().unwrap_or_else(|| tmp.clone());
     let _ = std::fs::remove_dir_all(&root);
-    let library = root.join("library");
+    std::fs::create_dir_all(root.join("library"))?;
+    // Canonical, as every tool's output paths are compared with the ground truth's.
+    let library = root.join("library").canonicalize()?;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     // path -> (family, edit kind or "original"); distractors have no family.
-    let mut truth: HashMap<PathBuf, (usize, &str)> = HashMap::new();
+    let mut truth: HashMap<PathBuf, (usize, &'static str)> = HashMap::new();
     let mut families = 0;
     let mut total = 0;
     for set in ["clothing", "signdigits", "attfaces", "cifar10"] {
@@ -225,28 +606,11 @@ fn main() -> Result<()> {
             }
         }
     }
-    let true_pairs: HashSet<(PathBuf, PathBuf)> = {
-        let mut by_family: BTreeMap<usize, Vec<&PathBuf>> = BTreeMap::new();
-        for (p, (f, _)) in &truth {
-            by_family.entry(*f).or_default().push(p);
-        }
-        let mut pairs = HashSet::new();
-        for members in by_family.values() {
-            for a in members {
-                for b in members {
-                    if a < b {
-                        pairs.insert(((*a).clone(), (*b).clone()));
-                    }
-                }
-            }
-        }
-        pairs
-    };
     println!(
         "set: {total} images in {} ({families} originals, {} copies, {} true pairs, the rest distractors)",
         library.display(),
         truth.len() - families,
-        true_pairs.len()
+        Scorer::new(&truth).true_pairs.len()
     );
 
     let index = root.join("index");
@@ -265,22 +629,30 @@ fn main() -> Result<()> {
     }
     let index_seconds = started.elapsed().as_secs_f64();
     println!("imgsearch index: {index_seconds:.2} s");
+    let scorer = Scorer::new(&truth);
+    let mut largest_groups = Vec::new();
     println!(
-        "{:>9} {:>6} {:>9} {:>7} {:>6} {:>7}  recall by edit (original-copy pairs)",
-        "threshold", "groups", "precision", "recall", "F1", "dups s"
+        "{:<28} {:>6} {:>9} {:>7} {:>6} {:>8}  recall by edit (original-copy pairs)",
+        "tool and setting", "groups", "precision", "recall", "F1", "seconds"
     );
-    for &t in &args.thresholds {
+    for setting in &args.thresholds {
+        // "T/V": cosine threshold T and copy score V; "T/none": cosine alone.
+        let (threshold, copy) = setting.split_once('/').unwrap_or((setting, "none"));
+        let mut command = Command::new(&bin);
+        command.args([
+            "dups",
+            "--index",
+            index.to_str().context("utf-8")?,
+            "--json",
+            "--threshold",
+            threshold,
+        ]);
+        match copy {
+            "none" => command.arg("--no-verify"),
+            v => command.args(["--copy-score", v]),
+        };
         let started = Instant::now();
-        let out = Command::new(&bin)
-            .args([
-                "dups",
-                "--index",
-                index.to_str().context("utf-8")?,
-                "--json",
-                "--threshold",
-                &t.to_string(),
-            ])
-            .output()?;
+        let out = command.output()?;
         let seconds = started.elapsed().as_secs_f64();
         if !out.status.success() {
             bail!(
@@ -288,55 +660,56 @@ fn main() -> Result<()> {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let mut predicted = HashSet::new();
-        let mut groups = 0;
+        let mut groups = Vec::new();
         for line in String::from_utf8(out.stdout)?.lines() {
             let v: serde_json::Value = serde_json::from_str(line)?;
             if v["type"] != "group" {
                 continue;
             }
-            groups += 1;
             let mut members = vec![PathBuf::from(v["keep"].as_str().unwrap_or_default())];
             for d in v["duplicates"].as_array().into_iter().flatten() {
                 members.push(PathBuf::from(d["path"].as_str().unwrap_or_default()));
             }
-            for a in &members {
-                for b in &members {
-                    if a < b {
-                        predicted.insert((a.clone(), b.clone()));
-                    }
-                }
-            }
+            groups.push(members);
         }
-        let hit = predicted.intersection(&true_pairs).count();
-        let precision = hit as f64 / predicted.len().max(1) as f64;
-        let recall = hit as f64 / true_pairs.len().max(1) as f64;
-        let f1 = 2.0 * precision * recall / (precision + recall).max(1e-12);
-        let mut by_kind = Vec::new();
-        for kind in EDITS {
-            let pairs: Vec<(PathBuf, PathBuf)> = truth
-                .iter()
-                .filter(|(_, (_, k))| *k == kind)
-                .filter_map(|(copy, (f, _))| {
-                    let original = truth
-                        .iter()
-                        .find(|(_, (g, k))| g == f && *k == "original")?
-                        .0;
-                    let pair = if original < copy {
-                        (original.clone(), copy.clone())
-                    } else {
-                        (copy.clone(), original.clone())
-                    };
-                    Some(pair)
-                })
-                .collect();
-            let found = pairs.iter().filter(|p| predicted.contains(*p)).count();
-            by_kind.push(format!("{kind} {found}/{}", pairs.len()));
-        }
-        println!(
-            "{t:>9.2} {groups:>6} {precision:>9.3} {recall:>7.3} {f1:>6.3} {seconds:>7.2}  {}",
-            by_kind.join(", ")
+        let n = groups.len();
+        scorer.row(
+            &format!("imgsearch dups {threshold} / {copy}"),
+            Some(n),
+            &pairs_of_groups(&groups),
+            seconds,
         );
+        largest_groups.push((
+            setting.clone(),
+            groups.iter().map(Vec::len).max().unwrap_or(0),
+        ));
+    }
+    chaining(&bin, &index, &library, &largest_groups)?;
+    if let Some(czkawka) = &args.czkawka {
+        for (difference, invariance) in CZKAWKA_SETTINGS {
+            let (groups, seconds) = run_czkawka(czkawka, &library, difference, invariance, &root)?;
+            scorer.row(
+                &format!("czkawka_cli {difference} {invariance}"),
+                Some(groups.len()),
+                &pairs_of_groups(&groups),
+                seconds,
+            );
+        }
+    }
+    if let Some(python) = &args.imagededup {
+        for run in run_imagededup(
+            python,
+            &library,
+            "PHash,DHash,WHash,AHash",
+            &args.imagededup_thresholds,
+        )? {
+            scorer.row(
+                &format!("imagededup {} {}", run.method, run.threshold),
+                None,
+                &run.pairs,
+                run.encode_s + run.find_s,
+            );
+        }
     }
     if args.keep.is_none() {
         let _ = std::fs::remove_dir_all(&tmp);

@@ -10,7 +10,7 @@
 use crate::data::LoadStats;
 use crate::index::{Hit, ImageId, RepairReport, VerifyReport};
 pub use crate::json_path::put_path;
-use crate::pipeline::dups::{Group, Outcome};
+use crate::pipeline::dups::{DupsOptions, Group, Outcome};
 use crate::pipeline::{EvalReport, ForgetSummary, IndexSummary, QueryAnswer, Row};
 use crate::train::TrainReport;
 use serde_json::{json, Map, Value};
@@ -84,7 +84,7 @@ pub fn row(row: &Row) -> Value {
 }
 
 /// A group of near-duplicates: `{"type": "group", "keep", "duplicates": [{"path", "score",
-/// "action"}]}`, the kept file first; `action` says what was done with each copy.
+/// "copy_score", "action"}]}` (`copy_score` null without the pixel check), the kept file first; `action` says what was done with each copy.
 pub fn group(id: usize, group: &Group, outcomes: Option<&[Outcome]>) -> Value {
     let mut r = record("group");
     r.insert("id".into(), json!(id));
@@ -102,6 +102,7 @@ pub fn group(id: usize, group: &Group, outcomes: Option<&[Outcome]>) -> Value {
             put_path(&mut d, "path", &m.path);
             d.insert("id".into(), json!(ImageId::of(&m.path).to_string()));
             d.insert("score".into(), json!(m.score));
+            d.insert("copy_score".into(), json!(m.copy_score));
             let outcome = outcomes
                 .and_then(|o| o.get(i))
                 .unwrap_or(&Outcome::Reported);
@@ -120,12 +121,25 @@ pub fn group(id: usize, group: &Group, outcomes: Option<&[Outcome]>) -> Value {
     Value::Object(r)
 }
 
-pub fn dups_summary(groups: &[Group], threshold: f32, action: &str, log: Option<&Path>) -> Value {
+/// A setting the user typed as a short decimal, printed as one (0.85, not the f32's
+/// 0.8500000238418579).
+fn setting(value: f32) -> f64 {
+    (f64::from(value) * 1e6).round() / 1e6
+}
+
+pub fn dups_summary(
+    groups: &[Group],
+    opts: &DupsOptions,
+    action: &str,
+    log: Option<&Path>,
+) -> Value {
     let duplicates: usize = groups.iter().map(|g| g.duplicates().len()).sum();
     let mut f = fields(json!({
         "groups": groups.len(),
         "duplicates": duplicates,
-        "threshold": threshold,
+        "threshold": setting(opts.threshold),
+        "copy_score": opts.verify.map(setting),
+        "rotations": opts.rotations,
         "action": action,
     }));
     match log {

@@ -106,7 +106,7 @@ pub enum Command {
     /// copy first; reports only, unless --move or --hardlink.
     #[command(after_help = concat!("Examples:
   imgsearch dups                              # report the groups (a dry run)
-  imgsearch dups --threshold 0.97 --json
+  imgsearch dups --threshold 0.75 --json      # more crops found; slower on a big index
   imgsearch dups --move ~/dups                # move the copies; prints the undo log's path
   imgsearch dups --undo ~/dups/imgsearch-undo-1764550000.jsonl
   imgsearch dups --hardlink                   # byte-identical copies become hard links
@@ -478,7 +478,7 @@ pub struct QueryArgs {
     /// Also draw the queries and their neighbours as a contact sheet (PNG).
     #[arg(long)]
     pub grid: Option<PathBuf>,
-    /// Only neighbours with at least this cosine (the threshold of `dups`).
+    /// Only neighbours with at least this cosine (as `dups --threshold`).
     #[arg(long)]
     pub min_score: Option<f32>,
 }
@@ -554,9 +554,17 @@ impl EvalArgs {
 pub struct DupsArgs {
     #[arg(long, default_value = "index")]
     pub index: PathBuf,
-    /// Cosine at or above which two images are duplicates.
-    #[arg(long, default_value_t = pipeline::dups::DEFAULT_THRESHOLD)]
-    pub threshold: f32,
+    /// Cosine at or above which two images are candidate duplicates [default: 0.85, or 0.97
+    /// with --no-verify].
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// The copy score a candidate pair needs: the best correlation of their grey levels over
+    /// crops, flips and quarter turns (-1 to 1).
+    #[arg(long, default_value_t = pipeline::dups::DEFAULT_COPY_SCORE, conflicts_with = "no_verify")]
+    pub copy_score: f32,
+    /// Trust the cosine alone: no pixel check of candidate pairs (no second decode of them).
+    #[arg(long)]
+    pub no_verify: bool,
     /// Move every copy but the best one under this folder (keeping its path relative to the
     /// indexed folder), with an undo log there.
     #[arg(long, value_name = "DEST", conflicts_with_all = ["hardlink", "undo"])]
@@ -567,8 +575,8 @@ pub struct DupsArgs {
     /// Put back the files an earlier --move moved, from its undo log.
     #[arg(long, value_name = "LOG")]
     pub undo: Option<PathBuf>,
-    /// Compare images as they are only, not also turned by 90, 180 and 270 degrees (faster:
-    /// no second decode of every image).
+    /// Look for candidates with images as they are only, not also turned a quarter and
+    /// mirrored (faster: no second decode and two fewer embeddings of every image).
     #[arg(long)]
     pub no_rotations: bool,
     /// CSV on stdout: group,keep,path,score,action.

@@ -251,8 +251,13 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
     }
     let index = Index::open(&args.index)?;
     let opts = DupsOptions {
-        threshold: args.threshold,
+        threshold: args.threshold.unwrap_or(if args.no_verify {
+            dups::UNVERIFIED_THRESHOLD
+        } else {
+            dups::DEFAULT_THRESHOLD
+        }),
         rotations: !args.no_rotations,
+        verify: (!args.no_verify).then_some(args.copy_score),
         ..DupsOptions::default()
     };
     let model = if opts.rotations {
@@ -330,7 +335,7 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
     };
     if !args.csv {
         p.summary(
-            json::dups_summary(&groups, args.threshold, action, log.as_deref()),
+            json::dups_summary(&groups, &opts, action, log.as_deref()),
             &text,
         )?;
     }

@@ -524,6 +524,7 @@ async fn dups(
         Ok(Json(json!({
             "type": "dups",
             "threshold": threshold,
+            "copy_score": imgsearch::pipeline::dups::DEFAULT_COPY_SCORE,
             "groups": list,
             "generation": generation.index.generation(),
         })))

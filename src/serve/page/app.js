@@ -154,7 +154,7 @@ async function renderRandom(p) {
 }
 
 async function renderDups(p) {
-  const threshold = p.get("threshold") || "0.97";
+  const threshold = p.get("threshold") || "0.85";
   status("grouping near-duplicates (the first time takes a while on a big index)…");
   const answer = await getJson(`/api/dups?threshold=${encodeURIComponent(threshold)}`);
   const groups = answer.groups.map((g) => {
@@ -173,11 +173,11 @@ async function renderDups(p) {
     el("code", {}, `imgsearch dups --threshold ${threshold} --move DEST`),
     " moves the copies (undo with --undo), ",
     el("code", {}, "--hardlink"),
-    " links byte-identical ones. Rotated copies are found by the command, not here.",
+    " links byte-identical ones. Candidate pairs here passed the same pixel check as the command's; copies turned a quarter or mirrored are found by the command, not here.",
   );
   $("grid").replaceChildren(help, ...groups);
   $("grid").className = "";
-  status(`${answer.groups.length} groups at cosine ≥ ${threshold} · generation ${answer.generation}`);
+  status(`${answer.groups.length} groups at cosine ≥ ${threshold} and copy score ≥ ${answer.copy_score} · generation ${answer.generation}`);
 }
 
 async function renderIndex() {

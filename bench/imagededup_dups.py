@@ -1,0 +1,61 @@
+"""imagededup's hash methods on a folder, for examples/dups_bench.rs.
+
+    python bench/imagededup_dups.py DIR [--methods PHash,DHash,WHash,AHash] [--thresholds 10]
+
+For each method the folder's images are hashed once (timed), then each Hamming-distance
+threshold is applied (timed). Prints one JSON line per (method, threshold):
+{"method", "threshold", "encode_s", "find_s", "pairs": [[PATH, PATH], ...]} with absolute paths.
+imagededup's CNN method is not run: it downloads MobileNetV3 weights, which this machine cannot.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir")
+    ap.add_argument("--methods", default="PHash,DHash,WHash,AHash")
+    ap.add_argument("--thresholds", default="10")
+    args = ap.parse_args()
+    from imagededup import methods
+
+    root = os.path.abspath(args.dir)
+    for name in args.methods.split(","):
+        hasher = getattr(methods, name)(verbose=False)
+        started = time.perf_counter()
+        encodings = hasher.encode_images(image_dir=root, recursive=True)
+        encode_s = time.perf_counter() - started
+        print(f"{name}: {len(encodings)} images hashed in {encode_s:.1f} s", file=sys.stderr, flush=True)
+        for threshold in [int(t) for t in args.thresholds.split(",")]:
+            started = time.perf_counter()
+            found = hasher.find_duplicates(
+                encoding_map=encodings, max_distance_threshold=threshold
+            )
+            find_s = time.perf_counter() - started
+            pairs = set()
+            for a, dups in found.items():
+                for b in dups:
+                    pa, pb = os.path.join(root, a), os.path.join(root, b)
+                    pairs.add((min(pa, pb), max(pa, pb)))
+            print(
+                json.dumps(
+                    {
+                        "method": name,
+                        "threshold": threshold,
+                        "images": len(encodings),
+                        "encode_s": encode_s,
+                        "find_s": find_s,
+                        "pairs": sorted(pairs),
+                    }
+                ),
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
