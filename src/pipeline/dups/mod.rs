@@ -579,6 +579,9 @@ mod tests {
         assert_eq!(rotate90(&abcd, 2), square([3, 1, 4, 2]));
         // Mirrored: b a / d c.
         assert_eq!(mirror(&abcd, 2), square([2, 1, 4, 3]));
-        assert_eq!(rotate90(&rotate90(&rotate90(&rotate90(&abcd, 2), 2), 2), 2), abcd);
+        assert_eq!(
+            rotate90(&rotate90(&rotate90(&rotate90(&abcd, 2), 2), 2), 2),
+            abcd
+        );
     }
 }
