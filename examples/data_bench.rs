@@ -86,7 +86,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let out = tmp.join("model");
     let mut opts = TrainOptions {
-        epochs,
+        start: Some(train::Start::Scratch),
+        epochs: Some(epochs),
         batch: Some(64),
         lr: Some(1e-3),
         schedule: Some(train::LrSchedule::Constant),
@@ -117,7 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .join(", ")
     );
     opts.resume = true;
-    opts.epochs = epochs + 1;
+    opts.epochs = Some(epochs + 1);
     let resumed = train::train(&opts, &device, &mut |_| {})?;
     println!(
         "  --resume: load from cache {:.4} s, {} decoded, {} from cache; epoch {} {:.1} images/s",

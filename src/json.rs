@@ -12,7 +12,7 @@ use crate::index::{Hit, ImageId, RepairReport, VerifyReport};
 pub use crate::json_path::put_path;
 use crate::pipeline::dups::{DupsOptions, Group, Outcome};
 use crate::pipeline::{EvalReport, ForgetSummary, IndexSummary, QueryAnswer, Row};
-use crate::train::TrainReport;
+use crate::train::{ProbeScore, TrainReport};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -259,13 +259,15 @@ pub fn grid_summary(rows: usize, out: &Path) -> Value {
     summary("grid", f)
 }
 
-pub fn train_summary(r: &TrainReport) -> Value {
+pub fn train_summary(r: &TrainReport, eval: Option<(&EvalReport, &EvalReport)>) -> Value {
     let mut f = fields(json!({
         "images": r.images,
         "skipped": r.skipped,
+        "start": r.start,
         "epochs": r.epochs,
         "steps": r.steps,
         "seconds": r.seconds,
+        "out_of_time": r.out_of_time,
         "images_per_second": r.images_per_second,
         "load": load(&r.load),
         "epoch_images_per_second": r.epoch_images_per_second,
@@ -275,9 +277,31 @@ pub fn train_summary(r: &TrainReport) -> Value {
             "prior": r.last_losses.prior,
             "total": r.last_losses.total,
         },
+        "probe": {
+            "images": r.probe.before.images,
+            "before": probe_score(&r.probe.before),
+            "last": probe_score(&r.probe.last),
+            "kept": r.probe.kept.as_ref().map(probe_score),
+            "kept_epoch": r.probe.kept_epoch,
+        },
     }));
+    let scores = |e: &EvalReport| json!({"precision_at_k": e.precision_at_k, "knn_accuracy": e.knn_accuracy});
+    let eval = eval.map(|(before, after)| {
+        json!({
+            "images": after.images,
+            "k": after.k,
+            "knn": after.knn,
+            "before": scores(before),
+            "after": scores(after),
+        })
+    });
+    f.insert("eval".into(), eval.unwrap_or(Value::Null));
     put_path(&mut f, "model", &r.model);
     summary("train", f)
+}
+
+fn probe_score(p: &ProbeScore) -> Value {
+    json!({"survival_at_9": p.survival_at_9, "self_top1": p.self_top1})
 }
 
 fn load(stats: &LoadStats) -> Value {

@@ -39,6 +39,21 @@ impl Verbosity {
         bar
     }
 
+    /// A bar over a time budget of `seconds` (its position set to the seconds elapsed);
+    /// hidden when quiet.
+    pub fn seconds_bar(&self, seconds: u64, what: &str) -> ProgressBar {
+        if self.quiet {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(seconds), ProgressDrawTarget::stderr());
+        let template =
+            format!("{what:>8} [{{bar:30}}] {{elapsed_precise}} of {{len}} s budget {{msg}}");
+        if let Ok(style) = ProgressStyle::with_template(&template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    }
+
     /// Hands `event` to the caller with `bar` out of the way.
     pub fn report(&self, bar: &ProgressBar, on_event: &mut dyn FnMut(Event<'_>), event: Event<'_>) {
         bar.suspend(|| on_event(event));

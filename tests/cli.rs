@@ -504,8 +504,13 @@ fn training_is_reproducible_and_resumes() {
         (&record["seed"], &record["batch"], &record["schedule"]),
         (&Value::from(3), &Value::from(8), &Value::from("constant"))
     );
-    assert_eq!(weights(&a), weights(&full), "resume continues exactly");
-    assert_ne!(weights(&a), weights(&b));
+    // The checkpoint holds the last epoch's parameters and moments (the model beside it is
+    // the epoch the label-free probe liked best, which may be an earlier one).
+    let trained =
+        |dir: &Path| std::fs::read(dir.join("checkpoint.safetensors")).expect("checkpoint");
+    assert_eq!(trained(&a), trained(&full), "resume continues exactly");
+    assert_ne!(trained(&a), trained(&b));
+    let kept_model = weights(&a);
 
     // A loss that blows up stops training with a clear error; the last good checkpoint stays.
     let out = imgsearch(&[
@@ -533,10 +538,11 @@ fn training_is_reproducible_and_resumes() {
             .expect("json");
     assert_eq!(state["epochs_done"], 2);
     assert_eq!(
-        weights(&a),
-        weights(&full),
-        "the model of the last good epoch is kept"
+        trained(&a),
+        trained(&full),
+        "the checkpoint of the last good epoch is kept"
     );
+    assert_eq!(weights(&a), kept_model, "and so is the model");
 
     // A corrupt checkpoint is refused with a message naming it.
     let ckpt = a.join("checkpoint.safetensors");
@@ -641,8 +647,9 @@ fn batch_norm_trains_checkpoints_and_resumes() {
     run(&full, "2", false);
     run(&split, "1", false);
     run(&split, "2", true);
-    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).expect("weights");
-    assert_eq!(weights(&split), weights(&full), "resume continues exactly");
+    let trained =
+        |dir: &Path| std::fs::read(dir.join("checkpoint.safetensors")).expect("checkpoint");
+    assert_eq!(trained(&split), trained(&full), "resume continues exactly");
 
     let config: Value =
         serde_json::from_slice(&std::fs::read(full.join("config.json")).expect("config"))
@@ -1089,4 +1096,142 @@ fn help_has_examples_and_completions_cover_every_command() {
     }
     let out = imgsearch(&["completions", "tcsh"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `train` starts from the bundled model unless told otherwise (`--from`), stops at a time
+/// budget with the probe's pick saved, scores the labelled folder given to `--eval` before and
+/// after exactly as `eval` does, and refuses a start whose weights do not fit.
+#[test]
+fn training_fine_tunes_the_bundled_model_within_a_budget() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let photos = fixtures().join("photos");
+    let images = count_files(&photos);
+    let eval_of = |extra: &[&str]| -> Value {
+        let mut args = vec!["eval", s(&photos), "--json"];
+        args.extend_from_slice(extra);
+        summary(&ok(&args))
+    };
+    let scores = |v: &Value| (v["precision_at_k"].as_f64(), v["knn_accuracy"].as_f64());
+
+    let tuned = tmp.path().join("tuned");
+    let report = summary(&ok(&[
+        "train",
+        s(&photos),
+        "--out",
+        s(&tuned),
+        "--batch",
+        "8",
+        "--minutes",
+        "0.05",
+        "--eval",
+        s(&photos),
+        "--json",
+    ]));
+    assert_eq!(report["start"], "default", "{report}");
+    assert_eq!(report["out_of_time"], true, "{report}");
+    assert!(report["epochs"].as_u64().expect("epochs") >= 1);
+    assert_eq!(report["probe"]["images"], images as u64);
+    for key in ["before", "last", "kept"] {
+        let probe = &report["probe"][key];
+        for score in ["survival_at_9", "self_top1"] {
+            let v = probe[score].as_f64().expect("probe score");
+            assert!((0.0..=1.0).contains(&v), "{key} {score}: {probe}");
+        }
+    }
+    // Before training the model is the bundled one, scored as `eval` scores it.
+    assert_eq!(
+        scores(&report["eval"]["before"]),
+        scores(&eval_of(&[])),
+        "{report}"
+    );
+    // After: the model saved in --out, which is the epoch the probe picked.
+    assert_eq!(
+        scores(&report["eval"]["after"]),
+        scores(&eval_of(&["--model", s(&tuned)])),
+        "{report}"
+    );
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(tuned.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(config["training"]["start"], "default");
+    assert_eq!(config["training"]["epochs"], report["probe"]["kept_epoch"]);
+    indexes_and_finds_itself(tmp.path(), &photos, &tuned);
+
+    // From scratch, "before" is the seeded random encoder: `eval --baseline random`.
+    let scratch = tmp.path().join("scratch");
+    let report = summary(&ok(&[
+        "train",
+        s(&photos),
+        "--out",
+        s(&scratch),
+        "--from",
+        "scratch",
+        "--batch",
+        "8",
+        "--epochs",
+        "1",
+        "--eval",
+        s(&photos),
+        "--json",
+    ]));
+    assert_eq!(report["start"], "scratch");
+    assert_eq!(report["out_of_time"], false);
+    assert_eq!(
+        scores(&report["eval"]["before"]),
+        scores(&eval_of(&["--baseline", "random"])),
+        "{report}"
+    );
+
+    // From a model folder: its weights go on training.
+    let again = tmp.path().join("again");
+    let report = summary(&ok(&[
+        "train",
+        s(&photos),
+        "--out",
+        s(&again),
+        "--from",
+        s(&tuned),
+        "--batch",
+        "8",
+        "--epochs",
+        "1",
+        "--json",
+    ]));
+    assert!(
+        report["start"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("tuned")),
+        "{report}"
+    );
+
+    // Another architecture trains from scratch unless a start is named, which it cannot fit.
+    let small = ["--channels", "16,32,64", "--dim", "16", "--batch", "8"];
+    let mut args = vec!["train", s(&photos), "--epochs", "1", "--json", "--out"];
+    let small_out = tmp.path().join("small");
+    args.push(s(&small_out));
+    args.extend_from_slice(&small);
+    assert_eq!(summary(&ok(&args))["start"], "scratch");
+    args.extend_from_slice(&["--from", "default"]);
+    let out = imgsearch(&args);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--from default") && stderr.contains("channels"),
+        "{stderr}"
+    );
+    let missing = tmp.path().join("no-such-model");
+    let out = imgsearch(&[
+        "train",
+        s(&photos),
+        "--out",
+        s(&tmp.path().join("x")),
+        "--from",
+        s(&missing),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-model"));
+    for bad in ["0", "-1", "soon"] {
+        let out = imgsearch(&["train", s(&photos), "--minutes", bad]);
+        assert_eq!(out.status.code(), Some(2), "--minutes {bad}");
+    }
 }

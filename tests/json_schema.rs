@@ -256,6 +256,8 @@ fn every_command_speaks_the_documented_schema() {
                 "64",
                 "--batch",
                 "32",
+                "--eval",
+                s(&test_set),
             ],
             0,
         ),

@@ -6,10 +6,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use imgsearch::data::{Augment, ScanOptions};
 use imgsearch::device::DeviceChoice;
 use imgsearch::index::{SearchOptions, DEFAULT_GRAPH_THRESHOLD};
-use imgsearch::model::{self, ModelConfig, Objective};
+use imgsearch::model::{self, ModelConfig, ModelSource, Objective};
 use imgsearch::pipeline::{self, CommitPolicy, EvalOptions, IndexOptions};
 use imgsearch::progress::Verbosity;
-use imgsearch::train::{self, PixelCache, TrainOptions};
+use imgsearch::train::{self, PixelCache, Start, TrainOptions};
 use std::path::PathBuf;
 
 const EXIT_CODES: &str = "\
@@ -52,10 +52,12 @@ impl GlobalFlags {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Learn a DIM encoder from unlabelled images.
+    /// Learn a DIM encoder from unlabelled images (by default, fine-tune the bundled model).
     #[command(after_help = concat!("Examples:
-  imgsearch train ~/Pictures --out my-model
+  imgsearch train ~/Pictures --out my-model --minutes 10     # fine-tune the bundled model
+  imgsearch train ~/Pictures --out my-model --minutes 10 --eval ~/Labelled   # scored before/after
   imgsearch train ~/Pictures --out my-model --epochs 30 --resume
+  imgsearch train data/cifar10/train --out m --from scratch --epochs 30
   imgsearch train data/cifar10/train --out m --critic concat --estimator jsd --views 1 --augment none
 
 ", "Exit status: 0 success, 1 runtime error, 2 usage error (a different --batch on --resume is one)."))]
@@ -256,8 +258,22 @@ pub struct TrainArgs {
     /// Output folder: model.safetensors + config.json, and the checkpoint for --resume.
     #[arg(long, default_value = "model")]
     pub out: PathBuf,
-    #[arg(long, default_value_t = TrainOptions::new(Vec::new(), PathBuf::new()).epochs)]
-    pub epochs: usize,
+    /// Where the encoder starts: default (the bundled model, fine-tuned), scratch (random
+    /// weights), or a model folder from an earlier `train` [default: default, or scratch when
+    /// --channels, --stage-convs, --dim or --norm ask for another architecture].
+    #[arg(long, value_name = "default|scratch|MODEL")]
+    pub from: Option<String>,
+    /// Passes over the images [default: 10 but at least 3,000 steps (a small folder needs
+    /// steps, not epochs); no limit with --minutes].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Wall-time budget: stop at the end of the step that crosses it (the learning rate decays
+    /// over the budget), keeping the best model so far by the label-free probe.
+    #[arg(long, value_parser = positive_minutes)]
+    pub minutes: Option<f64>,
+    /// Labelled folder (DIR/CLASS/IMAGE) scored before and after training: P@9 and kNN-200.
+    #[arg(long, value_name = "LABELLED_DIR")]
+    pub eval: Option<PathBuf>,
     /// Images per step [default: 64; with --resume, the run's own, which cannot change].
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
     pub batch: Option<u32>,
@@ -373,8 +389,15 @@ impl TrainArgs {
             (false, Some(dir)) => PixelCache::In(dir),
             (false, None) => PixelCache::InOut,
         };
+        let start = self.from.map(|from| match from.as_str() {
+            "default" => Start::Model(ModelSource::Default),
+            "scratch" => Start::Scratch,
+            path => Start::Model(ModelSource::Path(PathBuf::from(path))),
+        });
         TrainOptions {
+            start,
             epochs: self.epochs,
+            minutes: self.minutes,
             batch: self.batch.map(|b| b as usize),
             lr: self.lr,
             schedule: self.lr_schedule.map(|s| match s {
@@ -597,6 +620,13 @@ pub struct CompletionsArgs {
 }
 
 /// A byte count: a number with an optional unit (`20MB`, `512KB`, `1GB`; powers of 1024).
+fn positive_minutes(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(m) if m.is_finite() && m > 0.0 && m <= 1e6 => Ok(m),
+        _ => Err(format!("{text:?} is not a number of minutes above 0")),
+    }
+}
+
 fn byte_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());

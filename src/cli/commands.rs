@@ -12,9 +12,10 @@ use clap::CommandFactory;
 use imgsearch::index::{self, Index};
 use imgsearch::json;
 use imgsearch::model::{Model, ModelSource};
-use imgsearch::pipeline::{self, grid};
+use imgsearch::pipeline::{self, grid, EvalOptions, EvalReport};
 use imgsearch::progress::Verbosity;
 use imgsearch::train;
+use std::path::Path;
 use std::process::ExitCode;
 
 type Outcome = Result<ExitCode, Failure>;
@@ -44,19 +45,71 @@ pub fn run(cli: Cli, printer: &mut Printer) -> Outcome {
 }
 
 fn train_model(args: TrainArgs, verbosity: Verbosity, device: &Device, p: &mut Printer) -> Outcome {
+    let labelled = args.eval.clone();
     let opts = args.options(verbosity);
+    let scored = |model: &Model, p: &mut Printer| -> imgsearch::Result<Option<EvalReport>> {
+        let Some(dir) = &labelled else {
+            return Ok(None);
+        };
+        let eval_opts = EvalOptions {
+            verbosity,
+            ..EvalOptions::new(dir.clone())
+        };
+        pipeline::evaluate_model(model, &eval_opts, &mut |e| p.event(e)).map(Some)
+    };
+    let before = match &labelled {
+        Some(_) => scored(&train::start_model(&opts, device)?, p)?,
+        None => None,
+    };
     let report = train::train(&opts, device, &mut |e| p.event(e))?;
-    let text = format!(
-        "trained on {} images ({} skipped), {} epochs, {} steps in {:.1} s ({:.1} images/s); model in {}",
+    let after = match &labelled {
+        Some(_) => scored(
+            &Model::load(&ModelSource::Path(report.model.clone()), device)?,
+            p,
+        )?,
+        None => None,
+    };
+    let eval = before.as_ref().zip(after.as_ref());
+    let mut text = format!(
+        "trained on {} images ({} skipped) from {}, {} epochs, {} steps in {:.1} s ({:.1} images/s){}; model in {}",
         report.images,
         report.skipped,
+        report.start.as_deref().unwrap_or("an earlier run"),
         report.epochs,
         report.steps,
         report.seconds,
         report.images_per_second,
+        if report.out_of_time { ", stopped at the time budget" } else { "" },
         shown(&report.model)
     );
-    p.summary(json::train_summary(&report), &text)?;
+    let probe = &report.probe;
+    let kept = probe.kept.unwrap_or(probe.last);
+    text.push_str(&format!(
+        "\nlabel-free probe on {} of the images (their 9 neighbours kept by an augmented view; the view finding its image first):\n  before {:.3} / {:.3}\n  after  {:.3} / {:.3}{}",
+        probe.before.images,
+        probe.before.survival_at_9,
+        probe.before.self_top1,
+        kept.survival_at_9,
+        kept.self_top1,
+        match probe.kept_epoch {
+            Some(epoch) if epoch != report.epochs => format!(" (epoch {epoch}, the probe's best; the last scored {:.3} / {:.3})", probe.last.survival_at_9, probe.last.self_top1),
+            Some(_) => String::new(),
+            None => " (the model kept from before this run)".to_string(),
+        }
+    ));
+    if let Some((before, after)) = eval {
+        text.push_str(&format!(
+            "\n{}: P@{} {:.4} -> {:.4}, kNN-{} {:.4} -> {:.4}",
+            shown(labelled.as_deref().unwrap_or(Path::new(""))),
+            after.k,
+            before.precision_at_k,
+            after.precision_at_k,
+            after.knn,
+            before.knn_accuracy,
+            after.knn_accuracy
+        ));
+    }
+    p.summary(json::train_summary(&report, eval), &text)?;
     Ok(ExitCode::SUCCESS)
 }
 

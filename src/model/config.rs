@@ -140,6 +140,10 @@ pub struct TrainingRecord {
     pub views: usize,
     pub augment: Augment,
     pub seconds: f64,
+    /// Where the encoder started: "scratch", "default" or a model's path (absent in models
+    /// trained before fine-tuning existed, which all started from scratch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +208,36 @@ impl ModelConfig {
             Embedding::Pooled => self.local_channels(),
             Embedding::Hidden => self.hidden,
         }
+    }
+
+    /// What differs between the weights this config and `other` describe (shapes and
+    /// normalisation), if anything: a run can start from a model only when nothing does.
+    pub fn weights_differ(&self, other: &ModelConfig) -> Option<String> {
+        let fields = [
+            (
+                "channels",
+                format!("{:?}", self.channels),
+                format!("{:?}", other.channels),
+            ),
+            (
+                "stage_convs",
+                self.stage_convs.to_string(),
+                other.stage_convs.to_string(),
+            ),
+            ("hidden", self.hidden.to_string(), other.hidden.to_string()),
+            ("dim", self.dim.to_string(), other.dim.to_string()),
+            (
+                "norm",
+                format!("{:?}", self.norm),
+                format!("{:?}", other.norm),
+            ),
+        ];
+        let differences: Vec<String> = fields
+            .into_iter()
+            .filter(|(_, a, b)| a != b)
+            .map(|(name, a, b)| format!("{name} {a} against {b}"))
+            .collect();
+        (!differences.is_empty()).then(|| differences.join(", "))
     }
 
     pub fn local_channels(&self) -> usize {

@@ -46,78 +46,31 @@ pub struct Model {
 
 impl Model {
     pub fn load(source: &ModelSource, device: &Device) -> Result<Model> {
-        match source {
-            ModelSource::Default => {
-                let origin = Path::new("<bundled default model>");
-                let files = ModelFiles {
-                    weights: origin,
-                    config: origin,
-                };
-                Self::from_bytes(
-                    DEFAULT_WEIGHTS,
-                    DEFAULT_CONFIG,
-                    files,
-                    "default".into(),
-                    device,
-                )
-            }
-            ModelSource::Path(path) => {
-                if !path.exists() {
-                    return Err(Error::model(
-                        path,
-                        "no such model folder (give the folder `imgsearch train --out` wrote)",
-                    ));
-                }
-                let (weights_path, config_path) = model_files(path);
-                let weights =
-                    std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
-                let config = std::fs::read(&config_path).map_err(|e| Error::io(&config_path, e))?;
-                let config = String::from_utf8(config)
-                    .map_err(|_| Error::model(&config_path, "not UTF-8 text"))?;
-                let name = std::path::absolute(path)
-                    .unwrap_or_else(|_| path.clone())
-                    .display()
-                    .to_string();
-                let files = ModelFiles {
-                    weights: &weights_path,
-                    config: &config_path,
-                };
-                Self::from_bytes(&weights, &config, files, name, device)
-            }
-        }
-    }
-
-    fn from_bytes(
-        weights: &[u8],
-        config_json: &str,
-        files: ModelFiles<'_>,
-        name: String,
-        device: &Device,
-    ) -> Result<Model> {
-        let origin = files.weights;
-        let config: ModelConfig = serde_json::from_str(config_json)
-            .map_err(|e| Error::model(files.config, format!("not a model config: {e}")))?;
-        config
-            .validate()
-            .map_err(|e| Error::model(files.config, e))?;
-        let tensors = candle_core::safetensors::load_buffer(weights, device)
-            .map_err(|e| Error::model(origin, format!("not a readable safetensors file: {e}")))?;
-        for (name, tensor) in &tensors {
-            if !all_finite(tensor)? {
-                return Err(Error::model(
-                    origin,
-                    format!("tensor {name} holds NaN or infinite values: the model is damaged (a diverged training run?)"),
-                ));
-            }
-        }
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let encoder = Encoder::for_inference(&config, vb.pp("encoder"))
-            .map_err(|e| Error::model(origin, format!("weights do not match config.json: {e}")))?;
+        let stored = StoredModel::read(source)?;
+        let (config, tensors) = stored.parse(device)?;
         let id = format!(
             "{:08x}{:08x}",
-            crc32fast::hash(weights),
-            crc32fast::hash(config_json.as_bytes())
+            crc32fast::hash(&stored.weights),
+            crc32fast::hash(stored.config.as_bytes())
         );
+        Self::from_parameters(config, tensors, id, stored.name, device).map_err(|e| {
+            Error::model(
+                &stored.weights_path,
+                format!("weights do not match config.json: {e}"),
+            )
+        })
+    }
+
+    /// A model from named tensors (`encoder.*`, as training names them) and its config.
+    pub fn from_parameters(
+        config: ModelConfig,
+        tensors: HashMap<String, Tensor>,
+        id: String,
+        name: String,
+        device: &Device,
+    ) -> candle_core::Result<Model> {
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let encoder = Encoder::for_inference(&config, vb.pp("encoder"))?;
         Ok(Model {
             config,
             encoder,
@@ -160,11 +113,98 @@ impl Model {
     }
 }
 
-/// The files a model was read from, for messages.
-#[derive(Clone, Copy)]
-struct ModelFiles<'a> {
-    weights: &'a Path,
-    config: &'a Path,
+/// A model's files as read, before they are checked.
+struct StoredModel {
+    weights: std::borrow::Cow<'static, [u8]>,
+    config: String,
+    weights_path: PathBuf,
+    config_path: PathBuf,
+    /// "default" or the absolute path it was read from.
+    name: String,
+}
+
+impl StoredModel {
+    fn read(source: &ModelSource) -> Result<StoredModel> {
+        match source {
+            ModelSource::Default => {
+                let origin = PathBuf::from("<bundled default model>");
+                Ok(StoredModel {
+                    weights: DEFAULT_WEIGHTS.into(),
+                    config: DEFAULT_CONFIG.to_string(),
+                    weights_path: origin.clone(),
+                    config_path: origin,
+                    name: "default".into(),
+                })
+            }
+            ModelSource::Path(path) => {
+                if !path.exists() {
+                    return Err(Error::model(
+                        path,
+                        "no such model folder (give the folder `imgsearch train --out` wrote)",
+                    ));
+                }
+                let (weights_path, config_path) = model_files(path);
+                let weights =
+                    std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
+                let config = std::fs::read(&config_path).map_err(|e| Error::io(&config_path, e))?;
+                let config = String::from_utf8(config)
+                    .map_err(|_| Error::model(&config_path, "not UTF-8 text"))?;
+                let name = std::path::absolute(path)
+                    .unwrap_or_else(|_| path.clone())
+                    .display()
+                    .to_string();
+                Ok(StoredModel {
+                    weights: weights.into(),
+                    config,
+                    weights_path,
+                    config_path,
+                    name,
+                })
+            }
+        }
+    }
+
+    /// The validated config and the weights, every tensor finite.
+    fn parse(&self, device: &Device) -> Result<(ModelConfig, HashMap<String, Tensor>)> {
+        let origin = self.weights_path.as_path();
+        let config: ModelConfig = serde_json::from_str(&self.config)
+            .map_err(|e| Error::model(&self.config_path, format!("not a model config: {e}")))?;
+        config
+            .validate()
+            .map_err(|e| Error::model(&self.config_path, e))?;
+        let tensors = candle_core::safetensors::load_buffer(&self.weights, device)
+            .map_err(|e| Error::model(origin, format!("not a readable safetensors file: {e}")))?;
+        for (name, tensor) in &tensors {
+            if !all_finite(tensor)? {
+                return Err(Error::model(
+                    origin,
+                    format!("tensor {name} holds NaN or infinite values: the model is damaged (a diverged training run?)"),
+                ));
+            }
+        }
+        Ok((config, tensors))
+    }
+}
+
+/// A trained model's config and weights (`encoder.*`, as training names its parameters) and
+/// its name, for a training run that starts from it.
+pub fn load_parameters(
+    source: &ModelSource,
+    device: &Device,
+) -> Result<(ModelConfig, HashMap<String, Tensor>, String)> {
+    let stored = StoredModel::read(source)?;
+    let (config, tensors) = stored.parse(device)?;
+    Ok((config, tensors, stored.name))
+}
+
+/// The bundled default model's config.
+pub fn default_config() -> Result<ModelConfig> {
+    serde_json::from_str(DEFAULT_CONFIG).map_err(|e| {
+        Error::model(
+            Path::new("<bundled default model>"),
+            format!("not a model config: {e}"),
+        )
+    })
 }
 
 /// Whether every value of a floating-point tensor is finite (other dtypes always are).

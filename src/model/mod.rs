@@ -30,7 +30,8 @@ pub use discriminator::{GlobalDiscriminator, LocalDiscriminator};
 pub use encoder::{Encoder, EncoderOutput};
 pub use init::SeededInit;
 pub use io::{
-    model_files, safetensors_bytes, save_model, Model, ModelSource, CONFIG_FILE, WEIGHTS_FILE,
+    default_config, load_parameters, model_files, safetensors_bytes, save_model, Model,
+    ModelSource, CONFIG_FILE, WEIGHTS_FILE,
 };
 pub use layers::{is_buffer, BatchNorm, Conv};
 pub use prior::{PriorDiscriminator, PriorGame, PRIOR_PREFIX};

@@ -24,17 +24,34 @@ pub struct CheckpointState {
     pub adam_step: usize,
     pub seconds: f64,
     pub weights_crc32: u32,
+    /// The probe score (survival@9) of the model exported beside the checkpoint, which may be
+    /// an earlier epoch's; absent in checkpoints from before the probe.
+    #[serde(default)]
+    pub best_probe: Option<f64>,
 }
 
-pub(crate) fn write(
-    out: &Path,
-    config: &ModelConfig,
-    params: &HashMap<String, Tensor>,
-    adam: &Adam,
-    epochs_done: usize,
-    steps: usize,
-    seconds: f64,
-) -> Result<()> {
+/// What one checkpoint holds.
+pub(crate) struct Saved<'a> {
+    pub config: &'a ModelConfig,
+    pub params: &'a HashMap<String, Tensor>,
+    pub adam: &'a Adam,
+    pub epochs_done: usize,
+    pub steps: usize,
+    pub seconds: f64,
+    pub best_probe: Option<f64>,
+}
+
+/// Writes the checkpoint, and with `export` the model (`model.safetensors`, `config.json`).
+pub(crate) fn write(out: &Path, saved: &Saved<'_>, export: bool) -> Result<()> {
+    let Saved {
+        config,
+        params,
+        adam,
+        epochs_done,
+        steps,
+        seconds,
+        best_probe,
+    } = *saved;
     let weights_path = out.join(CHECKPOINT_WEIGHTS);
     let mut state = adam.state_tensors();
     // Buffers (not in the optimiser) go with the parameters ("param." prefix), so --resume
@@ -50,12 +67,16 @@ pub(crate) fn write(
         adam_step: adam.steps(),
         seconds,
         weights_crc32: crc32fast::hash(&bytes),
+        best_probe,
     };
     fsx::write_atomic(&weights_path, &bytes).map_err(|e| Error::io(&weights_path, e))?;
     let json =
         serde_json::to_vec_pretty(&state).map_err(|e| Error::checkpoint(out, e.to_string()))?;
     let state_path = out.join(CHECKPOINT_STATE);
     fsx::write_atomic(&state_path, &json).map_err(|e| Error::io(&state_path, e))?;
+    if !export {
+        return Ok(());
+    }
     let encoder: HashMap<String, Tensor> = params
         .iter()
         .filter(|(k, _)| k.starts_with("encoder."))

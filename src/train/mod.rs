@@ -6,16 +6,20 @@
 //! - `settings`: the options of a run and what they resolve to on `--resume`;
 //! - `run`: the loop ([`train`]);
 //! - `adam`: the optimiser;
-//! - `checkpoint`: the files `--resume` reads.
+//! - `checkpoint`: the files `--resume` reads;
+//! - `probe`: evidence without labels of whether a run helped.
 
 mod adam;
 pub mod checkpoint;
+pub mod probe;
 mod run;
 mod settings;
 
 pub use adam::Adam;
 pub use checkpoint::{CheckpointState, CHECKPOINT_STATE, CHECKPOINT_WEIGHTS};
-pub use run::{train, Losses, TrainReport};
+pub use probe::ProbeScore;
+pub use run::{resolve_start, start_model, train, Losses, ProbeReport, TrainReport};
 pub use settings::{
-    LrSchedule, PixelCache, TrainOptions, DEFAULT_BATCH, DEFAULT_LR, DEFAULT_SCHEDULE, DEFAULT_SEED,
+    LrSchedule, PixelCache, Start, TrainOptions, DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_LR,
+    DEFAULT_MIN_STEPS, DEFAULT_SCHEDULE, DEFAULT_SEED,
 };

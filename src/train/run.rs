@@ -1,15 +1,18 @@
-//! The training loop: load the pixels, build or restore the model and optimiser, run the
-//! epochs (views, augmentation, occlusion, the DIM objective, Adam at the scheduled rate),
-//! stop on a non-finite loss, and checkpoint after every epoch.
+//! The training loop: load the pixels, build the model from its start (scratch, the bundled
+//! model, a model folder) or restore it from the checkpoint, run the epochs (views,
+//! augmentation, occlusion, the DIM objective, Adam at the scheduled rate) until the epoch
+//! limit or the time budget, stop on a non-finite loss, checkpoint after every epoch, and keep
+//! in `--out` the model the label-free probe likes best.
 
 use super::adam::Adam;
 use super::checkpoint;
-use super::settings::{RunSettings, TrainOptions};
+use super::probe::{Probe, ProbeScore};
+use super::settings::{RunSettings, Start, TrainOptions, DEFAULT_SEED};
 use crate::data::{self, occlude, Failure, LoadStats, Loaded};
 use crate::error::{Error, Result};
 use crate::model::{
-    is_buffer, objective, Dim, DimBatch, ModelConfig, PriorKind, SeededInit, TrainingRecord,
-    PRIOR_PREFIX,
+    default_config, is_buffer, load_parameters, objective, Dim, DimBatch, Encoder, Model,
+    ModelConfig, ModelSource, PriorKind, SeededInit, TrainingRecord, PRIOR_PREFIX,
 };
 use crate::progress::{Event, OnEvent};
 use candle_core::backprop::GradStore;
@@ -37,6 +40,23 @@ pub struct TrainReport {
     pub epoch_images_per_second: Vec<f64>,
     pub last_losses: Losses,
     pub model: PathBuf,
+    /// Where the encoder started ("scratch", "default", a path), if known.
+    pub start: Option<String>,
+    /// Whether `--minutes` ended the run.
+    pub out_of_time: bool,
+    pub probe: ProbeReport,
+}
+
+/// The label-free probe ([`super::probe`]) before training, after the last epoch, and of the
+/// model kept in `--out` (the best probe of the run; `None` when a resumed run never beat
+/// the model it had kept).
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeReport {
+    pub before: ProbeScore,
+    pub last: ProbeScore,
+    pub kept: Option<ProbeScore>,
+    /// The epoch whose model `--out` holds.
+    pub kept_epoch: Option<usize>,
 }
 
 /// One step's loss terms (before weighting) and the weighted total.
@@ -139,6 +159,81 @@ fn adversarial_grads(
     Ok(())
 }
 
+/// Where the run's encoder starts: the option given, or the bundled model when the
+/// options ask for its architecture, else scratch.
+pub fn resolve_start(opts: &TrainOptions) -> Result<Start> {
+    if let Some(start) = &opts.start {
+        return Ok(start.clone());
+    }
+    Ok(match opts.config.weights_differ(&default_config()?) {
+        None => Start::Model(ModelSource::Default),
+        Some(_) => Start::Scratch,
+    })
+}
+
+/// The config a fresh run trains and the encoder tensors it starts from. A model to start
+/// from keeps its weights' architecture and normalisation statistics; everything else
+/// (input size, objective) comes from the options.
+fn starting_point(
+    opts: &TrainOptions,
+    start: &Start,
+    device: &Device,
+) -> Result<(ModelConfig, HashMap<String, Tensor>)> {
+    let mut config = opts.config.clone();
+    let Start::Model(source) = start else {
+        return Ok((config, HashMap::new()));
+    };
+    let (from, tensors, name) = load_parameters(source, device)?;
+    if let Some(differences) = config.weights_differ(&from) {
+        return Err(Error::Usage(format!(
+            "--from {name}: its weights have another shape than the architecture asked for \
+             ({differences}); leave the architecture options out or train --from scratch"
+        )));
+    }
+    config.preprocess.mean = from.preprocess.mean;
+    config.preprocess.std = from.preprocess.std;
+    let encoder = tensors
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("encoder."))
+        .collect();
+    Ok((config, encoder))
+}
+
+/// The model a run starts from, for scoring before training: the checkpoint's on `--resume`,
+/// else the start's encoder (seeded random weights for scratch) at the run's input size.
+pub fn start_model(opts: &TrainOptions, device: &Device) -> Result<Model> {
+    if opts.resume {
+        return Model::load(&ModelSource::Path(opts.out.clone()), device);
+    }
+    let start = resolve_start(opts)?;
+    let (config, tensors) = starting_point(opts, &start, device)?;
+    let seed = opts.seed.unwrap_or(DEFAULT_SEED);
+    let init = Arc::new(SeededInit::new(seed, tensors));
+    let encoder = Encoder::for_inference(&config, init.var_builder(device).pp("encoder"))?;
+    Ok(Model {
+        config,
+        encoder,
+        id: format!("start-{}", start.name()),
+        name: format!("start ({})", start.name()),
+        device: device.clone(),
+    })
+}
+
+/// The encoder as it stands, ready to embed (normalisation folded).
+fn inference_encoder(init: &SeededInit, config: &ModelConfig, device: &Device) -> Result<Encoder> {
+    let tensors: HashMap<String, Tensor> = model_vars(init)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("encoder."))
+        .collect();
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, candle_core::DType::F32, device);
+    Ok(Encoder::for_inference(config, vb.pp("encoder"))?)
+}
+
+/// The probe runs at the end of an epoch that crosses a multiple of this many steps, and at
+/// the end of the run. Counted in steps, not seconds, so that a resumed run probes where an
+/// uninterrupted one would (besides the first run's last epoch).
+const PROBE_EVERY_STEPS: usize = 200;
+
 /// Trains a model and writes it to `opts.out` (see the module doc for the files).
 pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Result<TrainReport> {
     let out = &opts.out;
@@ -148,9 +243,16 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
     } else {
         None
     };
-    let mut config = match &resumed {
-        Some((state, _)) => state.config.clone(),
-        None => opts.config.clone(),
+    let (mut config, start_name, start_tensors) = match &resumed {
+        Some((state, _)) => {
+            let start = state.config.training.as_ref().and_then(|t| t.start.clone());
+            (state.config.clone(), start, HashMap::new())
+        }
+        None => {
+            let start = resolve_start(opts)?;
+            let (config, tensors) = starting_point(opts, &start, device)?;
+            (config, Some(start.name()), tensors)
+        }
     };
     config
         .validate()
@@ -184,20 +286,22 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
         return Err(too_few(count, "readable images", run.batch));
     }
 
-    let (saved, epochs_done, mut steps, adam_step, seconds_before) = match resumed {
+    let (saved, epochs_done, mut steps, adam_step, seconds_before, mut best_probe) = match resumed {
         Some((state, tensors)) => (
             tensors,
             state.epochs_done,
             state.steps,
             state.adam_step,
             state.seconds,
+            state.best_probe,
         ),
-        None => (HashMap::new(), 0, 0, 0, 0.0),
+        None => (HashMap::new(), 0, 0, 0, 0.0, None),
     };
-    let params: HashMap<String, Tensor> = saved
+    let mut params: HashMap<String, Tensor> = saved
         .iter()
         .filter_map(|(k, v)| k.strip_prefix("param.").map(|k| (k.to_string(), v.clone())))
         .collect();
+    params.extend(start_tensors);
     let init = Arc::new(SeededInit::new(run.seed, params));
     let model = Dim::new(&config, init.var_builder(device))?;
     // Running statistics of batch normalisation are buffers: the forward updates them, the
@@ -219,19 +323,36 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
     }
 
     let RunSettings { views, augment, .. } = run;
+    let probe = Probe::new(&pixels, &config.preprocess, &augment);
+    let probe_before = probe.score(&inference_encoder(&init, &config, device)?, device)?;
+
     let steps_per_epoch = count / run.batch;
-    let remaining_epochs = opts.epochs.saturating_sub(epochs_done);
-    let bar = opts.verbosity.bar(
-        (remaining_epochs * steps_per_epoch * run.batch) as u64,
-        "train",
-    );
+    let epoch_limit = opts.epoch_limit(steps_per_epoch);
+    let budget = opts.minutes.map(|m| m.max(0.0) * 60.0);
+    // The schedule's horizon: all epochs' steps, or the time budget (whichever ends first).
+    let total_steps = epoch_limit.map(|e| e * steps_per_epoch);
+    let bar = match budget {
+        Some(seconds) => opts.verbosity.seconds_bar(seconds.ceil() as u64, "train"),
+        None => opts.verbosity.bar(
+            (epoch_limit.unwrap_or(0).saturating_sub(epochs_done) * steps_per_epoch * run.batch)
+                as u64,
+            "train",
+        ),
+    };
+    let epochs_shown = epoch_limit.map_or("-".to_string(), |e| e.to_string());
     let s = config.preprocess.size as usize;
     let started = Instant::now();
     let mut last = Losses::default();
     let mut trained_images = 0usize;
     let mut epoch_images_per_second = Vec::new();
-    for epoch in epochs_done..opts.epochs {
+    let mut epochs_run = epochs_done;
+    let mut probe_last = probe_before;
+    let mut kept: Option<(ProbeScore, usize)> = None;
+    let mut out_of_time = false;
+    let mut epoch = epochs_done;
+    while epoch_limit.is_none_or(|limit| epoch < limit) && !out_of_time {
         let epoch_started = Instant::now();
+        let mut epoch_steps = 0usize;
         // One RNG per epoch, derived from the seed: a resumed run draws what the
         // uninterrupted run would have.
         let mut rng = ChaCha8Rng::seed_from_u64(
@@ -301,27 +422,37 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
             if let Some(critic_loss) = &losses.prior_critic {
                 adversarial_grads(&mut grads, critic_loss, &prior_vars)?;
             }
-            adam.set_lr(
-                run.schedule
-                    .at(run.lr, steps, opts.epochs * steps_per_epoch),
-            );
+            let elapsed = started.elapsed().as_secs_f64();
+            let by_steps = total_steps.map_or(0.0, |t| steps as f64 / t.max(1) as f64);
+            let by_time = budget.map_or(0.0, |b| elapsed / b.max(1e-9));
+            adam.set_lr(run.schedule.at_progress(run.lr, by_steps.max(by_time)));
             adam.step(&grads)?;
             steps += 1;
+            epoch_steps += 1;
             trained_images += run.batch;
-            bar.inc(run.batch as u64);
+            match budget {
+                Some(_) => bar.set_position(started.elapsed().as_secs()),
+                None => bar.inc(run.batch as u64),
+            }
             bar.set_message(format!(
-                "epoch {}/{} global {:.4} local {:.4} prior {:.3}",
+                "epoch {}/{epochs_shown} global {:.4} local {:.4} prior {:.3}",
                 epoch + 1,
-                opts.epochs,
                 last.global,
                 last.local,
                 last.prior
             ));
+            if budget.is_some_and(|b| started.elapsed().as_secs_f64() >= b) {
+                out_of_time = true;
+                break;
+            }
         }
+        // A partial epoch (the budget ran out) counts as done: --resume goes on with the next.
+        epoch += 1;
+        epochs_run = epoch;
         let seconds = seconds_before + started.elapsed().as_secs_f64();
         config.training = Some(TrainingRecord {
             images: count,
-            epochs: epoch + 1,
+            epochs: epoch,
             batch: run.batch,
             lr: run.lr,
             schedule: run.schedule.name().to_string(),
@@ -329,25 +460,44 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
             views,
             augment,
             seconds,
+            start: start_name.clone(),
         });
+        let last_epoch = out_of_time || epoch_limit.is_some_and(|limit| epoch >= limit);
+        let crossed = steps / PROBE_EVERY_STEPS > (steps - epoch_steps) / PROBE_EVERY_STEPS;
+        // Until the probe has run, the latest epoch is the model in --out.
+        let mut export = best_probe.is_none();
+        if last_epoch || crossed {
+            probe_last = probe.score(&inference_encoder(&init, &config, device)?, device)?;
+            if best_probe.is_none_or(|best| probe_last.survival_at_9 >= best) {
+                best_probe = Some(probe_last.survival_at_9);
+                kept = Some((probe_last, epoch));
+                export = true;
+            }
+        }
         checkpoint::write(
             out,
-            &config,
-            &model_vars(&init),
-            &adam,
-            epoch + 1,
-            steps,
-            seconds,
+            &checkpoint::Saved {
+                config: &config,
+                params: &model_vars(&init),
+                adam: &adam,
+                epochs_done: epoch,
+                steps,
+                seconds,
+                best_probe,
+            },
+            export,
         )?;
-        epoch_images_per_second
-            .push((steps_per_epoch * run.batch) as f64 / epoch_started.elapsed().as_secs_f64());
+        if epoch_steps > 0 {
+            epoch_images_per_second
+                .push((epoch_steps * run.batch) as f64 / epoch_started.elapsed().as_secs_f64());
+        }
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     Ok(TrainReport {
         images: count,
         skipped: failures.len(),
-        epochs: opts.epochs,
+        epochs: epochs_run,
         steps,
         seconds,
         images_per_second: trained_images as f64 / seconds.max(1e-9),
@@ -355,6 +505,14 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
         epoch_images_per_second,
         last_losses: last,
         model: out.clone(),
+        start: start_name,
+        out_of_time,
+        probe: ProbeReport {
+            before: probe_before,
+            last: probe_last,
+            kept: kept.map(|(score, _)| score),
+            kept_epoch: kept.map(|(_, epoch)| epoch),
+        },
     })
 }
 

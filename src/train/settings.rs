@@ -1,10 +1,11 @@
 //! What a training run is asked to do ([`TrainOptions`]) and what it resolves to: the
-//! defaults of the recipe, and on `--resume` the run's own batch, views, augmentation and
-//! (unless given again) learning rate, schedule and seed ([`RunSettings`]).
+//! defaults of the recipe, where its weights start ([`Start`]), and on `--resume` the run's
+//! own batch, views, augmentation and (unless given again) learning rate, schedule and seed
+//! ([`RunSettings`]).
 
 use crate::data::{Augment, CACHE_FILE};
 use crate::error::{Error, Result};
-use crate::model::{ModelConfig, TrainingRecord};
+use crate::model::{ModelConfig, ModelSource, TrainingRecord};
 use crate::progress::Verbosity;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -13,7 +14,15 @@ use std::path::PathBuf;
 pub struct TrainOptions {
     pub roots: Vec<PathBuf>,
     pub out: PathBuf,
-    pub epochs: usize,
+    /// Where the encoder's weights start. `None`: the bundled model when `config` has its
+    /// architecture, else from scratch.
+    pub start: Option<Start>,
+    /// Passes over the data. `None`: [`DEFAULT_EPOCHS`] but at least [`DEFAULT_MIN_STEPS`]
+    /// steps, or without bound when `minutes` is given.
+    pub epochs: Option<usize>,
+    /// A wall-time budget for this invocation: training stops at the end of the step that
+    /// crosses it, and the learning-rate schedule runs over the budget rather than the steps.
+    pub minutes: Option<f64>,
     /// Images per step. `None`: [`DEFAULT_BATCH`], or on `resume` the run's own (a resumed
     /// run cannot change it: its step count and schedule are counted in batches).
     pub batch: Option<usize>,
@@ -57,7 +66,9 @@ impl TrainOptions {
         TrainOptions {
             roots,
             out,
-            epochs: 10,
+            start: None,
+            epochs: None,
+            minutes: None,
             batch: None,
             lr: None,
             schedule: None,
@@ -73,6 +84,17 @@ impl TrainOptions {
     }
 
     /// The pixel cache file, if any.
+    /// The number of epochs to stop after, if any, for epochs of `steps_per_epoch` steps.
+    pub fn epoch_limit(&self, steps_per_epoch: usize) -> Option<usize> {
+        match (self.epochs, self.minutes) {
+            (Some(epochs), _) => Some(epochs),
+            (None, Some(_)) => None,
+            (None, None) => {
+                Some(DEFAULT_EPOCHS.max(DEFAULT_MIN_STEPS.div_ceil(steps_per_epoch.max(1))))
+            }
+        }
+    }
+
     pub fn cache_file(&self) -> Option<PathBuf> {
         match &self.cache {
             PixelCache::InOut => Some(self.out.join(CACHE_FILE)),
@@ -82,6 +104,33 @@ impl TrainOptions {
     }
 }
 
+/// Where a run's encoder weights start (the critics always start fresh).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Seeded random weights.
+    Scratch,
+    /// A trained model's encoder: the bundled default or a folder `train` wrote. Its
+    /// architecture and normalisation statistics are kept; the input size may change (the
+    /// encoder is convolutional and pools globally).
+    Model(ModelSource),
+}
+
+impl Start {
+    /// The name training records keep: "scratch", "default" or the model's path.
+    pub fn name(&self) -> String {
+        match self {
+            Start::Scratch => "scratch".into(),
+            Start::Model(ModelSource::Default) => "default".into(),
+            Start::Model(ModelSource::Path(path)) => path.display().to_string(),
+        }
+    }
+}
+
+pub const DEFAULT_EPOCHS: usize = 10;
+/// A run given neither `epochs` nor `minutes` takes at least this many steps: on a folder of
+/// 1,000 photos ten epochs are 150 steps, and what fine-tuning gains comes with steps
+/// (docs/RESULTS.md, "Your photos").
+pub const DEFAULT_MIN_STEPS: usize = 3000;
 pub const DEFAULT_BATCH: usize = 64;
 pub const DEFAULT_LR: f64 = 1e-3;
 pub const DEFAULT_SCHEDULE: LrSchedule = LrSchedule::Cosine;
@@ -162,12 +211,50 @@ impl LrSchedule {
 
     /// The learning rate at `step` of `total` steps.
     pub fn at(self, lr: f64, step: usize, total: usize) -> f64 {
+        self.at_progress(lr, step as f64 / total.max(1) as f64)
+    }
+
+    /// The learning rate `progress` (0 to 1) through the run.
+    pub fn at_progress(self, lr: f64, progress: f64) -> f64 {
         match self {
             LrSchedule::Constant => lr,
             LrSchedule::Cosine => {
-                let progress = (step as f64 / total.max(1) as f64).min(1.0);
+                let progress = progress.clamp(0.0, 1.0);
                 lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TrainOptions, DEFAULT_EPOCHS, DEFAULT_MIN_STEPS};
+    use crate::model::{ModelConfig, Norm};
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_run_without_limits_takes_enough_steps() {
+        let mut opts = TrainOptions::new(Vec::new(), PathBuf::new());
+        // CIFAR-10's 781 steps an epoch: ten epochs are plenty.
+        assert_eq!(opts.epoch_limit(781), Some(DEFAULT_EPOCHS));
+        // 1,000 photos in batches of 64: 15 steps an epoch, 200 epochs for 3,000 steps.
+        assert_eq!(opts.epoch_limit(15), Some(DEFAULT_MIN_STEPS / 15));
+        opts.minutes = Some(10.0);
+        assert_eq!(opts.epoch_limit(15), None, "the budget decides");
+        opts.epochs = Some(3);
+        assert_eq!(opts.epoch_limit(15), Some(3), "both: whichever ends first");
+    }
+
+    #[test]
+    fn only_weight_shapes_and_norm_keep_a_run_from_starting_at_a_model() {
+        let base = ModelConfig::default();
+        let mut other = base.clone();
+        other.preprocess.size = 64;
+        other.objective.temperature = 0.2;
+        assert_eq!(base.weights_differ(&other), None);
+        other.channels = vec![16, 32, 64];
+        other.norm = Norm::Batch;
+        let why = base.weights_differ(&other).expect("differs");
+        assert!(why.contains("channels") && why.contains("norm"), "{why}");
     }
 }
