@@ -1111,7 +1111,15 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
         args.extend_from_slice(extra);
         summary(&ok(&args))
     };
-    let scores = |v: &Value| (v["precision_at_k"].as_f64(), v["knn_accuracy"].as_f64());
+    // The same scores up to the order of a floating-point sum.
+    let same = |a: &Value, b: &Value| {
+        ["precision_at_k", "knn_accuracy"].iter().all(|key| {
+            match (a[key].as_f64(), b[key].as_f64()) {
+                (Some(x), Some(y)) => (x - y).abs() < 1e-9,
+                _ => false,
+            }
+        })
+    };
 
     let tuned = tmp.path().join("tuned");
     let report = summary(&ok(&[
@@ -1139,15 +1147,10 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
         }
     }
     // Before training the model is the bundled one, scored as `eval` scores it.
-    assert_eq!(
-        scores(&report["eval"]["before"]),
-        scores(&eval_of(&[])),
-        "{report}"
-    );
+    assert!(same(&report["eval"]["before"], &eval_of(&[])), "{report}");
     // After: the model saved in --out, which is the epoch the probe picked.
-    assert_eq!(
-        scores(&report["eval"]["after"]),
-        scores(&eval_of(&["--model", s(&tuned)])),
+    assert!(
+        same(&report["eval"]["after"], &eval_of(&["--model", s(&tuned)])),
         "{report}"
     );
     let config: Value =
@@ -1155,7 +1158,7 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
             .expect("json");
     assert_eq!(config["training"]["start"], "default");
     assert_eq!(config["training"]["epochs"], report["probe"]["kept_epoch"]);
-    indexes_and_finds_itself(tmp.path(), &photos, &tuned);
+    indexes_and_finds_itself(tmp.path(), &photos.join("signdigits-3"), &tuned);
 
     // From scratch, "before" is the seeded random encoder: `eval --baseline random`.
     let scratch = tmp.path().join("scratch");
@@ -1176,9 +1179,11 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
     ]));
     assert_eq!(report["start"], "scratch");
     assert_eq!(report["out_of_time"], false);
-    assert_eq!(
-        scores(&report["eval"]["before"]),
-        scores(&eval_of(&["--baseline", "random"])),
+    assert!(
+        same(
+            &report["eval"]["before"],
+            &eval_of(&["--baseline", "random"])
+        ),
         "{report}"
     );
 
