@@ -1,7 +1,9 @@
 //! Training: decode the folder once into preprocessed pixels (kept in a memory-mapped pixel
-//! cache, so later runs and `--resume` decode nothing), then run the DIM objective with
-//! Adam for some epochs, writing an atomic checkpoint (weights + optimiser state) and the
-//! exported model at the end of each epoch so that `--resume` continues exactly.
+//! cache, so later runs and `--resume` decode nothing), start the encoder from the bundled
+//! model, another model or scratch, then run the DIM objective with Adam for some epochs or
+//! a time budget, writing an atomic checkpoint (weights + optimiser state) at the end of each
+//! epoch so that `--resume` continues exactly, and exporting the model the label-free probe
+//! scores best.
 //!
 //! - `settings`: the options of a run and what they resolve to on `--resume`;
 //! - `run`: the loop ([`train`]);
