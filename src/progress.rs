@@ -27,28 +27,27 @@ pub type OnEvent<'a> = &'a mut dyn FnMut(Event<'_>);
 impl Verbosity {
     /// A bar over `len` items showing count, rate and ETA; hidden when quiet.
     pub fn bar(&self, len: u64, what: &str) -> ProgressBar {
-        if self.quiet {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-        let template =
-            format!("{what:>8} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} ETA {{eta}} {{msg}}");
-        if let Ok(style) = ProgressStyle::with_template(&template) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar
+        self.styled(
+            len,
+            &format!("{what:>8} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} ETA {{eta}} {{msg}}"),
+        )
     }
 
     /// A bar over a time budget of `seconds` (its position set to the seconds elapsed);
     /// hidden when quiet.
     pub fn seconds_bar(&self, seconds: u64, what: &str) -> ProgressBar {
+        self.styled(
+            seconds,
+            &format!("{what:>8} [{{bar:30}}] {{elapsed_precise}} of {{len}} s budget {{msg}}"),
+        )
+    }
+
+    fn styled(&self, len: u64, template: &str) -> ProgressBar {
         if self.quiet {
             return ProgressBar::hidden();
         }
-        let bar = ProgressBar::with_draw_target(Some(seconds), ProgressDrawTarget::stderr());
-        let template =
-            format!("{what:>8} [{{bar:30}}] {{elapsed_precise}} of {{len}} s budget {{msg}}");
-        if let Ok(style) = ProgressStyle::with_template(&template) {
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style.progress_chars("=> "));
         }
         bar
