@@ -32,6 +32,9 @@ pub enum Error {
         value: f32,
         checkpoint: PathBuf,
     },
+    /// A PostgreSQL store: `store` is its URL without the password.
+    #[error("store {store}: {reason}")]
+    Store { store: String, reason: String },
     /// Options that cannot work together (exit code 2, like a command-line usage error).
     #[error("{0}")]
     Usage(String),

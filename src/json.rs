@@ -11,6 +11,7 @@ use crate::data::LoadStats;
 use crate::index::{Hit, ImageId, RepairReport, VerifyReport};
 pub use crate::json_path::put_path;
 use crate::pipeline::dups::{DupsOptions, Group, Outcome};
+use crate::pipeline::jobs::WorkSummary;
 use crate::pipeline::{EvalReport, ForgetSummary, IndexSummary, QueryAnswer, Row};
 use crate::train::{ProbeScore, TrainReport};
 use serde_json::{json, Map, Value};
@@ -149,6 +150,28 @@ pub fn dups_summary(
         }
     }
     summary("dups", f)
+}
+
+/// What one `imgsearch worker` did.
+pub fn worker_summary(store: &str, worker: &str, s: &WorkSummary) -> Value {
+    let f = fields(json!({
+        "store": store,
+        "worker": worker,
+        "embedded": s.embedded,
+        "skipped": s.skipped.len(),
+        "batches": s.batches,
+        "abandoned": s.abandoned,
+        "seconds": s.seconds,
+    }));
+    summary("worker", f)
+}
+
+/// What `imgsearch store-init` set up.
+pub fn store_init_summary(store: &str, shards: &[String], dim: usize) -> Value {
+    summary(
+        "store-init",
+        fields(json!({"store": store, "shards": shards, "dim": dim})),
+    )
 }
 
 /// `serve` is listening: the one line it writes before serving (its summary comes first, as

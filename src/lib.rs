@@ -5,6 +5,8 @@
 //! - [`model`]: the DIM encoder, its discriminators and objectives, config and weights.
 //! - [`train`]: the training loop, optimiser and checkpoints.
 //! - [`index`]: the on-disk index (manifest, mapped vectors, graph, atomic commits).
+//! - [`store`]: the one interface searches read through: the local index, or PostgreSQL with
+//!   pgvector for collections beyond one machine.
 //! - [`pipeline`]: the jobs every front end runs (index, forget, query, eval, grid).
 //! - [`json`]: the JSON Lines records those jobs are reported in (docs/JSON.md).
 //!
@@ -24,6 +26,7 @@ pub mod model;
 pub mod ops;
 pub mod pipeline;
 pub mod progress;
+pub mod store;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -9,6 +9,7 @@ use imgsearch::index::{SearchOptions, DEFAULT_GRAPH_THRESHOLD};
 use imgsearch::model::{self, ModelConfig, ModelSource, Objective};
 use imgsearch::pipeline::{self, CommitPolicy, EvalOptions, IndexOptions};
 use imgsearch::progress::Verbosity;
+use imgsearch::store::Location;
 use imgsearch::train::{self, PixelCache, Start, TrainOptions};
 use std::path::PathBuf;
 
@@ -133,6 +134,24 @@ pub enum Command {
 
 ", "Exit status: 0 the index is sound, 1 damage found (or no index), 2 usage error."))]
     Verify(VerifyArgs),
+    /// Embed the files queued in a PostgreSQL store, until the queue is empty. Run any number,
+    /// on any machines that see the files under the same paths; `imgsearch index DIR --store
+    /// URL` queues them (and works too).
+    #[command(after_help = concat!("Examples:
+  imgsearch index ~/Pictures --store postgres://imgsearch@db/photos     # queue and work
+  imgsearch worker --store postgres://imgsearch@db/photos               # on other machines
+  IMGSEARCH_STORE=postgres://imgsearch@db/photos imgsearch worker --batch 512
+
+", "Exit status: 0 the queue is empty, 1 runtime error (the database, a model), 2 usage error."))]
+    Worker(WorkerArgs),
+    /// Set up a PostgreSQL store whose images are hash-partitioned over shards (postgres_fdw):
+    /// run once on an empty coordinator database, then index and search through it.
+    #[command(after_help = concat!("Examples:
+  imgsearch store-init --store postgres://coord/photos \\
+      --shard postgres://imgsearch@shard1/photos --shard postgres://imgsearch@shard2/photos
+
+", "Exit status: 0 success, 1 runtime error (a database), 2 usage error."))]
+    StoreInit(StoreInitArgs),
     /// Print a shell completion script.
     #[command(after_help = concat!("Examples:
   imgsearch completions bash > ~/.local/share/bash-completion/completions/imgsearch
@@ -420,6 +439,31 @@ impl TrainArgs {
     }
 }
 
+/// `--store URL`: the vectors in PostgreSQL instead of the local index folder.
+#[derive(Args, Clone, Default)]
+pub struct StoreFlag {
+    /// A PostgreSQL store (postgres://user@host:port/db, with pgvector) instead of the
+    /// --index folder: shared by many machines and workers (docs/SCALE.md).
+    #[arg(long, env = "IMGSEARCH_STORE", value_name = "URL", value_parser = postgres_url)]
+    pub store: Option<String>,
+}
+
+impl StoreFlag {
+    pub fn location(&self, index: &std::path::Path) -> Location {
+        Location::of(index, self.store.as_deref())
+    }
+}
+
+fn postgres_url(text: &str) -> Result<String, String> {
+    if imgsearch::store::is_postgres_url(text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a postgres:// URL (a local index is named with --index)"
+        ))
+    }
+}
+
 #[derive(Args)]
 pub struct IndexArgs {
     /// Folders (or files) of images to add or bring up to date [default: every folder the
@@ -428,6 +472,8 @@ pub struct IndexArgs {
     /// Index folder.
     #[arg(long, default_value = "index")]
     pub index: PathBuf,
+    #[command(flatten)]
+    pub store: StoreFlag,
     /// Model folder from `imgsearch train` (default: the bundled model).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -488,6 +534,8 @@ pub struct QueryArgs {
     pub k: u32,
     #[arg(long, default_value = "index")]
     pub index: PathBuf,
+    #[command(flatten)]
+    pub store: StoreFlag,
     /// Model to embed the queries with; must be the index's (default: the index's own).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -559,11 +607,16 @@ pub struct EvalArgs {
     /// Score a floor instead of the model.
     #[arg(long, value_enum)]
     pub baseline: Option<Baseline>,
+    /// Index the labelled folder into this PostgreSQL store and search it there (what
+    /// searches of that store return), instead of in a throw-away local index.
+    #[command(flatten)]
+    pub store: StoreFlag,
 }
 
 impl EvalArgs {
     pub fn options(&self, verbosity: Verbosity) -> EvalOptions {
         EvalOptions {
+            store: self.store.store.clone(),
             k: self.k as usize,
             knn: self.knn as usize,
             queries: self.queries.map(|q| q as usize),
@@ -577,6 +630,8 @@ impl EvalArgs {
 pub struct DupsArgs {
     #[arg(long, default_value = "index")]
     pub index: PathBuf,
+    #[command(flatten)]
+    pub store: StoreFlag,
     /// Cosine at or above which two images are candidate duplicates [default: 0.85, or 0.97
     /// with --no-verify].
     #[arg(long)]
@@ -605,6 +660,60 @@ pub struct DupsArgs {
     /// CSV on stdout: group,keep,path,score,action.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
+}
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub store: StoreFlag,
+    /// Model folder (default: the store's own; it must be the store's).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Images claimed, embedded and committed together.
+    #[arg(long, default_value_t = pipeline::DEFAULT_BATCH as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Seconds a claimed batch stays this worker's; after that another worker may redo it.
+    #[arg(long, default_value_t = pipeline::jobs::DEFAULT_LEASE.as_secs_f64(), value_parser = positive_seconds)]
+    pub lease: f64,
+    /// Stop as soon as nothing is left to claim, instead of waiting for other workers'
+    /// batches (and redoing those whose worker died).
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+impl WorkerArgs {
+    pub fn options(&self, verbosity: Verbosity) -> pipeline::jobs::WorkerOptions {
+        pipeline::jobs::WorkerOptions {
+            lease: std::time::Duration::from_secs_f64(self.lease),
+            wait_for_others: !self.no_wait,
+            verbosity,
+            ..pipeline::jobs::WorkerOptions::new(self.batch as usize)
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct StoreInitArgs {
+    /// The coordinator: an empty database that will hold the partitioned table.
+    #[command(flatten)]
+    pub store: StoreFlag,
+    /// A shard's database (give two or more); the coordinator connects to it as the URL's
+    /// user, with its password if it has one.
+    #[arg(long = "shard", value_name = "URL", required = true, value_parser = postgres_url)]
+    pub shards: Vec<String>,
+    /// The model whose vectors the store will hold (its dimension sizes the tables).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.1..=86_400.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds from 0.1 to 86400"
+        )),
+    }
 }
 
 #[derive(Args)]
@@ -650,6 +759,8 @@ fn byte_size(text: &str) -> Result<usize, String> {
 pub struct ServeArgs {
     #[arg(long, default_value = "index")]
     pub index: PathBuf,
+    #[command(flatten)]
+    pub store: StoreFlag,
     /// Model to embed uploads with; must be the index's (default: the index's own).
     #[arg(long)]
     pub model: Option<PathBuf>,

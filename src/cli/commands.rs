@@ -3,7 +3,7 @@
 
 use super::args::{
     Baseline, Cli, Command, DupsArgs, EvalArgs, ForgetArgs, GridArgs, IndexArgs, QueryArgs,
-    ServeArgs, TrainArgs, VerifyArgs,
+    ServeArgs, StoreInitArgs, TrainArgs, VerifyArgs, WorkerArgs,
 };
 use super::printer::{shown, Printer};
 use super::Failure;
@@ -12,8 +12,9 @@ use clap::CommandFactory;
 use imgsearch::index::{self, Index};
 use imgsearch::json;
 use imgsearch::model::{Model, ModelSource};
-use imgsearch::pipeline::{self, grid, EvalOptions, EvalReport};
+use imgsearch::pipeline::{self, grid, jobs, EvalOptions, EvalReport};
 use imgsearch::progress::Verbosity;
+use imgsearch::store::{self, postgres::PgQueue, Location};
 use imgsearch::train;
 use std::path::Path;
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ pub fn run(cli: Cli, printer: &mut Printer) -> Outcome {
         Command::Verify(args) => verify(&args, printer),
         Command::Dups(args) => dups(&args, &device, printer),
         Command::Serve(args) => serve(args, verbosity, device, printer),
+        Command::Worker(args) => worker(&args, verbosity, &device, printer),
+        Command::StoreInit(args) => store_init(&args, &device, printer),
         Command::Completions(_) => Ok(ExitCode::SUCCESS),
     }
 }
@@ -121,7 +124,11 @@ fn index_folders(
 ) -> Outcome {
     let model = Model::load(&ModelSource::from_flag(args.model.clone()), device)?;
     let opts = args.options(verbosity);
-    let s = pipeline::index_folders(&model, &opts, &mut |e| p.event(e))?;
+    let location = args.store.location(&opts.index);
+    let s = match &location {
+        Location::Local(_) => pipeline::index_folders(&model, &opts, &mut |e| p.event(e))?,
+        Location::Postgres(url) => jobs::index_postgres(&model, url, &opts, &mut |e| p.event(e))?,
+    };
     if let Some(repair) = &s.repair {
         if let Some(reason) = &repair.manifest_lost {
             p.note(&format!(
@@ -145,14 +152,19 @@ fn index_folders(
     let text = format!(
         "{} images in {}: {} added, {} updated, {} removed, {} skipped, {:.1} s",
         s.total,
-        shown(&opts.index),
+        described(&location),
         s.added,
         s.updated,
         s.removed,
         s.skipped,
         s.seconds
     );
-    p.summary(json::index_summary(&opts.index, &s), &text)?;
+    let mut record = json::index_summary(&opts.index, &s);
+    if let Location::Postgres(_) = &location {
+        record["index"] = serde_json::Value::Null;
+        record["store"] = location.describe().into();
+    }
+    p.summary(record, &text)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -170,10 +182,18 @@ fn forget(args: &ForgetArgs, p: &mut Printer) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How a summary names a store: the folder as shown everywhere, or the URL without password.
+fn described(location: &Location) -> String {
+    match location {
+        Location::Local(dir) => shown(dir),
+        Location::Postgres(_) => location.describe(),
+    }
+}
+
 fn query(args: &QueryArgs, device: &Device, p: &mut Printer) -> Outcome {
-    let index = Index::open(&args.index)?;
-    let model = pipeline::model_for_index(&index, args.model.as_deref(), device)?;
-    let answers = pipeline::query(&model, &index, &args.images, &args.search())?;
+    let store = store::open(&args.store.location(&args.index))?;
+    let model = pipeline::model_for_store(store.as_ref(), args.model.as_deref(), device)?;
+    let answers = pipeline::query(&model, store.as_ref(), &args.images, &args.search())?;
     let mut failed = false;
     for answer in &answers {
         match &answer.result {
@@ -302,7 +322,7 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
             ExitCode::FAILURE
         });
     }
-    let index = Index::open(&args.index)?;
+    let store = store::open(&args.store.location(&args.index))?;
     let opts = DupsOptions {
         threshold: args.threshold.unwrap_or(if args.no_verify {
             dups::UNVERIFIED_THRESHOLD
@@ -314,17 +334,17 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
         ..DupsOptions::default()
     };
     let model = if opts.rotations {
-        Some(pipeline::model_for_index(&index, None, device)?)
+        Some(pipeline::model_for_store(store.as_ref(), None, device)?)
     } else {
         None
     };
-    let groups = dups::find_groups(&index, model.as_ref(), &opts)?;
+    let groups = dups::find_groups(store.as_ref(), model.as_ref(), &opts)?;
     let (outcomes, action, log) = if let Some(dest) = &args.r#move {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let log = dest.join(format!("imgsearch-undo-{stamp}.jsonl"));
-        let done = dups::move_duplicates(&groups, &index.roots(), dest, &log)?;
+        let done = dups::move_duplicates(&groups, &store.roots(), dest, &log)?;
         (Some(done), "move", Some(log))
     } else if args.hardlink {
         (Some(dups::hardlink_duplicates(&groups)?), "hardlink", None)
@@ -395,6 +415,68 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
+fn worker(args: &WorkerArgs, verbosity: Verbosity, device: &Device, p: &mut Printer) -> Outcome {
+    let Some(url) = &args.store.store else {
+        return Err(imgsearch::Error::Usage(
+            "a worker needs a PostgreSQL store: --store URL or IMGSEARCH_STORE".into(),
+        )
+        .into());
+    };
+    let mut queue = PgQueue::open(url)?;
+    let model = {
+        let store = store::PgStore::open(url)?;
+        pipeline::model_for_store(&store, args.model.as_deref(), device)?
+    };
+    let opts = args.options(verbosity);
+    let s = jobs::work(&mut queue, &model, &opts, &mut |e| p.event(e))?;
+    if s.abandoned > 0 {
+        p.note(&format!(
+            "{} queued files were given up on: their workers died {} times each",
+            s.abandoned,
+            imgsearch::store::postgres::MAX_ATTEMPTS
+        ));
+    }
+    let text = format!(
+        "worker {}: {} images embedded, {} skipped, {} batches in {:.1} s, into {}",
+        opts.name,
+        s.embedded,
+        s.skipped.len(),
+        s.batches,
+        s.seconds,
+        queue.describe()
+    );
+    p.summary(
+        json::worker_summary(&queue.describe(), &opts.name, &s),
+        &text,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn store_init(args: &StoreInitArgs, device: &Device, p: &mut Printer) -> Outcome {
+    let Some(url) = &args.store.store else {
+        return Err(imgsearch::Error::Usage(
+            "store-init needs the coordinator: --store URL or IMGSEARCH_STORE".into(),
+        )
+        .into());
+    };
+    let model = Model::load(&ModelSource::from_flag(args.model.clone()), device)?;
+    let dim = model.config.embedding_dim();
+    imgsearch::store::postgres::create_sharded(url, &args.shards, dim)?;
+    let shards: Vec<String> = args
+        .shards
+        .iter()
+        .map(|s| imgsearch::store::postgres::redacted(s))
+        .collect();
+    let text = format!(
+        "{} now partitions vector({dim}) images over {} shards: index into it with --store",
+        imgsearch::store::postgres::redacted(url),
+        shards.len()
+    );
+    let record = json::store_init_summary(&imgsearch::store::postgres::redacted(url), &shards, dim);
+    p.summary(record, &text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// A CSV field, quoted when it holds a comma, a quote or a line break.
 fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
@@ -406,8 +488,9 @@ fn csv_field(text: &str) -> String {
 
 fn serve(args: ServeArgs, verbosity: Verbosity, device: Device, p: &mut Printer) -> Outcome {
     let bind = args.bind;
+    let location = args.store.location(&args.index);
     let server = crate::serve::bind(crate::serve::ServeOptions {
-        index: args.index.clone(),
+        store: location.clone(),
         model: args.model,
         bind,
         max_upload: args.max_upload,
@@ -429,7 +512,7 @@ fn serve(args: ServeArgs, verbosity: Verbosity, device: Device, p: &mut Printer)
     let text = format!(
         "serving {} images of {} at {url} (Ctrl-C stops)",
         server.images(),
-        shown(&args.index)
+        described(&location)
     );
     p.summary(
         json::serve_summary(&args.index, &url, server.images()),

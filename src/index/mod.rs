@@ -47,7 +47,9 @@ mod writer;
 
 pub use error::IndexError;
 pub use reader::{verify, verify_report, Index, VerifyReport};
-pub use types::{Entry, Hit, ImageId, IndexMeta, SearchOptions, DEFAULT_GRAPH_THRESHOLD};
+pub use types::{
+    normalized, Entry, Hit, ImageId, IndexMeta, SearchOptions, DEFAULT_GRAPH_THRESHOLD,
+};
 pub use writer::{DroppedSegment, IndexStats, IndexWriter, RepairReport, MAX_SEGMENTS};
 
 #[cfg(target_endian = "big")]

@@ -103,7 +103,7 @@ impl std::str::FromStr for ImageId {
 }
 
 /// L2-normalised copy of `v`, or `None` if it is zero or not finite.
-pub(crate) fn normalized(v: &[f32]) -> Option<Vec<f32>> {
+pub fn normalized(v: &[f32]) -> Option<Vec<f32>> {
     let norm = exact::dot(v, v).sqrt();
     if !norm.is_finite() || norm == 0.0 || v.iter().any(|x| !x.is_finite()) {
         return None;

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::index::{Hit, Index, SearchOptions};
 use crate::model::Model;
 use crate::progress::{OnEvent, Verbosity};
+use crate::store::{PgStore, Store};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -25,6 +26,9 @@ pub struct EvalOptions {
     pub temperature: f32,
     /// Query at most this many images (evenly spaced); all are indexed.
     pub queries: Option<usize>,
+    /// Index into this PostgreSQL store and search it there, instead of in a throw-away
+    /// local index.
+    pub store: Option<String>,
     pub verbosity: Verbosity,
 }
 
@@ -38,6 +42,7 @@ impl EvalOptions {
             knn: 200,
             temperature: 0.07,
             queries: None,
+            store: None,
             verbosity: Verbosity::default(),
         }
     }
@@ -102,13 +107,25 @@ pub fn evaluate_model(
         verbosity: opts.verbosity,
         ..IndexOptions::new(tmp.clone(), vec![opts.root.clone()])
     };
-    let summary = indexing::index_folders(model, &index_opts, on_event)?;
-    let index = Index::open(&tmp)?;
-    let mut paths: Vec<PathBuf> = index
-        .entries()
-        .map(|e| e.map(|e| e.path))
-        .collect::<Result<_, _>>()?;
+    let (summary, store): (_, Box<dyn Store>) = match &opts.store {
+        None => (
+            indexing::index_folders(model, &index_opts, on_event)?,
+            Box::new(Index::open(&tmp)?),
+        ),
+        Some(url) => (
+            super::jobs::index_postgres(model, url, &index_opts, on_event)?,
+            Box::new(PgStore::open(url)?),
+        ),
+    };
+    let root = crate::data::canonical_root(&opts.root)?;
+    let mut paths: Vec<PathBuf> = store
+        .entries_with_vectors()?
+        .into_iter()
+        .map(|(e, _)| e.path)
+        .filter(|p| p.starts_with(&root))
+        .collect();
     paths.sort();
+    let images = paths.len();
     let queries = query_subset(&paths, opts.queries);
     let search_opts = SearchOptions {
         k: opts.knn.max(opts.k) + 1,
@@ -119,7 +136,7 @@ pub fn evaluate_model(
     let bar = opts.verbosity.bar(queries.len() as u64, "query");
     let mut ranked = Vec::with_capacity(queries.len());
     for chunk in queries.chunks(1024) {
-        for answer in query::query(model, &index, chunk, &search_opts)? {
+        for answer in query::query(model, store.as_ref(), chunk, &search_opts)? {
             let hits = answer.result.map_err(|reason| Error::Image {
                 path: answer.query.clone(),
                 reason,
@@ -131,7 +148,7 @@ pub fn evaluate_model(
     bar.finish_and_clear();
     let mut report = score(&ranked, opts, started);
     report.what = model.name.clone();
-    report.images = summary.total;
+    report.images = images;
     report.skipped = summary.skipped;
     Ok(report)
 }

@@ -4,7 +4,8 @@
 use super::query::QueryAnswer;
 use crate::data;
 use crate::error::{Error, Result};
-use crate::index::{Hit, ImageId, Index, SearchOptions};
+use crate::index::{Hit, ImageId, SearchOptions};
+use crate::store::Store;
 use image::{imageops::FilterType, Rgb, RgbImage};
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
@@ -34,11 +35,12 @@ pub fn query_rows(answers: &[QueryAnswer]) -> Vec<Row> {
 /// `rows` indexed images drawn at random (reproducibly from `seed`), each with its `k` nearest
 /// neighbours other than itself: the rows of the KNN figure. The neighbours are searched with
 /// the stored vectors (what querying with each file gives, without decoding it again).
-pub fn random_rows(index: &Index, rows: usize, k: usize, seed: u64) -> Result<Vec<Row>> {
-    let mut entries: Vec<PathBuf> = index
-        .entries()
-        .map(|e| e.map(|e| e.path))
-        .collect::<std::result::Result<_, _>>()?;
+pub fn random_rows(store: &dyn Store, rows: usize, k: usize, seed: u64) -> Result<Vec<Row>> {
+    let mut entries: Vec<PathBuf> = store
+        .entries_with_vectors()?
+        .into_iter()
+        .map(|(e, _)| e.path)
+        .collect();
     // Sorted so that a seed picks the same images whatever order the segments list them in.
     entries.sort();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -52,7 +54,7 @@ pub fn random_rows(index: &Index, rows: usize, k: usize, seed: u64) -> Result<Ve
     };
     let mut out = Vec::with_capacity(picks.len());
     for query in picks {
-        if let Some(hits) = index.search_by_id(ImageId::of(&query), &options)? {
+        if let Some(hits) = store.search_by_id(ImageId::of(&query), &options)? {
             let neighbours = hits
                 .into_iter()
                 .filter(|h| h.path != query)

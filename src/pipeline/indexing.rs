@@ -242,7 +242,7 @@ pub fn index_folders(
 
 /// The recorded folders after adding `given`: a folder inside a recorded one adds nothing; a
 /// folder that contains recorded ones replaces them.
-fn merge_roots(recorded: &[PathBuf], given: &[PathBuf]) -> Vec<PathBuf> {
+pub(crate) fn merge_roots(recorded: &[PathBuf], given: &[PathBuf]) -> Vec<PathBuf> {
     let mut roots: Vec<PathBuf> = recorded.to_vec();
     for g in given {
         if roots.iter().any(|r| g.starts_with(r)) {

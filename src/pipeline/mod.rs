@@ -3,6 +3,7 @@
 //! The command line and the server call these, never the layers below for the same job.
 //!
 //! - `indexing`: the index job, its commit policy and folder bookkeeping, `forget`;
+//! - `jobs`: filling a PostgreSQL store through its jobs table (`index --store`, `worker`);
 //! - `query`: the index's model, and queries by image;
 //! - `eval`: P@k and kNN accuracy, of a model or of the raw-pixel floor;
 //! - `grid`: contact sheets of queries and their neighbours;
@@ -13,6 +14,7 @@ pub mod dups;
 pub mod eval;
 pub mod grid;
 pub mod indexing;
+pub mod jobs;
 pub mod query;
 pub mod thumbnails;
 
@@ -22,4 +24,4 @@ pub use indexing::{
     forget, index_folders, index_meta, CommitPolicy, ForgetSummary, IndexOptions, IndexSummary,
     DEFAULT_BATCH, DEFAULT_MODEL_NAME,
 };
-pub use query::{model_for_index, query, QueryAnswer, QUERY_BATCH};
+pub use query::{model_for_index, model_for_store, query, QueryAnswer, QUERY_BATCH};

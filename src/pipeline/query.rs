@@ -7,6 +7,7 @@ use crate::data;
 use crate::error::{Error, Result};
 use crate::index::{Hit, Index, IndexError, SearchOptions};
 use crate::model::{Model, ModelSource};
+use crate::store::Store;
 use candle_core::Device;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,17 @@ pub const QUERY_BATCH: usize = 256;
 /// Loads the model an index was built with, or `requested` if given; either way it must be
 /// the index's model.
 pub fn model_for_index(index: &Index, requested: Option<&Path>, device: &Device) -> Result<Model> {
-    let meta = index.meta();
+    model_for_store(index, requested, device)
+}
+
+/// Loads the model a store's vectors came from, or `requested` if given; either way it must
+/// be the store's model.
+pub fn model_for_store(
+    store: &dyn Store,
+    requested: Option<&Path>,
+    device: &Device,
+) -> Result<Model> {
+    let meta = store.meta();
     let source = match requested {
         Some(path) => ModelSource::Path(path.to_path_buf()),
         None if meta.model_name == DEFAULT_MODEL_NAME => ModelSource::Default,
@@ -26,9 +37,9 @@ pub fn model_for_index(index: &Index, requested: Option<&Path>, device: &Device)
                 return Err(Error::model(
                     &recorded,
                     format!(
-                        "the index {} was built with the model in this folder, which is no \
+                        "the store {} was built with the model in this folder, which is no \
                          longer there (moved or deleted?): pass --model with its new place",
-                        index.dir().display()
+                        store.describe()
                     ),
                 ));
             }
@@ -38,7 +49,7 @@ pub fn model_for_index(index: &Index, requested: Option<&Path>, device: &Device)
     let model = Model::load(&source, device)?;
     if model.id != meta.model_id {
         return Err(IndexError::ModelMismatch {
-            dir: index.dir().to_path_buf(),
+            dir: PathBuf::from(store.describe()),
             index_model_id: meta.model_id.clone(),
             index_model_name: meta.model_name.clone(),
             model_id: model.id.clone(),
@@ -56,10 +67,10 @@ pub struct QueryAnswer {
     pub result: std::result::Result<Vec<Hit>, String>,
 }
 
-/// Embeds the query images in batches of [`QUERY_BATCH`] and searches the index for each.
+/// Embeds the query images in batches of [`QUERY_BATCH`] and searches the store for each.
 pub fn query(
     model: &Model,
-    index: &Index,
+    store: &dyn Store,
     queries: &[PathBuf],
     options: &SearchOptions,
 ) -> Result<Vec<QueryAnswer>> {
@@ -75,7 +86,7 @@ pub fn query(
             .collect();
         let vectors = model.embed(batch.items.iter().map(|d| d.rgb.as_slice()))?;
         for (item, vector) in batch.items.iter().zip(vectors) {
-            results.push((item.index, Ok(index.search(&vector, options)?)));
+            results.push((item.index, Ok(store.search(&vector, options)?)));
         }
         results.sort_by_key(|(at, _)| *at);
         answers.extend(results.into_iter().map(|(at, result)| QueryAnswer {

@@ -171,13 +171,13 @@ fn parse_id(text: &str) -> ApiResult<ImageId> {
 /// The answer to one search: a `query` record plus the generation it came from.
 fn query_answer(generation: &Generation, query: &Path, hits: &[Hit]) -> Value {
     let mut record = json::query(query, hits);
-    record["generation"] = json!(generation.index.generation());
+    record["generation"] = json!(generation.store.generation());
     record
 }
 
 async fn stats(State(state): State<AppState>) -> Json<Value> {
     let g = state.snapshot();
-    let index = &g.index;
+    let index = &g.store;
     let folders: Vec<Value> = index
         .roots()
         .iter()
@@ -266,7 +266,12 @@ async fn search_upload(
         .map_err(|_| ApiError::internal("an embedding worker stopped"))?
         .map_err(ApiError::internal)?;
     let t = Instant::now();
-    let hits = generation.index.search(&embedded.vector, &options)?;
+    let hits = if generation.store.blocks() {
+        let (g, vector) = (generation.clone(), embedded.vector.clone());
+        blocking(move || Ok(g.store.search(&vector, &options)?)).await?
+    } else {
+        generation.store.search(&embedded.vector, &options)?
+    };
     let search = t.elapsed();
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     // Server-Timing: where an upload's time went (a standard header; browsers show it).
@@ -295,7 +300,7 @@ async fn image_info(
     let generation = state.snapshot();
     blocking(move || {
         let (entry, _) = generation
-            .index
+            .store
             .lookup(id)?
             .ok_or_else(|| ApiError::not_found(format!("no image with id {id}")))?;
         let mut record = json!({
@@ -303,7 +308,7 @@ async fn image_info(
             "id": id.to_string(),
             "size": entry.size,
             "mtime_ns": entry.mtime_ns,
-            "generation": generation.index.generation(),
+            "generation": generation.store.generation(),
         });
         if let Value::Object(map) = &mut record {
             json::put_path(map, "path", &entry.path);
@@ -325,21 +330,26 @@ async fn neighbours(
     // and a graph search over the mapped index takes about a tenth of a millisecond, less than
     // the hand-over to another thread costs under load (examples/serve_bench.rs).
     let generation = state.snapshot();
-    let (entry, _) = generation
-        .index
-        .lookup(id)?
-        .ok_or_else(|| ApiError::not_found(format!("no image with id {id}")))?;
-    let hits = generation
-        .index
-        .search_by_id(id, &options)?
-        .unwrap_or_default();
-    Ok(Json(query_answer(&generation, &entry.path, &hits)))
+    let blocks = generation.store.blocks();
+    let answer = move || {
+        let (entry, vector) = generation
+            .store
+            .lookup(id)?
+            .ok_or_else(|| ApiError::not_found(format!("no image with id {id}")))?;
+        let hits = generation.store.search(&vector, &options)?;
+        Ok(Json(query_answer(&generation, &entry.path, &hits)))
+    };
+    if blocks {
+        blocking(answer).await
+    } else {
+        answer()
+    }
 }
 
 /// The path of a live entry, or 404.
 fn path_of(generation: &Generation, id: ImageId) -> ApiResult<PathBuf> {
     Ok(generation
-        .index
+        .store
         .lookup(id)?
         .ok_or_else(|| ApiError::not_found(format!("no image with id {id}")))?
         .0
@@ -481,13 +491,13 @@ async fn random_rows(
     let seed = params.seed.unwrap_or(0);
     let generation = state.snapshot();
     blocking(move || {
-        let rows = imgsearch::pipeline::random_rows(&generation.index, rows, k, seed)?;
+        let rows = imgsearch::pipeline::random_rows(generation.store.as_ref(), rows, k, seed)?;
         let list: Vec<Value> = rows.iter().map(json::row).collect();
         Ok(Json(json!({
             "type": "rows",
             "seed": seed,
             "rows": list,
-            "generation": generation.index.generation(),
+            "generation": generation.store.generation(),
         })))
     })
     .await
@@ -526,7 +536,7 @@ async fn dups(
             "threshold": threshold,
             "copy_score": imgsearch::pipeline::dups::DEFAULT_COPY_SCORE,
             "groups": list,
-            "generation": generation.index.generation(),
+            "generation": generation.store.generation(),
         })))
     })
     .await

@@ -25,6 +25,7 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use imgsearch::pipeline::thumbnails::Thumbnails;
+use imgsearch::store::Location;
 use imgsearch::{Error, Result};
 use state::Shared;
 use std::net::SocketAddr;
@@ -47,11 +48,13 @@ const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 /// What `imgsearch serve` is asked to do.
 pub struct ServeOptions {
-    pub index: PathBuf,
+    /// The index folder, or the PostgreSQL store.
+    pub store: Location,
     pub model: Option<PathBuf>,
     pub bind: SocketAddr,
     pub max_upload: usize,
-    /// Thumbnail folder (default: `thumbs/` inside the index folder) and its bound in bytes.
+    /// Thumbnail folder (default: `thumbs/` inside the index folder, or the user's cache folder
+    /// for a PostgreSQL store) and its bound in bytes.
     pub thumbnails: Option<PathBuf>,
     pub thumbnail_bytes: u64,
     /// Decodes and embeddings at once.
@@ -70,13 +73,14 @@ pub struct Server {
 
 /// Opens the index and its model, binds the address; [`Server::run`] then serves.
 pub fn bind(opts: ServeOptions) -> Result<Server> {
-    let thumbs_dir = opts
-        .thumbnails
-        .clone()
-        .unwrap_or_else(|| opts.index.join("thumbs"));
+    let thumbs_dir = match (&opts.thumbnails, &opts.store) {
+        (Some(dir), _) => dir.clone(),
+        (None, Location::Local(index)) => index.join("thumbs"),
+        (None, Location::Postgres(_)) => user_cache_dir().join("imgsearch").join("thumbs"),
+    };
     let thumbnails = Thumbnails::open(&thumbs_dir, opts.thumbnail_bytes)?;
     let shared = Shared::open(
-        &opts.index,
+        &opts.store,
         opts.model.clone(),
         opts.device.clone(),
         thumbnails,
@@ -100,6 +104,15 @@ pub fn bind(opts: ServeOptions) -> Result<Server> {
         shared: Arc::new(shared),
         quiet: opts.quiet,
     })
+}
+
+/// `$XDG_CACHE_HOME`, else `~/.cache`, else the temporary folder.
+fn user_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 /// The whole application: page, API, and the headers every response carries.
@@ -131,7 +144,7 @@ impl Server {
     }
 
     pub fn images(&self) -> usize {
-        self.shared.snapshot().index.len()
+        self.shared.snapshot().store.len()
     }
 
     /// Serves until interrupted (Ctrl-C or SIGTERM).

@@ -1,4 +1,4 @@
-//! What every request reads: the current generation of the index with its model, swapped whole
+//! What every request reads: the current generation of the store with its model, swapped whole
 //! when `imgsearch index` commits a new one, and the things shared by all requests (thumbnail
 //! cache, the bound on concurrent embeddings, the cached duplicate groups).
 //!
@@ -6,19 +6,19 @@
 //! response comes from one consistent generation even while a newer one is being opened.
 
 use super::embedder::Embedder;
-use imgsearch::index::Index;
 use imgsearch::model::Model;
 use imgsearch::pipeline::dups::{find_groups, DupsOptions, Group};
-use imgsearch::pipeline::model_for_index;
+use imgsearch::pipeline::model_for_store;
 use imgsearch::pipeline::thumbnails::Thumbnails;
+use imgsearch::store::{self, Location, Store};
 use imgsearch::{Error, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Semaphore;
 
-/// One committed generation of the index and the model its vectors came from.
+/// One committed generation of the store and the model its vectors came from.
 pub struct Generation {
-    pub index: Index,
+    pub store: Box<dyn Store>,
     pub model: Arc<Model>,
 }
 
@@ -30,7 +30,6 @@ struct DupsMemo {
 }
 
 pub struct Shared {
-    dir: PathBuf,
     requested_model: Option<PathBuf>,
     device: candle_core::Device,
     current: RwLock<Arc<Generation>>,
@@ -45,17 +44,17 @@ pub struct Shared {
 
 impl Shared {
     pub fn open(
-        dir: &Path,
+        location: &Location,
         requested_model: Option<PathBuf>,
         device: candle_core::Device,
         thumbnails: Thumbnails,
         heavy_workers: usize,
         max_upload: usize,
     ) -> Result<Shared> {
-        let index = Index::open(dir)?;
-        index.build_id_table()?;
-        let model = Arc::new(model_for_index(
-            &index,
+        let store = store::open(location)?;
+        store.prepare_lookups()?;
+        let model = Arc::new(model_for_store(
+            store.as_ref(),
             requested_model.as_deref(),
             &device,
         )?);
@@ -63,10 +62,9 @@ impl Shared {
             .map_err(|e| Error::Usage(format!("cannot start the embedding threads: {e}")))?;
         Ok(Shared {
             embedder,
-            dir: dir.to_path_buf(),
             requested_model,
             device,
-            current: RwLock::new(Arc::new(Generation { index, model })),
+            current: RwLock::new(Arc::new(Generation { store, model })),
             thumbnails,
             heavy: Semaphore::new(heavy_workers.max(1)),
             max_upload,
@@ -83,33 +81,34 @@ impl Shared {
             .clone()
     }
 
-    /// Opens the index's newest generation if it is not the one being served. Returns the new
-    /// generation number when it swapped. Blocking (it maps files, may load a model).
+    /// Opens the store's newest generation if it is not the one being served. Returns the new
+    /// generation number when it swapped. Blocking (it maps files or asks the database, and
+    /// may load a model).
     pub fn refresh(&self) -> Result<Option<u64>> {
         let serving = self.snapshot();
-        let Some(now) = Index::current_generation(&self.dir)? else {
+        let Some(now) = serving.store.latest_generation()? else {
             return Ok(None); // the index was removed: keep serving what is mapped
         };
-        if now == serving.index.generation() {
+        if now == serving.store.generation() {
             return Ok(None);
         }
-        let index = Index::open(&self.dir)?;
-        index.build_id_table()?;
-        let model = if index.meta().model_id == serving.model.id {
+        let store = serving.store.reopen()?;
+        store.prepare_lookups()?;
+        let model = if store.meta().model_id == serving.model.id {
             serving.model.clone()
         } else {
-            Arc::new(model_for_index(
-                &index,
+            Arc::new(model_for_store(
+                store.as_ref(),
                 self.requested_model.as_deref(),
                 &self.device,
             )?)
         };
-        let generation = index.generation();
+        let generation = store.generation();
         *self
             .current
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            Arc::new(Generation { index, model });
+            Arc::new(Generation { store, model });
         Ok(Some(generation))
     }
 
@@ -117,7 +116,7 @@ impl Shared {
     /// threshold (blocking: a graph search per image). Rotated views are not compared here:
     /// that decodes every image again (`imgsearch dups` does it).
     pub fn dups(&self, generation: &Generation, threshold: f32) -> Result<Arc<Vec<Group>>> {
-        let key = generation.index.generation();
+        let key = generation.store.generation();
         {
             let memo = self.dups.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(m) = memo.as_ref() {
@@ -131,7 +130,7 @@ impl Shared {
             rotations: false,
             ..DupsOptions::default()
         };
-        let groups = Arc::new(find_groups(&generation.index, None, &opts)?);
+        let groups = Arc::new(find_groups(generation.store.as_ref(), None, &opts)?);
         *self.dups.lock().unwrap_or_else(|p| p.into_inner()) = Some(DupsMemo {
             generation: key,
             threshold,

@@ -24,9 +24,10 @@ use super::query::QUERY_BATCH;
 use crate::data;
 use crate::error::{Error, Result};
 use crate::fsx;
-use crate::index::{Index, SearchOptions};
+use crate::index::SearchOptions;
 use crate::json_path::{get_path, put_path};
 use crate::model::Model;
+use crate::store::Store;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -155,17 +156,19 @@ fn moved_pixels(rgb: &[u8], side: usize, to: impl Fn(usize, usize) -> (usize, us
 
 /// The near-duplicate groups of the index, largest first. `model` (the index's own) is needed
 /// for [`DupsOptions::rotations`].
-pub fn find_groups(index: &Index, model: Option<&Model>, opts: &DupsOptions) -> Result<Vec<Group>> {
+pub fn find_groups(
+    store: &dyn Store,
+    model: Option<&Model>,
+    opts: &DupsOptions,
+) -> Result<Vec<Group>> {
     if !(opts.threshold > 0.0 && opts.threshold <= 1.0) {
         return Err(Error::Usage(format!(
             "threshold {} must be above 0 and at most 1",
             opts.threshold
         )));
     }
-    let entries = index
-        .entries()
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let vectors: Vec<&[f32]> = index.vectors().collect();
+    let (entries, vectors): (Vec<_>, Vec<Vec<f32>>) =
+        store.entries_with_vectors()?.into_iter().unzip();
     let id_of: HashMap<&Path, usize> = entries
         .iter()
         .enumerate()
@@ -192,18 +195,19 @@ pub fn find_groups(index: &Index, model: Option<&Model>, opts: &DupsOptions) -> 
     // The similarity of two images: their vectors' cosine, or the best of either's turned
     // views against the other.
     let similarity = |a: usize, b: usize| -> f32 {
-        let direct = dot(vectors[a], vectors[b]);
-        let turned_a = views[a].iter().map(|v| dot(v, vectors[b]));
-        let turned_b = views[b].iter().map(|v| dot(vectors[a], v));
+        let direct = dot(&vectors[a], &vectors[b]);
+        let turned_a = views[a].iter().map(|v| dot(v, &vectors[b]));
+        let turned_b = views[b].iter().map(|v| dot(&vectors[a], v));
         turned_a.chain(turned_b).fold(direct, f32::max)
     };
     let found: Vec<Vec<(f32, usize, usize)>> = (0..entries.len())
         .into_par_iter()
         .map(|i| -> Result<Vec<(f32, usize, usize)>> {
             let mut pairs = Vec::new();
-            let probes = std::iter::once(vectors[i]).chain(views[i].iter().map(Vec::as_slice));
+            let probes =
+                std::iter::once(vectors[i].as_slice()).chain(views[i].iter().map(Vec::as_slice));
             for probe in probes {
-                for h in index.search(probe, &search)? {
+                for h in store.search(probe, &search)? {
                     if h.score < opts.threshold {
                         continue;
                     }
