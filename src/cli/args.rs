@@ -490,6 +490,12 @@ pub struct IndexArgs {
     /// Segments of at least this many images get an HNSW graph; smaller ones are scanned.
     #[arg(long, hide = true, env = "IMGSEARCH_GRAPH_MIN", default_value_t = DEFAULT_GRAPH_THRESHOLD)]
     pub graph_min: usize,
+    /// With --store: queue the new and changed files and stop; `imgsearch worker`s embed them.
+    #[arg(long, requires = "store")]
+    pub queue_only: bool,
+    /// With --store: wait this long after claiming each batch (fault tests).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub batch_delay_ms: u64,
     /// Commit after this many embedded images (or 30 s), for crash tests.
     #[arg(long, hide = true, default_value_t = CommitPolicy::default().every as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -680,6 +686,9 @@ pub struct WorkerArgs {
     /// batches (and redoing those whose worker died).
     #[arg(long)]
     pub no_wait: bool,
+    /// Wait this long after claiming each batch (fault tests).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub batch_delay_ms: u64,
 }
 
 impl WorkerArgs {
@@ -687,6 +696,7 @@ impl WorkerArgs {
         pipeline::jobs::WorkerOptions {
             lease: std::time::Duration::from_secs_f64(self.lease),
             wait_for_others: !self.no_wait,
+            pause: std::time::Duration::from_millis(self.batch_delay_ms),
             verbosity,
             ..pipeline::jobs::WorkerOptions::new(self.batch as usize)
         }

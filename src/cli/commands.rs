@@ -127,7 +127,14 @@ fn index_folders(
     let location = args.store.location(&opts.index);
     let s = match &location {
         Location::Local(_) => pipeline::index_folders(&model, &opts, &mut |e| p.event(e))?,
-        Location::Postgres(url) => jobs::index_postgres(&model, url, &opts, &mut |e| p.event(e))?,
+        Location::Postgres(url) => {
+            let worker = jobs::WorkerOptions {
+                pause: std::time::Duration::from_millis(args.batch_delay_ms),
+                ..jobs::WorkerOptions::new(opts.batch)
+            };
+            let worker = (!args.queue_only).then_some(&worker);
+            jobs::index_postgres_with(&model, url, &opts, worker, &mut |e| p.event(e))?
+        }
     };
     if let Some(repair) = &s.repair {
         if let Some(reason) = &repair.manifest_lost {
@@ -149,20 +156,35 @@ fn index_folders(
             s.links_not_followed
         ));
     }
-    let text = format!(
-        "{} images in {}: {} added, {} updated, {} removed, {} skipped, {:.1} s",
-        s.total,
-        described(&location),
-        s.added,
-        s.updated,
-        s.removed,
-        s.skipped,
-        s.seconds
-    );
+    let text = if args.queue_only {
+        format!(
+            "{} files queued in {} ({} new, {} changed), {} removed, {} skipped, {} images stored: \
+             `imgsearch worker --store URL` embeds them",
+            s.added + s.updated,
+            described(&location),
+            s.added,
+            s.updated,
+            s.removed,
+            s.skipped,
+            s.total
+        )
+    } else {
+        format!(
+            "{} images in {}: {} added, {} updated, {} removed, {} skipped, {:.1} s",
+            s.total,
+            described(&location),
+            s.added,
+            s.updated,
+            s.removed,
+            s.skipped,
+            s.seconds
+        )
+    };
     let mut record = json::index_summary(&opts.index, &s);
     if let Location::Postgres(_) = &location {
         record["index"] = serde_json::Value::Null;
         record["store"] = location.describe().into();
+        record["queued_only"] = args.queue_only.into();
     }
     p.summary(record, &text)?;
     Ok(ExitCode::SUCCESS)
@@ -514,10 +536,12 @@ fn serve(args: ServeArgs, verbosity: Verbosity, device: Device, p: &mut Printer)
         server.images(),
         described(&location)
     );
-    p.summary(
-        json::serve_summary(&args.index, &url, server.images()),
-        &text,
-    )?;
+    let mut record = json::serve_summary(&args.index, &url, server.images());
+    if let Location::Postgres(_) = &location {
+        record["index"] = serde_json::Value::Null;
+        record["store"] = location.describe().into();
+    }
+    p.summary(record, &text)?;
     p.flush()?;
     if args.open {
         if let Err(e) = std::process::Command::new("xdg-open").arg(&url).spawn() {

@@ -31,6 +31,9 @@ pub struct WorkerOptions {
     /// Keep going while other workers hold leases (a batch whose worker dies is redone here),
     /// instead of stopping as soon as nothing is left to claim.
     pub wait_for_others: bool,
+    /// Waits this long after claiming each batch (fault tests: a worker slow enough to be
+    /// killed, or to lose its database, in the middle of a batch).
+    pub pause: Duration,
     pub verbosity: Verbosity,
 }
 
@@ -41,6 +44,7 @@ impl WorkerOptions {
             lease: DEFAULT_LEASE,
             name: worker_name(),
             wait_for_others: true,
+            pause: Duration::ZERO,
             verbosity: Verbosity::default(),
         }
     }
@@ -103,6 +107,9 @@ pub fn work(
             std::thread::sleep(pause);
             continue;
         }
+        if !opts.pause.is_zero() {
+            std::thread::sleep(opts.pause);
+        }
         let paths: Vec<PathBuf> = jobs.iter().map(|j| j.path.clone()).collect();
         let mut done: Vec<(Job, Vec<f32>)> = Vec::with_capacity(jobs.len());
         let mut failed: Vec<Job> = Vec::new();
@@ -137,6 +144,24 @@ pub fn index_postgres(
     model: &Model,
     url: &str,
     opts: &IndexOptions,
+    on_event: OnEvent<'_>,
+) -> Result<IndexSummary> {
+    index_postgres_with(
+        model,
+        url,
+        opts,
+        Some(&WorkerOptions::new(opts.batch)),
+        on_event,
+    )
+}
+
+/// [`index_postgres`], working as `worker` says, or only queueing when it is `None` (the
+/// embedding left to `imgsearch worker`s).
+pub fn index_postgres_with(
+    model: &Model,
+    url: &str,
+    opts: &IndexOptions,
+    worker: Option<&WorkerOptions>,
     on_event: OnEvent<'_>,
 ) -> Result<IndexSummary> {
     let started = Instant::now();
@@ -211,9 +236,18 @@ pub fn index_postgres(
         &todo,
     )?;
     summary.scanned = targets;
+    let Some(worker) = worker else {
+        // Queued only: what the workers will add and update.
+        summary.updated = replaced.len();
+        summary.added = todo.len() - replaced.len();
+        summary.total = queue.total()?;
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    };
     let worker = WorkerOptions {
         verbosity: opts.verbosity,
-        ..WorkerOptions::new(opts.batch)
+        batch: opts.batch,
+        ..worker.clone()
     };
     let work = work(&mut queue, model, &worker, on_event)?;
     let skipped: HashSet<&PathBuf> = work.skipped.iter().collect();

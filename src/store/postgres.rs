@@ -12,7 +12,7 @@
 //! imgsearch_images  path bytea primary key, id int8, folder bytea, size int8, mtime_ns int8,
 //!                   model_id text, embedding vector(D)   HNSW index, vector_cosine_ops
 //! imgsearch_jobs    path bytea primary key, folder bytea, size int8, mtime_ns int8,
-//!                   worker text, lease_until timestamptz, attempts int4
+//!                   worker text, holder_pid int4, lease_until timestamptz, attempts int4
 //! ```
 //!
 //! Paths are stored as their bytes (a file name need not be UTF-8). `imgsearch_images` may
@@ -21,7 +21,9 @@
 //!
 //! A job is claimed with `FOR UPDATE SKIP LOCKED` and a lease; completing it deletes the job
 //! row only if this worker still holds it and replaces the image's row, in one transaction. A
-//! worker that dies loses its lease and another redoes the batch; the primary key on `path`
+//! worker that dies loses its batch, to another worker, when its lease runs out or as soon as
+//! its database session is gone (`holder_pid` no longer in `pg_stat_activity`: a killed
+//! process's connection closes at once); the primary key on `path`
 //! (hash partitions keep one path on one shard) means no image is stored twice.
 
 use crate::data::FileInfo;
@@ -44,6 +46,14 @@ pub const MAX_ATTEMPTS: i32 = 5;
 
 /// pgvector's own cap on `hnsw.ef_search`.
 const MAX_EF_SEARCH: usize = 1000;
+
+/// A job nobody holds: never claimed, its lease ran out, or its worker's session is gone.
+macro_rules! free_job {
+    () => {
+        "lease_until IS NULL OR lease_until < now() \
+         OR NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a WHERE a.pid = holder_pid)"
+    };
+}
 
 /// The advisory lock that serialises schema migrations of concurrent first runs.
 const MIGRATION_LOCK: i64 = 0x696d_6773_6561_7263; // "imgsearc"
@@ -215,6 +225,7 @@ fn migrate(url: &str, tx: &mut Transaction<'_>, from: u32, dim: usize) -> Result
                          size int8 NOT NULL,
                          mtime_ns int8 NOT NULL,
                          worker text,
+                         holder_pid int4,
                          lease_until timestamptz,
                          attempts int4 NOT NULL DEFAULT 0);"
                 ))
@@ -276,6 +287,16 @@ fn check_model(url: &str, stored: &IndexMeta, meta: &IndexMeta) -> Result<()> {
 /// one: creates or migrates the schema in one transaction (concurrent first runs wait for each
 /// other), and refuses a store of another model or dimension or of a newer schema.
 fn prepare(url: &str, client: &mut Client, meta: &IndexMeta) -> Result<Recorded> {
+    let standby: bool = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .map_err(|e| db_error(url, e))?
+        .get(0);
+    if standby {
+        return Err(store_error(
+            url,
+            "this server is a read-only replica: it serves searches; index into the primary",
+        ));
+    }
     let mut tx = client.transaction().map_err(|e| db_error(url, e))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(|e| db_error(url, e))?;
@@ -759,21 +780,27 @@ impl PgQueue {
     }
 
     /// Claims up to `count` jobs for `worker` for `lease`: jobs nobody holds, or whose
-    /// worker's lease ran out. Concurrent workers never get the same job.
+    /// worker's lease ran out or whose worker's session is gone. Concurrent workers never get
+    /// the same job.
     pub fn claim(&mut self, worker: &str, count: usize, lease: Duration) -> Result<Vec<Job>> {
         let rows = self
             .client
             .query(
-                "WITH picked AS (
-                     SELECT path FROM imgsearch_jobs
-                     WHERE (lease_until IS NULL OR lease_until < now()) AND attempts < $4
-                     ORDER BY path LIMIT $3
-                     FOR UPDATE SKIP LOCKED)
-                 UPDATE imgsearch_jobs AS j
-                 SET worker = $1, lease_until = now() + make_interval(secs => $2),
-                     attempts = j.attempts + 1
-                 FROM picked WHERE j.path = picked.path
-                 RETURNING j.path, j.size, j.mtime_ns",
+                concat!(
+                    "WITH picked AS (
+                         SELECT path FROM imgsearch_jobs
+                         WHERE (",
+                    free_job!(),
+                    ") AND attempts < $4
+                         ORDER BY path LIMIT $3
+                         FOR UPDATE SKIP LOCKED)
+                     UPDATE imgsearch_jobs AS j
+                     SET worker = $1, holder_pid = pg_backend_pid(),
+                         lease_until = now() + make_interval(secs => $2),
+                         attempts = j.attempts + 1
+                     FROM picked WHERE j.path = picked.path
+                     RETURNING j.path, j.size, j.mtime_ns"
+                ),
                 &[
                     &worker,
                     &lease.as_secs_f64(),
@@ -886,11 +913,18 @@ impl PgQueue {
         let row = self
             .client
             .query_one(
-                "SELECT
-                     count(*) FILTER (WHERE (lease_until IS NULL OR lease_until < now()) AND attempts < $1),
-                     count(*) FILTER (WHERE lease_until >= now()),
-                     count(*) FILTER (WHERE (lease_until IS NULL OR lease_until < now()) AND attempts >= $1)
-                 FROM imgsearch_jobs",
+                concat!(
+                    "SELECT count(*) FILTER (WHERE (",
+                    free_job!(),
+                    ") AND attempts < $1),
+                        count(*) FILTER (WHERE NOT (",
+                    free_job!(),
+                    ")),
+                        count(*) FILTER (WHERE (",
+                    free_job!(),
+                    ") AND attempts >= $1)
+                     FROM imgsearch_jobs"
+                ),
                 &[&MAX_ATTEMPTS],
             )
             .map_err(|e| db_error(&self.url, e))?;
