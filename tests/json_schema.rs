@@ -2,6 +2,8 @@
 //! line against the schemas in docs/JSON.md: every line has a documented `"type"`, every field
 //! is documented with its JSON type, none is missing, and every documented record type is seen.
 
+mod common;
+
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -173,6 +175,11 @@ fn run(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), stdout)
 }
 
+/// The query image, under wherever the photos folder now is.
+fn query_in(photos: &Path) -> PathBuf {
+    photos.join("cifar/cat/0003.jpg")
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -312,6 +319,44 @@ fn every_command_speaks_the_documented_schema() {
     let mut documented: BTreeSet<String> = schema.lines.keys().cloned().collect();
     documented.remove("summary");
     documented.extend(schema.summaries.keys().map(|c| format!("summary:{c}")));
+    // The PostgreSQL store's commands and fields (without PostgreSQL, said SKIPPED).
+    let _cluster = match common::postgres::postgres() {
+        Some(bin) => {
+            let pg = common::postgres::Cluster::start(&bin);
+            let (one, coord) = (pg.database("one"), pg.database("coord"));
+            let shards = [pg.database("shard1"), pg.database("shard2")];
+            let photos = tmp.path().join("moved");
+            let query = query_in(&photos);
+            let runs: Vec<Vec<&str>> = vec![
+                vec![
+                    "store-init",
+                    "--store",
+                    &coord,
+                    "--shard",
+                    &shards[0],
+                    "--shard",
+                    &shards[1],
+                ],
+                vec!["index", s(&photos), "--store", &coord],
+                vec!["index", s(&photos), "--store", &one, "--queue-only"],
+                vec!["worker", "--store", &one],
+                vec!["query", s(&query), "--store", &one],
+            ];
+            for args in &runs {
+                let (status, stdout) = run(args);
+                assert_eq!(status, 0, "imgsearch {args:?}: {stdout}");
+                for line in stdout.lines() {
+                    seen.insert(schema.check_line(line));
+                }
+            }
+            Some(pg)
+        }
+        None => {
+            documented.remove("summary:worker");
+            documented.remove("summary:store-init");
+            None
+        }
+    };
     let missing: Vec<_> = documented.difference(&seen).collect();
     assert!(missing.is_empty(), "never produced: {missing:?}");
 }

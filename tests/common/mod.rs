@@ -1,0 +1,3 @@
+//! Helpers shared by integration test crates (`mod common;`).
+
+pub mod postgres;
