@@ -22,7 +22,11 @@
 //! smaller segments are scanned exactly).
 //! Prints numbers; asserts nothing.
 
-use std::collections::HashSet;
+#[path = "common/vectors.rs"]
+mod vectors;
+
+use vectors::{recall, Vectors};
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,9 +34,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use imgsearch::index::{Entry, Index, IndexMeta, IndexWriter, SearchOptions};
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 const K: usize = 10;
@@ -102,68 +103,14 @@ fn parse_args() -> Result<Args> {
     Ok(a)
 }
 
-fn normalize(mut v: Vec<f32>) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    v.iter_mut().for_each(|x| *x /= n);
-    v
-}
-
-fn gaussian(rng: &mut ChaCha8Rng) -> f32 {
-    // Box-Muller.
-    let u1: f32 = rng.random_range(f32::EPSILON..1.0);
-    let u2: f32 = rng.random_range(0.0..1.0);
-    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-}
-
-fn synthetic(rng: &mut ChaCha8Rng, n: usize, dim: usize, centres: &[Vec<f32>]) -> Vec<Vec<f32>> {
-    (0..n)
-        .map(|_| {
-            let noise: Vec<f32> = (0..dim).map(|_| gaussian(rng)).collect();
-            if centres.is_empty() {
-                normalize(noise)
-            } else {
-                let c = &centres[rng.random_range(0..centres.len())];
-                let scale = 0.6 / (dim as f32).sqrt();
-                normalize(c.iter().zip(&noise).map(|(c, z)| c + scale * z).collect())
-            }
-        })
-        .collect()
-}
-
-/// Vectors to index, held-out queries, and a description.
-type Vectors = (Vec<Vec<f32>>, Vec<Vec<f32>>, String);
-
 fn load_vectors(args: &Args) -> Result<Vectors> {
-    let mut rng = ChaCha8Rng::seed_from_u64(42);
-    if let Some(dir) = &args.from_index {
-        let idx = Index::open(dir)?;
-        let mut all: Vec<Vec<f32>> = idx.vectors().map(<[f32]>::to_vec).collect();
-        if all.len() <= args.queries {
-            bail!("{} holds {} vectors, too few", dir.display(), all.len());
-        }
-        all.shuffle(&mut rng);
-        let queries: Vec<Vec<f32>> = all.drain(..args.queries).collect();
-        all.truncate(args.n);
-        let what = format!(
-            "real embeddings of {} ({})",
-            dir.display(),
-            idx.meta().model_name
-        );
-        return Ok((all, queries, what));
-    }
-    let centres: Vec<Vec<f32>> = match args.clustered {
-        Some(c) => (0..c)
-            .map(|_| normalize((0..args.dim).map(|_| gaussian(&mut rng)).collect()))
-            .collect(),
-        None => Vec::new(),
-    };
-    let base = synthetic(&mut rng, args.n, args.dim, &centres);
-    let queries = synthetic(&mut rng, args.queries, args.dim, &centres);
-    let what = match args.clustered {
-        Some(c) => format!("clustered ({c} centres) random"),
-        None => "uniform random".into(),
-    };
-    Ok((base, queries, what))
+    vectors::load(
+        args.n,
+        args.dim,
+        args.queries,
+        args.clustered,
+        args.from_index.as_deref(),
+    )
 }
 
 fn dir_size(dir: &Path) -> u64 {
@@ -287,18 +234,6 @@ struct Measured {
     qpsn: f64,
     cold_ms: f64,
     cold_rss_mb: f64,
-}
-
-fn recall(found: &[Vec<usize>], truth: &[Vec<usize>]) -> f64 {
-    let hits: usize = found
-        .iter()
-        .zip(truth)
-        .map(|(f, t)| {
-            let t: HashSet<&usize> = t.iter().collect();
-            f.iter().filter(|i| t.contains(i)).count()
-        })
-        .sum();
-    hits as f64 / truth.iter().map(Vec::len).sum::<usize>().max(1) as f64
 }
 
 fn search_rows(idx: &Index, q: &[f32], opts: &SearchOptions) -> Result<Vec<usize>> {

@@ -94,8 +94,8 @@ pub fn work(
     let bar = opts
         .verbosity
         .bar(waiting.claimable + waiting.leased, "embed");
-    // Wait at most a quarter of the lease between looks at the queue.
-    let pause = (opts.lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    // Look at the queue again at most every half second (a quarter of a short lease).
+    let pause = (opts.lease / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
     loop {
         let jobs = queue.claim(&opts.name, opts.batch, opts.lease)?;
         if jobs.is_empty() {

@@ -402,7 +402,11 @@ pub struct PgStore {
     len: usize,
     generation: u64,
     roots: Vec<PathBuf>,
-    partitions: usize,
+    /// The foreign partitions of a table sharded by [`create_sharded`], quoted; empty for a
+    /// plain table.
+    partitions: Vec<String>,
+    /// The nearest-neighbour query for this table's layout.
+    search_sql: String,
     committed_unix: u64,
     /// pgvector 0.8's iterative index scans: a search for more rows than `hnsw.ef_search`
     /// keeps going instead of returning fewer.
@@ -429,13 +433,16 @@ impl PgStore {
             let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
             (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (0, 8)
         });
-        let partitions: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass('imgsearch_images')",
+        let partitions: Vec<String> = client
+            .query(
+                "SELECT quote_ident(c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = to_regclass('imgsearch_images') ORDER BY c.relname",
                 &[],
             )
             .map_err(|e| db_error(url, e))?
-            .get(0);
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
         Ok(PgStore {
             url: url.to_string(),
             client: Mutex::new(Some(client)),
@@ -443,7 +450,8 @@ impl PgStore {
             len: len.max(0) as usize,
             generation: recorded.generation,
             roots: recorded.roots,
-            partitions: partitions.max(1) as usize,
+            search_sql: search_sql(&partitions),
+            partitions,
             committed_unix: recorded.committed_unix,
             iterative_scan,
         })
@@ -491,6 +499,29 @@ impl Drop for PgStore {
             }
         }
     }
+}
+
+/// The top-k query: straight on a plain table; on a sharded one, each shard's top-k (postgres_fdw
+/// pushes ORDER BY and LIMIT down to a single foreign table, where the shard's HNSW index answers
+/// them; through the partitioned parent it would push neither), merged.
+fn search_sql(partitions: &[String]) -> String {
+    if partitions.is_empty() {
+        return "SELECT path, (1 - (embedding <=> $1))::float4 FROM imgsearch_images \
+                ORDER BY embedding <=> $1 LIMIT $2"
+            .to_string();
+    }
+    let each: Vec<String> = partitions
+        .iter()
+        .map(|p| {
+            format!(
+                "(SELECT path, embedding <=> $1 AS distance FROM {p} ORDER BY embedding <=> $1 LIMIT $2)"
+            )
+        })
+        .collect();
+    format!(
+        "SELECT path, (1 - distance)::float4 FROM ({}) AS shards ORDER BY distance LIMIT $2",
+        each.join(" UNION ALL ")
+    )
 }
 
 impl super::Store for PgStore {
@@ -543,11 +574,7 @@ impl super::Store for PgStore {
             tx.batch_execute(&settings)
                 .map_err(|e| db_error(&self.url, e))?;
             let rows = tx
-                .query(
-                    "SELECT path, (1 - (embedding <=> $1))::float4 FROM imgsearch_images \
-                     ORDER BY embedding <=> $1 LIMIT $2",
-                    &[&Vector::from(q), &k],
-                )
+                .query(&self.search_sql, &[&Vector::from(q), &k])
                 .map_err(|e| db_error(&self.url, e))?;
             tx.commit().map_err(|e| db_error(&self.url, e))?;
             Ok(rows)
@@ -617,7 +644,7 @@ impl super::Store for PgStore {
     }
 
     fn segment_count(&self) -> usize {
-        self.partitions
+        self.partitions.len().max(1)
     }
 
     fn committed_unix(&self) -> u64 {
@@ -994,8 +1021,10 @@ pub fn create_sharded(coordinator: &str, shards: &[String], dim: usize) -> Resul
                  CREATE INDEX IF NOT EXISTS imgsearch_images_embedding
                      ON imgsearch_images USING hnsw (embedding vector_cosine_ops);
                  CREATE INDEX IF NOT EXISTS imgsearch_images_id ON imgsearch_images (id);
-                 ALTER DATABASE {} SET hnsw.iterative_scan = strict_order;",
-                quote_ident(&database)
+                 ALTER DATABASE {db} SET hnsw.iterative_scan = strict_order;
+                 ALTER DATABASE {db} SET hnsw.ef_search = {ef};",
+                db = quote_ident(&database),
+                ef = SearchOptions::default().ef,
             ))
             .map_err(|e| db_error(shard, e))?;
     }
