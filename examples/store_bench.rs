@@ -5,14 +5,14 @@
 //!
 //! ```text
 //! cargo run --release --example store_bench -- --n 100000 [--dim 64] [--queries 500] \
-//!     [--clustered 100 | --from-index DIR] [--images DIR] [--only local,one,two]
+//!     [--clustered 100 | --from-index DIR] [--images DIR] [--only local,one,bulk,two,workers]
 //! ```
 //!
 //! PostgreSQL 15 with pgvector must be installed (`.ci/postgres-setup`); the benchmark starts its
 //! own throw-away clusters (every one on this machine: the shards share its cores). Vectors go
 //! in the way `imgsearch` puts them: queued as jobs, claimed and committed in batches of 256
 //! through [`PgQueue`], with the HNSW index (m 16, ef_construction 64, pgvector's defaults)
-//! maintained on every insert. Searches go through [`Store::search`], each client with its own
+//! maintained on every insert (`bulk`: dropped first, built once after the load). Searches go through [`Store::search`], each client with its own
 //! connection. `--images DIR` (default data/cifar10/test) is queued and embedded by 1, then 2,
 //! worker processes (`target/release/imgsearch worker`, built beforehand). Prints numbers;
 //! asserts nothing.
@@ -53,7 +53,9 @@ fn parse_args() -> Result<Args> {
         clustered: None,
         from_index: None,
         images: PathBuf::from("data/cifar10/test"),
-        only: vec!["local".into(), "one".into(), "two".into(), "workers".into()],
+        only: ["local", "one", "bulk", "two", "workers"]
+            .map(String::from)
+            .to_vec(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -258,6 +260,7 @@ fn main() -> Result<()> {
     println!("| store | inserts/s | ef | recall@10 | QPS 1 client | QPS 8 clients |");
     println!("|---|---|---|---|---|---|");
     let want = |what: &str| args.only.iter().any(|o| o == what);
+    let (mut local_line, mut sizes_line) = (String::new(), String::new());
 
     if want("local") {
         let tmp = tempfile::tempdir()?;
@@ -274,6 +277,14 @@ fn main() -> Result<()> {
         }
         writer.finish()?;
         let rate = base.len() as f64 / t.elapsed().as_secs_f64();
+        let bytes: u64 = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        local_line = format!(
+            "local index, bytes per image: {:.0} (vectors, entries and graph)",
+            bytes as f64 / base.len() as f64
+        );
         let open = || -> Result<Box<dyn Store>> { Ok(Box::new(Index::open(&dir)?)) };
         report("local index", rate, &open, &queries, &truth)?;
     }
@@ -283,6 +294,50 @@ fn main() -> Result<()> {
         let rate = insert(&url, &base)?;
         let open = || -> Result<Box<dyn Store>> { Ok(Box::new(PgStore::open(&url)?)) };
         report("pgvector, one node", rate, &open, &queries, &truth)?;
+        let sizes = node.client("bench").query_one(
+            "SELECT pg_table_size('imgsearch_images'), pg_relation_size('imgsearch_images_embedding'),
+                    pg_relation_size('imgsearch_images_pkey') + pg_relation_size('imgsearch_images_id')",
+            &[],
+        )?;
+        let per_row = |i: usize| sizes.get::<_, i64>(i) as f64 / base.len() as f64;
+        sizes_line = format!(
+            "pgvector one node, bytes per image: table {:.0}, HNSW index {:.0}, path and id indexes {:.0}",
+            per_row(0),
+            per_row(1),
+            per_row(2)
+        );
+    }
+    if want("bulk") {
+        // A first load of many images: without the HNSW index, built once at the end (pgvector
+        // builds in parallel and in memory, much faster than maintaining it row by row).
+        let node = pg::Cluster::start(&bin);
+        let url = node.database("bench");
+        PgQueue::prepare(&url, &meta(dim))?;
+        let mut client = node.client("bench");
+        client.batch_execute("DROP INDEX imgsearch_images_embedding")?;
+        let t = Instant::now();
+        let rate = insert(&url, &base)?;
+        let loaded = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        client.batch_execute(
+            "SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 2;
+             CREATE INDEX imgsearch_images_embedding ON imgsearch_images
+                 USING hnsw (embedding vector_cosine_ops)",
+        )?;
+        let built = t.elapsed().as_secs_f64();
+        println!(
+            "bulk load, one node: {rate:.0} inserts/s without the HNSW index ({loaded:.1} s), \
+             then CREATE INDEX {built:.1} s: {:.0} images/s in all",
+            base.len() as f64 / (loaded + built)
+        );
+        let open = || -> Result<Box<dyn Store>> { Ok(Box::new(PgStore::open(&url)?)) };
+        report(
+            "pgvector, one node, bulk-built index",
+            rate,
+            &open,
+            &queries,
+            &truth,
+        )?;
     }
     if want("two") {
         let (coord, a, b) = (
@@ -296,6 +351,11 @@ fn main() -> Result<()> {
         let rate = insert(&url, &base)?;
         let open = || -> Result<Box<dyn Store>> { Ok(Box::new(PgStore::open(&url)?)) };
         report("pgvector, two shards", rate, &open, &queries, &truth)?;
+    }
+    for line in [&local_line, &sizes_line] {
+        if !line.is_empty() {
+            println!("{line}");
+        }
     }
     if want("workers") {
         if !args.images.exists() {

@@ -17,6 +17,9 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// Batches claimed at once by a worker.
+pub const BATCHES_PER_CLAIM: usize = 4;
+
 /// How long a claimed batch is a worker's before another may take it over.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 
@@ -97,7 +100,9 @@ pub fn work(
     // Look at the queue again at most every half second (a quarter of a short lease).
     let pause = (opts.lease / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
     loop {
-        let jobs = queue.claim(&opts.name, opts.batch, opts.lease)?;
+        // A few batches per claim, so that decoding the next batch overlaps embedding this one
+        // (`data::stream` reads ahead); each batch is committed as soon as it is embedded.
+        let jobs = queue.claim(&opts.name, opts.batch * BATCHES_PER_CLAIM, opts.lease)?;
         if jobs.is_empty() {
             let state = queue.state()?;
             summary.abandoned = state.abandoned;
@@ -111,9 +116,9 @@ pub fn work(
             std::thread::sleep(opts.pause);
         }
         let paths: Vec<PathBuf> = jobs.iter().map(|j| j.path.clone()).collect();
-        let mut done: Vec<(Job, Vec<f32>)> = Vec::with_capacity(jobs.len());
-        let mut failed: Vec<Job> = Vec::new();
         for batch in data::stream(paths, model.preprocess().clone(), opts.batch) {
+            let mut done: Vec<(Job, Vec<f32>)> = Vec::with_capacity(batch.items.len());
+            let mut failed: Vec<Job> = Vec::new();
             for (at, failure) in &batch.failures {
                 let event = Event::Skipped {
                     path: &failure.path,
@@ -126,11 +131,11 @@ pub fn work(
             for (item, vector) in batch.items.iter().zip(vectors) {
                 done.push((jobs[item.index].clone(), vector));
             }
+            summary.embedded += queue.complete(&opts.name, &done, &failed)?;
+            summary.skipped.extend(failed.into_iter().map(|j| j.path));
+            summary.batches += 1;
+            bar.inc((done.len() + batch.failures.len()) as u64);
         }
-        summary.embedded += queue.complete(&opts.name, &done, &failed)?;
-        summary.skipped.extend(failed.into_iter().map(|j| j.path));
-        summary.batches += 1;
-        bar.inc(jobs.len() as u64);
     }
     bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();
