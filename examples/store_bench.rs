@@ -5,14 +5,17 @@
 //!
 //! ```text
 //! cargo run --release --example store_bench -- --n 100000 [--dim 64] [--queries 500] \
-//!     [--clustered 100 | --from-index DIR] [--images DIR] [--only local,one,bulk,two,workers]
+//!     [--clustered 100 | --from-index DIR] [--images DIR] [--only local,one,bulk,two,workers] \
+//!     [--load incremental|bulk]
 //! ```
 //!
 //! PostgreSQL 15 with pgvector must be installed (`.ci/postgres-setup`); the benchmark starts its
 //! own throw-away clusters (every one on this machine: the shards share its cores). Vectors go
 //! in the way `imgsearch` puts them: queued as jobs, claimed and committed in batches of 256
 //! through [`PgQueue`], with the HNSW index (m 16, ef_construction 64, pgvector's defaults)
-//! maintained on every insert (`bulk`: dropped first, built once after the load). Searches go through [`Store::search`], each client with its own
+//! maintained on every insert (`--load bulk`, and the `bulk` row: dropped first, built once
+//! after the load, then 5,000 more rows inserted into the built index). Clusters run with
+//! `shared_buffers` 2 GB, so that the HNSW index stays in PostgreSQL's memory. Searches go through [`Store::search`], each client with its own
 //! connection. `--images DIR` (default data/cifar10/test) is queued and embedded by 1, then 2,
 //! worker processes (`target/release/imgsearch worker`, built beforehand). Prints numbers;
 //! asserts nothing.
@@ -43,6 +46,8 @@ struct Args {
     from_index: Option<PathBuf>,
     images: PathBuf,
     only: Vec<String>,
+    /// `incremental`: the HNSW index maintained on every insert; `bulk`: built after the load.
+    load: String,
 }
 
 fn parse_args() -> Result<Args> {
@@ -56,6 +61,7 @@ fn parse_args() -> Result<Args> {
         only: ["local", "one", "bulk", "two", "workers"]
             .map(String::from)
             .to_vec(),
+        load: "incremental".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -68,6 +74,7 @@ fn parse_args() -> Result<Args> {
             "--from-index" => a.from_index = Some(value()?.into()),
             "--images" => a.images = value()?.into(),
             "--only" => a.only = value()?.split(',').map(str::to_string).collect(),
+            "--load" => a.load = value()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -165,8 +172,14 @@ fn measure(
 
 /// Inserts `base` the way workers do: one job per vector, claimed and committed in batches.
 fn insert(url: &str, base: &[Vec<f32>]) -> Result<f64> {
+    insert_rows(url, base, 0..base.len())
+}
+
+/// Inserts the vectors `rows` of `base` (named by their row) as [`insert`] does.
+fn insert_rows(url: &str, base: &[Vec<f32>], rows: std::ops::Range<usize>) -> Result<f64> {
+    let count = rows.len();
     let mut queue = PgQueue::prepare(url, &meta(base[0].len()))?;
-    let files: Vec<FileInfo> = (0..base.len())
+    let files: Vec<FileInfo> = rows
         .map(|i| FileInfo {
             path: row_path(i),
             size: i as u64,
@@ -189,12 +202,54 @@ fn insert(url: &str, base: &[Vec<f32>]) -> Result<f64> {
             .collect();
         queue.complete("store-bench", &done, &[])?;
     }
-    Ok(base.len() as f64 / t.elapsed().as_secs_f64())
+    Ok(count as f64 / t.elapsed().as_secs_f64())
 }
+
+/// Rows inserted one by one into the HNSW index after a bulk load: the insert rate at this size.
+const MARGINAL: usize = 5_000;
+
+/// Loads `base` through the store at `url` with the HNSW index of each of `nodes` (the node
+/// itself, or the shards) dropped, then builds the indexes (the shards' in parallel), then
+/// inserts [`MARGINAL`] more rows into the built indexes. Returns the load rate, the index
+/// build's seconds and the marginal rate.
+fn bulk(url: &str, nodes: &[(&pg::Cluster, &str)], base: &[Vec<f32>]) -> Result<(f64, f64, f64)> {
+    let loaded = base.len() - MARGINAL.min(base.len() / 10);
+    for (node, db) in nodes {
+        node.client(db)
+            .batch_execute("DROP INDEX imgsearch_images_embedding")?;
+    }
+    let rate = insert_rows(url, base, 0..loaded)?;
+    let t = Instant::now();
+    std::thread::scope(|scope| -> Result<()> {
+        let builds: Vec<_> = nodes
+            .iter()
+            .map(|(node, db)| {
+                scope.spawn(move || -> Result<()> {
+                    node.client(db).batch_execute(&format!(
+                        "SET maintenance_work_mem = '2GB'; SET max_parallel_maintenance_workers = {};
+                         CREATE INDEX imgsearch_images_embedding ON imgsearch_images
+                             USING hnsw (embedding vector_cosine_ops)",
+                        (2 / nodes.len()).max(1)
+                    ))?;
+                    Ok(())
+                })
+            })
+            .collect();
+        for b in builds {
+            b.join().expect("index build thread")?;
+        }
+        Ok(())
+    })?;
+    let built = t.elapsed().as_secs_f64();
+    let marginal = insert_rows(url, base, loaded..base.len())?;
+    Ok((rate, built, marginal))
+}
+
+/// Server settings of the benchmark's clusters: the HNSW index in memory (pgvector's advice).
+const SETTINGS: &str = "-c shared_buffers=2GB -c max_wal_size=8GB";
 
 fn report(
     name: &str,
-    insert_rate: f64,
     open: &(dyn Fn() -> Result<Box<dyn Store>> + Sync),
     queries: &[Vec<f32>],
     truth: &[Vec<usize>],
@@ -202,7 +257,7 @@ fn report(
     for ef in EFS {
         let (recall, qps1) = measure(open, queries, truth, ef, 1)?;
         let (_, qps8) = measure(open, queries, truth, ef, 8)?;
-        println!("| {name} | {insert_rate:.0} | {ef} | {recall:.4} | {qps1:.0} | {qps8:.0} |");
+        println!("| {name} | {ef} | {recall:.4} | {qps1:.0} | {qps8:.0} |");
     }
     Ok(())
 }
@@ -257,8 +312,8 @@ fn main() -> Result<()> {
         rayon::current_num_threads()
     );
     let truth = exact(&base, &queries);
-    println!("| store | inserts/s | ef | recall@10 | QPS 1 client | QPS 8 clients |");
-    println!("|---|---|---|---|---|---|");
+    println!("| store | ef | recall@10 | QPS 1 client | QPS 8 clients |");
+    println!("|---|---|---|---|---|");
     let want = |what: &str| args.only.iter().any(|o| o == what);
     let (mut local_line, mut sizes_line) = (String::new(), String::new());
 
@@ -286,14 +341,31 @@ fn main() -> Result<()> {
             bytes as f64 / base.len() as f64
         );
         let open = || -> Result<Box<dyn Store>> { Ok(Box::new(Index::open(&dir)?)) };
-        report("local index", rate, &open, &queries, &truth)?;
+        report(
+            &format!("local index ({rate:.0} inserts/s)"),
+            &open,
+            &queries,
+            &truth,
+        )?;
     }
+    let bulk_load = args.load == "bulk";
     if want("one") {
-        let node = pg::Cluster::start(&bin);
+        let node = pg::Cluster::start_with(&bin, SETTINGS);
         let url = node.database("bench");
-        let rate = insert(&url, &base)?;
+        let name = if bulk_load {
+            PgQueue::prepare(&url, &meta(dim))?;
+            let (rate, built, marginal) = bulk(&url, &[(&node, "bench")], &base)?;
+            println!(
+                "pgvector one node, bulk: {rate:.0} inserts/s without the index, CREATE INDEX {built:.1} s, \
+                 then {marginal:.0} inserts/s into the built index"
+            );
+            format!("pgvector, one node (bulk load, {built:.0} s index build)")
+        } else {
+            let rate = insert(&url, &base)?;
+            format!("pgvector, one node ({rate:.0} inserts/s)")
+        };
         let open = || -> Result<Box<dyn Store>> { Ok(Box::new(PgStore::open(&url)?)) };
-        report("pgvector, one node", rate, &open, &queries, &truth)?;
+        report(&name, &open, &queries, &truth)?;
         let sizes = node.client("bench").query_one(
             "SELECT pg_table_size('imgsearch_images'), pg_relation_size('imgsearch_images_embedding'),
                     pg_relation_size('imgsearch_images_pkey') + pg_relation_size('imgsearch_images_id')",
@@ -307,33 +379,20 @@ fn main() -> Result<()> {
             per_row(2)
         );
     }
-    if want("bulk") {
+    if want("bulk") && !bulk_load {
         // A first load of many images: without the HNSW index, built once at the end (pgvector
         // builds in parallel and in memory, much faster than maintaining it row by row).
-        let node = pg::Cluster::start(&bin);
+        let node = pg::Cluster::start_with(&bin, SETTINGS);
         let url = node.database("bench");
         PgQueue::prepare(&url, &meta(dim))?;
-        let mut client = node.client("bench");
-        client.batch_execute("DROP INDEX imgsearch_images_embedding")?;
-        let t = Instant::now();
-        let rate = insert(&url, &base)?;
-        let loaded = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        client.batch_execute(
-            "SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 2;
-             CREATE INDEX imgsearch_images_embedding ON imgsearch_images
-                 USING hnsw (embedding vector_cosine_ops)",
-        )?;
-        let built = t.elapsed().as_secs_f64();
+        let (rate, built, marginal) = bulk(&url, &[(&node, "bench")], &base)?;
         println!(
-            "bulk load, one node: {rate:.0} inserts/s without the HNSW index ({loaded:.1} s), \
-             then CREATE INDEX {built:.1} s: {:.0} images/s in all",
-            base.len() as f64 / (loaded + built)
+            "pgvector one node, bulk: {rate:.0} inserts/s without the index, CREATE INDEX {built:.1} s, \
+             then {marginal:.0} inserts/s into the built index"
         );
         let open = || -> Result<Box<dyn Store>> { Ok(Box::new(PgStore::open(&url)?)) };
         report(
-            "pgvector, one node, bulk-built index",
-            rate,
+            "pgvector, one node, index built after the load",
             &open,
             &queries,
             &truth,
@@ -341,16 +400,27 @@ fn main() -> Result<()> {
     }
     if want("two") {
         let (coord, a, b) = (
-            pg::Cluster::start(&bin),
-            pg::Cluster::start(&bin),
-            pg::Cluster::start(&bin),
+            pg::Cluster::start_with(&bin, SETTINGS),
+            pg::Cluster::start_with(&bin, SETTINGS),
+            pg::Cluster::start_with(&bin, SETTINGS),
         );
         let url = coord.database("bench");
         let shards = [a.database("bench"), b.database("bench")];
         create_sharded(&url, &shards, dim)?;
-        let rate = insert(&url, &base)?;
+        let name = if bulk_load {
+            PgQueue::prepare(&url, &meta(dim))?;
+            let (rate, built, marginal) = bulk(&url, &[(&a, "bench"), (&b, "bench")], &base)?;
+            println!(
+                "pgvector two shards, bulk: {rate:.0} inserts/s without the index, CREATE INDEX {built:.1} s \
+                 (both shards at once), then {marginal:.0} inserts/s into the built indexes"
+            );
+            format!("pgvector, two shards (bulk load, {built:.0} s index build)")
+        } else {
+            let rate = insert(&url, &base)?;
+            format!("pgvector, two shards ({rate:.0} inserts/s)")
+        };
         let open = || -> Result<Box<dyn Store>> { Ok(Box::new(PgStore::open(&url)?)) };
-        report("pgvector, two shards", rate, &open, &queries, &truth)?;
+        report(&name, &open, &queries, &truth)?;
     }
     for line in [&local_line, &sizes_line] {
         if !line.is_empty() {

@@ -36,14 +36,7 @@ impl DeviceChoice {
     pub fn resolve(self) -> Result<Device> {
         match self {
             DeviceChoice::Cpu => Ok(Device::Cpu),
-            DeviceChoice::Auto => {
-                if candle_core::utils::cuda_is_available() {
-                    if let Ok(device) = Device::new_cuda(0) {
-                        return Ok(device);
-                    }
-                }
-                Ok(Device::Cpu)
-            }
+            DeviceChoice::Auto => Ok(cuda(0).unwrap_or(Device::Cpu)),
             DeviceChoice::Cuda(n) => {
                 if !candle_core::utils::cuda_is_available() {
                     return Err(Error::Usage(
@@ -51,9 +44,60 @@ impl DeviceChoice {
                             .into(),
                     ));
                 }
-                Device::new_cuda(n).map_err(|e| Error::Usage(format!("--device cuda:{n}: {e}")))
+                cuda(n).map_err(|why| {
+                    Error::Usage(format!("--device cuda:{n}: CUDA is unavailable: {why}"))
+                })
             }
         }
+    }
+}
+
+/// CUDA device `n`, or why not. The CUDA build loads the driver and CUDA's libraries when it
+/// first uses them (bench/gpu/build.sh), so that it starts on a machine without them: check for
+/// the driver first, and turn a library that fails to load (cudarc panics then) into an error.
+fn cuda(n: usize) -> std::result::Result<Device, String> {
+    if !candle_core::utils::cuda_is_available() {
+        return Err("this binary was built without CUDA".into());
+    }
+    if !cuda_driver_present() {
+        return Err("the NVIDIA driver (libcuda.so.1) is not installed on this machine".into());
+    }
+    // Called before any other thread runs (commands resolve their device first): swapping the
+    // panic hook cannot hide another thread's panic.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let made = std::panic::catch_unwind(|| Device::new_cuda(n));
+    std::panic::set_hook(hook);
+    match made {
+        Ok(Ok(device)) => Ok(device),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a CUDA library could not be loaded".into())),
+    }
+}
+
+/// Whether the NVIDIA driver's library loads.
+fn cuda_driver_present() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: dlopen gets a valid NUL-terminated name and flags; the handle is only
+        // checked for null and closed. Loading runs libcuda's initialisers, which the first
+        // CUDA call would run anyway.
+        unsafe {
+            let handle = libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL);
+            if handle.is_null() {
+                return false;
+            }
+            libc::dlclose(handle);
+        }
+        true
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        true
     }
 }
 

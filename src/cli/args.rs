@@ -575,6 +575,8 @@ impl QueryArgs {
 pub struct GridArgs {
     #[arg(long, default_value = "index")]
     pub index: PathBuf,
+    #[command(flatten)]
+    pub store: StoreFlag,
     /// Number of random query images (rows).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub rows: u32,

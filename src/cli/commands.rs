@@ -9,7 +9,7 @@ use super::printer::{shown, Printer};
 use super::Failure;
 use candle_core::Device;
 use clap::CommandFactory;
-use imgsearch::index::{self, Index};
+use imgsearch::index;
 use imgsearch::json;
 use imgsearch::model::{Model, ModelSource};
 use imgsearch::pipeline::{self, grid, jobs, EvalOptions, EvalReport};
@@ -241,8 +241,13 @@ fn query(args: &QueryArgs, device: &Device, p: &mut Printer) -> Outcome {
 }
 
 fn contact_sheet(args: &GridArgs, p: &mut Printer) -> Outcome {
-    let index = Index::open(&args.index)?;
-    let rows = pipeline::random_rows(&index, args.rows as usize, args.k as usize, args.seed)?;
+    let store = store::open(&args.store.location(&args.index))?;
+    let rows = pipeline::random_rows(
+        store.as_ref(),
+        args.rows as usize,
+        args.k as usize,
+        args.seed,
+    )?;
     grid::save(&grid::contact_sheet(&rows, args.tile), &args.out)?;
     if p.json {
         for row in &rows {

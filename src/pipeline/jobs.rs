@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 /// Batches claimed at once by a worker.
 pub const BATCHES_PER_CLAIM: usize = 4;
 
-/// How long a claimed batch is a worker's before another may take it over.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+pub use crate::store::postgres::DEFAULT_LEASE;
 
 /// How a worker works.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
-//! Asking an index: load the model it was built with, embed the query images in batches and
-//! search for each. A query image that cannot be read is an answer of its own (an error
-//! message), not the end of the others.
+//! Asking a store (the local index or PostgreSQL): load the model it was built with, embed the
+//! query images in batches and search for each. A query image that cannot be read is an answer
+//! of its own (an error message), not the end of the others.
 
 use super::indexing::DEFAULT_MODEL_NAME;
 use crate::data;
@@ -47,6 +47,16 @@ pub fn model_for_store(
         }
     };
     let model = Model::load(&source, device)?;
+    if model.id != meta.model_id && crate::store::is_postgres_url(&store.describe()) {
+        return Err(Error::Store {
+            store: store.describe(),
+            reason: format!(
+                "the store was built with model {} ({}) but the current model is {} ({}): \
+                 use the same model, or another database",
+                meta.model_id, meta.model_name, model.id, model.name
+            ),
+        });
+    }
     if model.id != meta.model_id {
         return Err(IndexError::ModelMismatch {
             dir: PathBuf::from(store.describe()),

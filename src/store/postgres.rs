@@ -44,6 +44,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// A job that failed this many times (its worker died each time) is no longer handed out.
 pub const MAX_ATTEMPTS: i32 = 5;
 
+/// How long a claimed job is its worker's before another may take it over (unless the worker's
+/// session is gone first); renewed at every commit of the claim.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+
 /// pgvector's own cap on `hnsw.ef_search`.
 const MAX_EF_SEARCH: usize = 1000;
 
@@ -90,6 +94,15 @@ fn db_error(url: &str, e: postgres::Error) -> Error {
         let mut reason = db.message().to_string();
         if let Some(detail) = db.detail() {
             reason.push_str(&format!(" ({detail})"));
+        }
+        // Class 08 (connection exception) and 57 (operator intervention: a shutdown, a
+        // restart): the server is going away, not refusing the work.
+        let code = db.code().code();
+        if code.starts_with("08") || code.starts_with("57") {
+            reason.push_str(
+                ": the server went away; when it is back, run the command again: \
+                 it carries on where it stopped",
+            );
         }
         return store_error(url, reason);
     }
@@ -690,6 +703,8 @@ pub struct PgQueue {
     client: Client,
     meta: IndexMeta,
     roots: Vec<PathBuf>,
+    /// The lease of the last claim, renewed for the rest of it at every commit.
+    lease: Duration,
 }
 
 impl PgQueue {
@@ -703,6 +718,7 @@ impl PgQueue {
             client,
             meta: recorded.meta,
             roots: recorded.roots,
+            lease: DEFAULT_LEASE,
         })
     }
 
@@ -715,6 +731,7 @@ impl PgQueue {
             client,
             meta: recorded.meta,
             roots: recorded.roots,
+            lease: DEFAULT_LEASE,
         })
     }
 
@@ -810,6 +827,7 @@ impl PgQueue {
     /// worker's lease ran out or whose worker's session is gone. Concurrent workers never get
     /// the same job.
     pub fn claim(&mut self, worker: &str, count: usize, lease: Duration) -> Result<Vec<Job>> {
+        self.lease = lease;
         let rows = self
             .client
             .query(
@@ -862,6 +880,7 @@ impl PgQueue {
         let err = |e| db_error(&url, e);
         let model_id = self.meta.model_id.clone();
         let dim = self.meta.dim;
+        let lease = self.lease.as_secs_f64();
         let mut tx = self.client.transaction().map_err(err)?;
         let all: Vec<Vec<u8>> = done
             .iter()
@@ -931,6 +950,13 @@ impl PgQueue {
         if !owned.is_empty() {
             bump_generation(&mut tx).map_err(err)?;
         }
+        // What is left of the claim is still being worked on: its lease starts again.
+        tx.execute(
+            "UPDATE imgsearch_jobs SET lease_until = now() + make_interval(secs => $2)
+             WHERE worker = $1",
+            &[&worker, &lease],
+        )
+        .map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(kept.len())
     }

@@ -72,29 +72,37 @@ fn run(mut command: Command, what: &str) {
     );
 }
 
+/// A temporary folder and a `cluster` folder in it, both the server user's.
+fn server_owned_dir() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("cluster");
+    std::fs::create_dir(&dir).expect("cluster dir");
+    if is_root() {
+        let mut chown = Command::new("chown");
+        chown.args(["-R", "postgres"]).arg(tmp.path());
+        run(chown, "chown");
+    }
+    (tmp, dir)
+}
+
 /// A throw-away PostgreSQL cluster in a temporary folder on a loopback port; stopped on drop.
 pub struct Cluster {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
+    /// Server settings beyond the harness's own (`-c name=value ...`).
+    settings: String,
     _tmp: tempfile::TempDir,
 }
 
 impl Cluster {
     pub fn start(bin: &Path) -> Cluster {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().join("cluster");
-        std::fs::create_dir(&dir).expect("cluster dir");
-        if is_root() {
-            run(
-                {
-                    let mut c = Command::new("chown");
-                    c.args(["-R", "postgres"]).arg(tmp.path());
-                    c
-                },
-                "chown",
-            );
-        }
+        Cluster::start_with(bin, "")
+    }
+
+    /// A cluster whose server also gets `settings` (`-c shared_buffers=1GB ...`).
+    pub fn start_with(bin: &Path, settings: &str) -> Cluster {
+        let (tmp, dir) = server_owned_dir();
         let mut initdb = as_server_user(&bin.join("initdb"));
         initdb
             .args([
@@ -113,6 +121,7 @@ impl Cluster {
             bin: bin.to_path_buf(),
             dir,
             port: free_port(),
+            settings: settings.to_string(),
             _tmp: tmp,
         };
         cluster.pg_ctl_start();
@@ -121,19 +130,7 @@ impl Cluster {
 
     /// A streaming replica of `primary` (pg_basebackup), started on its own port.
     pub fn replica_of(primary: &Cluster) -> Cluster {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().join("cluster");
-        std::fs::create_dir(&dir).expect("cluster dir");
-        if is_root() {
-            run(
-                {
-                    let mut c = Command::new("chown");
-                    c.args(["-R", "postgres"]).arg(tmp.path());
-                    c
-                },
-                "chown",
-            );
-        }
+        let (tmp, dir) = server_owned_dir();
         let mut backup = as_server_user(&primary.bin.join("pg_basebackup"));
         backup
             .args([
@@ -153,6 +150,7 @@ impl Cluster {
             bin: primary.bin.clone(),
             dir,
             port: free_port(),
+            settings: primary.settings.clone(),
             _tmp: tmp,
         };
         replica.pg_ctl_start();
@@ -166,9 +164,10 @@ impl Cluster {
             .arg(self.dir.join("data"))
             .arg("-o")
             .arg(format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {}",
                 self.port,
-                self.dir.display()
+                self.dir.display(),
+                self.settings
             ))
             .arg("-l")
             .arg(self.dir.join("log"))
