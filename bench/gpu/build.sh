@@ -14,8 +14,10 @@ cd "$(dirname "$0")/../.."
 . .ci/cuda-env
 export CUDA_COMPUTE_CAP=${GPU_COMPUTE_CAP:-90} # H200: 9.0
 
-version=$(cargo metadata --format-version 1 --locked |
-  python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "cudarc"))')
+version=$(python3 -c '
+import re
+lock = open("Cargo.lock").read()
+print(re.search(r"name = \"cudarc\"\nversion = \"([^\"]+)\"", lock).group(1))')
 source=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"cudarc-$version" | head -n1)
 patched=target/cudarc-runtime-loading
 rm -rf "$patched"
@@ -33,6 +35,19 @@ open(path, "w").write(text.replace(old, new))
 PY
 rm -f "$patched/.cargo-ok" "$patched/.cargo_vcs_info.json"
 
+# candle-kernels links the CUDA runtime as a shared library (`-lcudart`), which would make the
+# binary need libcudart.so.13 to start. A linker script of that name stands in for it and pulls
+# in the runtime's static archive (from the same wheels) instead; the runtime itself loads the
+# driver when it is first used. LIBRARY_PATH reaches the linker without rebuilding anything.
+link=$PWD/target/cuda-link
+mkdir -p "$link"
+echo "INPUT($CUDA_ROOT/lib/libcudart_static.a -lrt -lpthread -ldl)" >"$link/libcudart.so"
+export LIBRARY_PATH=$link${LIBRARY_PATH:+:$LIBRARY_PATH}
+
+# A patched build rewrites Cargo.lock (the patched crate has no registry source): keep the
+# committed one.
+cp Cargo.lock target/Cargo.lock.committed
+trap 'cp target/Cargo.lock.committed Cargo.lock' EXIT
 cargo build --release --features cuda --target-dir target/cuda \
   --config "patch.crates-io.cudarc.path=\"$patched\"" --bin imgsearch
 bin=target/cuda/release/imgsearch
