@@ -136,57 +136,23 @@ pub fn index_folders(
     writer.set_graph_threshold(opts.graph_threshold);
 
     let recorded = writer.roots();
-    let given = opts
-        .roots
-        .iter()
-        .map(|r| data::canonical_root(r))
-        .collect::<Result<Vec<_>>>()?;
-    let targets = if given.is_empty() {
-        if recorded.is_empty() {
-            return Err(Error::Usage(format!(
-                "the index {} records no folders: give the folders to index",
-                opts.index.display()
-            )));
-        }
-        let (present, missing): (Vec<PathBuf>, Vec<PathBuf>) =
-            recorded.iter().cloned().partition(|r| r.exists());
-        for root in &missing {
-            let warning = format!(
-                "folder {} is missing (moved, or a drive not connected?): its entries are kept",
-                root.display()
-            );
-            on_event(Event::Warning(&warning));
-        }
-        summary.missing = missing;
-        present
-    } else {
-        given.clone()
-    };
-
-    let scan = data::scan_with(&targets, opts.scan)?;
-    summary.links_not_followed = scan.links_not_followed;
-    for (path, reason) in &scan.unreadable {
-        on_event(Event::Skipped { path, reason });
-        summary.skipped += 1;
-    }
-
-    let present: HashSet<&Path> = scan.files.iter().map(|f| f.path.as_path()).collect();
-    let gone: Vec<PathBuf> = writer
-        .existing()
-        .keys()
-        .filter(|p| targets.iter().any(|root| p.starts_with(root)))
-        .filter(|p| !present.contains(p.as_path()))
-        .cloned()
-        .collect();
-    for path in &gone {
+    let owner = format!("the index {}", opts.index.display());
+    let survey = survey(
+        opts,
+        &owner,
+        &recorded,
+        writer.existing().keys(),
+        &mut summary,
+        on_event,
+    )?;
+    for path in &survey.gone {
         writer.remove(path);
     }
-    summary.removed = gone.len();
-    writer.set_roots(&merge_roots(&recorded, &given));
-    summary.scanned = targets;
+    writer.set_roots(&merge_roots(&recorded, &survey.given));
+    let scan_files = survey.files;
 
     let mut todo = Vec::new();
-    for file in scan.files {
+    for file in scan_files {
         match writer.existing().get(&file.path) {
             Some(old) if old.size == file.size && old.mtime_ns == file.mtime_ns => {}
             old => todo.push((old.is_some(), file)),
@@ -238,6 +204,76 @@ pub fn index_folders(
     summary.total = stats.total;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// What one run over the folders finds before anything is written, whatever the store.
+pub(crate) struct Survey {
+    /// The folders given this run (canonical); empty: every recorded one.
+    pub given: Vec<PathBuf>,
+    /// The files found under the folders scanned.
+    pub files: Vec<data::FileInfo>,
+    /// Stored entries under the folders scanned whose files are gone.
+    pub gone: Vec<PathBuf>,
+}
+
+/// Scans the folders given (or, without any, the `recorded` ones that are present, warning of
+/// the missing), reports unreadable files, and finds the `stored` entries whose files are gone.
+/// Fills the summary's `missing`, `links_not_followed`, `skipped`, `removed` and `scanned`.
+/// `owner` names the store in the error for a store that records no folders.
+pub(crate) fn survey<'a>(
+    opts: &IndexOptions,
+    owner: &str,
+    recorded: &[PathBuf],
+    stored: impl Iterator<Item = &'a PathBuf>,
+    summary: &mut IndexSummary,
+    on_event: OnEvent<'_>,
+) -> Result<Survey> {
+    let given = opts
+        .roots
+        .iter()
+        .map(|r| data::canonical_root(r))
+        .collect::<Result<Vec<_>>>()?;
+    let targets = if given.is_empty() {
+        if recorded.is_empty() {
+            return Err(Error::Usage(format!(
+                "{owner} records no folders: give the folders to index"
+            )));
+        }
+        let (present, missing): (Vec<PathBuf>, Vec<PathBuf>) =
+            recorded.iter().cloned().partition(|r| r.exists());
+        for root in &missing {
+            let warning = format!(
+                "folder {} is missing (moved, or a drive not connected?): its entries are kept",
+                root.display()
+            );
+            on_event(Event::Warning(&warning));
+        }
+        summary.missing = missing;
+        present
+    } else {
+        given.clone()
+    };
+
+    let scan = data::scan_with(&targets, opts.scan)?;
+    summary.links_not_followed = scan.links_not_followed;
+    for (path, reason) in &scan.unreadable {
+        on_event(Event::Skipped { path, reason });
+        summary.skipped += 1;
+    }
+
+    let present: HashSet<&Path> = scan.files.iter().map(|f| f.path.as_path()).collect();
+    let gone: Vec<PathBuf> = stored
+        .filter(|p| targets.iter().any(|root| p.starts_with(root)))
+        .filter(|p| !present.contains(p.as_path()))
+        .cloned()
+        .collect();
+    summary.removed = gone.len();
+    summary.scanned = targets;
+    Ok(Survey {
+        given,
+        files: scan.files,
+        gone,
+    })
 }
 
 /// The recorded folders after adding `given`: a folder inside a recorded one adds nothing; a

@@ -180,49 +180,18 @@ pub fn index_postgres_with(
     let mut queue = PgQueue::prepare(url, &super::indexing::index_meta(model))?;
     let mut summary = IndexSummary::default();
     let recorded = queue.roots().to_vec();
-    let given = opts
-        .roots
-        .iter()
-        .map(|r| data::canonical_root(r))
-        .collect::<Result<Vec<_>>>()?;
-    let targets = if given.is_empty() {
-        if recorded.is_empty() {
-            return Err(Error::Usage(format!(
-                "the store {} records no folders: give the folders to index",
-                queue.describe()
-            )));
-        }
-        let (present, missing): (Vec<PathBuf>, Vec<PathBuf>) =
-            recorded.iter().cloned().partition(|r| r.exists());
-        for root in &missing {
-            let warning = format!(
-                "folder {} is missing (moved, or a drive not connected?): its entries are kept",
-                root.display()
-            );
-            on_event(Event::Warning(&warning));
-        }
-        summary.missing = missing;
-        present
-    } else {
-        given.clone()
-    };
-    let scan = data::scan_with(&targets, opts.scan)?;
-    summary.links_not_followed = scan.links_not_followed;
-    for (path, reason) in &scan.unreadable {
-        on_event(Event::Skipped { path, reason });
-        summary.skipped += 1;
-    }
     let stored = queue.stored()?;
-    let present: HashSet<&std::path::Path> = scan.files.iter().map(|f| f.path.as_path()).collect();
-    let gone: Vec<PathBuf> = stored
-        .keys()
-        .filter(|p| targets.iter().any(|root| p.starts_with(root)))
-        .filter(|p| !present.contains(p.as_path()))
-        .cloned()
-        .collect();
-    summary.removed = gone.len();
+    let owner = format!("the store {}", queue.describe());
+    let survey = super::indexing::survey(
+        opts,
+        &owner,
+        &recorded,
+        stored.keys(),
+        &mut summary,
+        on_event,
+    )?;
     let mut replaced = HashSet::new();
-    let todo: Vec<data::FileInfo> = scan
+    let todo: Vec<data::FileInfo> = survey
         .files
         .into_iter()
         .filter(|f| match stored.get(&f.path) {
@@ -235,11 +204,10 @@ pub fn index_postgres_with(
         })
         .collect();
     queue.plan(
-        &super::indexing::merge_roots(&recorded, &given),
-        &gone,
+        &super::indexing::merge_roots(&recorded, &survey.given),
+        &survey.gone,
         &todo,
     )?;
-    summary.scanned = targets;
     let Some(worker) = worker else {
         // Queued only: what the workers will add and update.
         summary.updated = replaced.len();

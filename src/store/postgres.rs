@@ -514,6 +514,19 @@ impl Drop for PgStore {
     }
 }
 
+/// An entry and its vector from a `SELECT path, size, mtime_ns, embedding` row.
+fn entry_of(row: &postgres::Row) -> (Entry, Vec<f32>) {
+    let vector: Vector = row.get(3);
+    (
+        Entry {
+            path: path_of(row.get(0)),
+            size: row.get::<_, i64>(1).max(0) as u64,
+            mtime_ns: row.get(2),
+        },
+        vector.to_vec(),
+    )
+}
+
 /// The top-k query: straight on a plain table; on a sharded one, each shard's top-k (postgres_fdw
 /// pushes ORDER BY and LIMIT down to a single foreign table, where the shard's HNSW index answers
 /// them; through the partitioned parent it would push neither), merged.
@@ -614,20 +627,7 @@ impl super::Store for PgStore {
                 )
                 .map_err(|e| db_error(&self.url, e))
         })?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let vector: Vector = r.get(3);
-                (
-                    Entry {
-                        path: path_of(r.get(0)),
-                        size: r.get::<_, i64>(1).max(0) as u64,
-                        mtime_ns: r.get(2),
-                    },
-                    vector.to_vec(),
-                )
-            })
-            .collect())
+        Ok(rows.iter().map(entry_of).collect())
     }
 
     fn roots(&self) -> Vec<PathBuf> {
@@ -643,17 +643,7 @@ impl super::Store for PgStore {
                 )
                 .map_err(|e| db_error(&self.url, e))
         })?;
-        Ok(row.map(|r| {
-            let vector: Vector = r.get(3);
-            (
-                Entry {
-                    path: path_of(r.get(0)),
-                    size: r.get::<_, i64>(1).max(0) as u64,
-                    mtime_ns: r.get(2),
-                },
-                vector.to_vec(),
-            )
-        }))
+        Ok(row.as_ref().map(entry_of))
     }
 
     fn segment_count(&self) -> usize {
