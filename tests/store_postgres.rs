@@ -421,9 +421,11 @@ fn a_worker_killed_mid_batch_loses_nothing() {
     let url = pg.database("photos");
     let lib = fixtures().join("test");
     ok(&["index", s(&lib), "--store", &url, "--queue-only", "-q"]);
+    // A lease far longer than the test: the batch comes back because the worker's session
+    // closed when it died.
     let mut doomed = worker(
         &url,
-        &["--batch", "10", "--lease", "1", "--batch-delay-ms", "300"],
+        &["--batch", "10", "--lease", "600", "--batch-delay-ms", "300"],
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while pg.stored("photos") < 20 {
