@@ -11,11 +11,9 @@ cd "$(dirname "$0")/.."
 minutes=${MINUTES:-10}
 sets=${SETS:-clothing signdigits attfaces}
 starts=${FROM:-default scratch}
-for set in $sets; do
-  for split in train test; do
-    [ -d "data/$set/$split" ] || { mkdir -p data && tar -xf "../shared/data/$set-$split.tar" -C data; }
-  done
-done
+. bench/data.sh
+# shellcheck disable=SC2086
+extract $sets
 cargo build --release -q
 bin=target/release/imgsearch
 work=${OUT:-$(mktemp -d)}

@@ -316,6 +316,62 @@ fn the_bundled_default_model_works_without_flags() {
     assert!(results[0].1 > 0.999);
 }
 
+/// `--simd portable` (the x86-64 baseline) and the widest level this CPU has embed, index and
+/// search alike: the same neighbours with the same scores to rounding, exact and through the
+/// graph. On a CPU without AVX2 both runs are the portable path, and the test says so.
+#[test]
+fn every_simd_level_gives_the_same_answers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let photos = photo_folder(tmp.path());
+    if !std::is_x86_feature_detected!("avx2") {
+        eprintln!("SKIPPED (partly): this CPU has no AVX2, so both runs take the portable path");
+    }
+    let query = first_file(&photos.join("cifar/horse"));
+    let mut answers = Vec::new();
+    for simd in ["portable", "avx512"] {
+        let index = tmp.path().join(format!("index-{simd}"));
+        ok(&[
+            "index",
+            s(&photos),
+            "--index",
+            s(&index),
+            "--simd",
+            simd,
+            "--quiet",
+        ]);
+        for exact in [true, false] {
+            let mut args = vec![
+                "query",
+                s(&query),
+                "--index",
+                s(&index),
+                "-k",
+                "9",
+                "--json",
+            ];
+            args.extend(["--simd", simd]);
+            if exact {
+                args.push("--exact");
+            }
+            answers.push((simd, exact, check_results(&query_lines(&ok(&args))[0], 9)));
+        }
+    }
+    let (portable, widest) = answers.split_at(2);
+    for ((_, exact, a), (_, _, b)) in portable.iter().zip(widest) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x.1 - y.1).abs() < 1e-4, "exact {exact}: {a:?} vs {b:?}");
+        }
+        let paths =
+            |r: &[(String, f64)]| -> Vec<String> { r.iter().map(|p| p.0.clone()).collect() };
+        // Scores a rounding error apart may swap places; the first (the image itself) may not.
+        assert_eq!(a[0].0, b[0].0);
+        let (mut pa, mut pb) = (paths(a), paths(b));
+        pa.sort();
+        pb.sort();
+        assert_eq!(pa, pb, "exact {exact}");
+    }
+}
+
 #[test]
 fn reindexing_adds_removes_and_never_returns_deleted_files() {
     let tmp = tempfile::tempdir().expect("tempdir");

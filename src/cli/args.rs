@@ -41,6 +41,31 @@ pub struct GlobalFlags {
     /// Where to run the model: auto, cpu, cuda or cuda:N.
     #[arg(long, global = true, default_value = "auto")]
     pub device: DeviceChoice,
+    /// Widest CPU vector instructions the hand-written kernels may use [default: the widest the
+    /// CPU has]. For measuring one binary at each level; results are the same within rounding.
+    #[arg(long, global = true, env = "IMGSEARCH_SIMD", value_enum)]
+    pub simd: Option<SimdChoice>,
+}
+
+/// `--simd`: a ceiling on [`imgsearch::device::SimdLevel`].
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SimdChoice {
+    /// The x86-64 baseline (SSE2) only.
+    Portable,
+    /// AVX2 and FMA.
+    Avx2,
+    /// AVX-512 F (where the CPU has it).
+    Avx512,
+}
+
+impl From<SimdChoice> for imgsearch::device::SimdLevel {
+    fn from(choice: SimdChoice) -> Self {
+        match choice {
+            SimdChoice::Portable => Self::Portable,
+            SimdChoice::Avx2 => Self::Avx2Fma,
+            SimdChoice::Avx512 => Self::Avx512,
+        }
+    }
 }
 
 impl GlobalFlags {

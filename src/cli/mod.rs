@@ -43,6 +43,9 @@ impl From<io::Error> for Failure {
 
 /// Runs the parsed command line and says how the process should exit.
 pub fn run(cli: Cli) -> ExitCode {
+    if let Some(simd) = cli.global.simd {
+        imgsearch::device::limit_simd(simd.into());
+    }
     let mut printer = Printer::new(cli.global.json, cli.global.quiet);
     let result = commands::run(cli, &mut printer).and_then(|code| {
         printer.flush()?;

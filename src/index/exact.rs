@@ -8,23 +8,28 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::tombstones::Tombstones;
+use crate::device::SimdLevel;
 
 /// Segments with at least this many rows are scanned in parallel.
 const PARALLEL_MIN_ROWS: usize = 32_768;
 /// Rows per parallel work item.
 const BLOCK_ROWS: usize = 8_192;
 
-/// Dot product: AVX2 + FMA when the CPU has them (detected once, then a cached flag), otherwise a
-/// portable loop the compiler vectorises with the SSE every x86-64 has. The build and every search
-/// spend most of their time here, and a portable binary cannot assume AVX2.
+/// Dot product: AVX-512 or AVX2 + FMA when the CPU has them ([`crate::device::simd_level`],
+/// detected once, then a cached flag), otherwise a portable loop the compiler vectorises with the
+/// SSE every x86-64 has. The build and every search spend most of their time here, and a
+/// portable binary cannot assume either.
 #[inline]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     #[cfg(target_arch = "x86_64")]
-    if crate::device::has_avx2_fma() {
-        // SAFETY: `dot_avx2` only needs the AVX2 and FMA instructions, which were just detected.
-        return unsafe { dot_avx2(a, b) };
+    match crate::device::simd_level() {
+        // SAFETY: `dot_avx512` only needs AVX-512 F, which this level means the CPU has.
+        SimdLevel::Avx512 => return unsafe { dot_avx512(a, b) },
+        // SAFETY: `dot_avx2` only needs the AVX2 and FMA instructions, which the CPU has.
+        SimdLevel::Avx2Fma => return unsafe { dot_avx2(a, b) },
+        SimdLevel::Portable => {}
     }
     dot_portable(a, b)
 }
@@ -83,6 +88,34 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     let sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
     let sum1 = _mm_add_ss(sum2, _mm_shuffle_ps::<1>(sum2, sum2));
     _mm_cvtss_f32(sum1) + tail
+}
+
+/// `a` and `b` have the same length. Four 16-lane FMA accumulators over 64-float chunks (one
+/// chunk is a whole 64-d embedding), one over the 16-float chunks left, a scalar tail.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    // SAFETY (every load below): `_mm512_loadu_ps` reads 16 floats from a pointer with no
+    // alignment requirement; each pointer is the start of a `chunks_exact(64)` chunk plus 0, 16,
+    // 32 or 48, or of a `chunks_exact(16)` chunk, so all 16 floats are inside the slice.
+    let load = |s: &[f32], at: usize| unsafe { _mm512_loadu_ps(s.as_ptr().add(at)) };
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let (ca, cb) = (a.chunks_exact(64), b.chunks_exact(64));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for (j, s) in acc.iter_mut().enumerate() {
+            *s = _mm512_fmadd_ps(load(x, 16 * j), load(y, 16 * j), *s);
+        }
+    }
+    let mut sum16 = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    let (ca, cb) = (ra.chunks_exact(16), rb.chunks_exact(16));
+    let tail = scalar_dot(ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        sum16 = _mm512_fmadd_ps(load(x, 0), load(y, 0), sum16);
+    }
+    _mm512_reduce_add_ps(sum16) + tail
 }
 
 /// Hint the CPU to start loading `v` into the cache (a no-op where unsupported). Searches call it
@@ -206,11 +239,31 @@ fn scan_rows(
     rows: Range<usize>,
 ) -> TopK {
     #[cfg(target_arch = "x86_64")]
-    if crate::device::has_avx2_fma() {
+    match crate::device::simd_level() {
+        // SAFETY: the CPU has AVX-512 F, all `scan_rows_avx512` requires.
+        SimdLevel::Avx512 => {
+            return unsafe { scan_rows_avx512(data, dim, query, k, deleted, rows) }
+        }
         // SAFETY: the CPU has AVX2 and FMA, all `scan_rows_avx2` requires.
-        return unsafe { scan_rows_avx2(data, dim, query, k, deleted, rows) };
+        SimdLevel::Avx2Fma => return unsafe { scan_rows_avx2(data, dim, query, k, deleted, rows) },
+        SimdLevel::Portable => {}
     }
     scan_rows_with(dot_portable, data, dim, query, k, deleted, rows)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn scan_rows_avx512(
+    data: &[f32],
+    dim: usize,
+    query: &[f32],
+    k: usize,
+    deleted: &Tombstones,
+    rows: Range<usize>,
+) -> TopK {
+    // SAFETY: this function only runs where AVX-512 F was detected.
+    let dot = |a: &[f32], b: &[f32]| unsafe { dot_avx512(a, b) };
+    scan_rows_with(dot, data, dim, query, k, deleted, rows)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -265,6 +318,38 @@ mod tests {
             let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert!((dot(&a, &b) - naive).abs() < 1e-4, "n={n}");
             assert!((dot_portable(&a, &b) - naive).abs() < 1e-4, "n={n}");
+        }
+    }
+
+    /// Each wider kernel against the portable loop, on the CPUs that have it; a CPU without it
+    /// says so (the test cannot check what the CPU cannot run).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn simd_dots_match_portable() {
+        let level = crate::device::cpu_simd_level();
+        if level < SimdLevel::Avx512 {
+            eprintln!("SKIPPED: this CPU has no AVX-512, so dot_avx512 is not compared here");
+        }
+        if level < SimdLevel::Avx2Fma {
+            eprintln!("SKIPPED: this CPU has no AVX2 + FMA, so dot_avx2 is not compared here");
+        }
+        for n in [
+            0, 1, 15, 16, 17, 31, 48, 63, 64, 65, 80, 100, 128, 129, 200, 256, 515,
+        ] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let portable = dot_portable(&a, &b);
+            let tolerance = 1e-5 * (1.0 + n as f32);
+            if level >= SimdLevel::Avx2Fma {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                let wide = unsafe { dot_avx2(&a, &b) };
+                assert!((wide - portable).abs() < tolerance, "avx2 n={n}");
+            }
+            if level >= SimdLevel::Avx512 {
+                // SAFETY: the CPU has AVX-512 F (checked above).
+                let wide = unsafe { dot_avx512(&a, &b) };
+                assert!((wide - portable).abs() < tolerance, "avx512 n={n}");
+            }
         }
     }
 

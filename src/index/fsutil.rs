@@ -137,6 +137,17 @@ impl<'a> HeaderReader<'a> {
         magic: &[u8; 8],
         version: u32,
     ) -> Result<HeaderReader<'a>, IndexError> {
+        Self::open_versions(path, bytes, magic, version..=version).map(|(r, _)| r)
+    }
+
+    /// [`HeaderReader::open`] for a format that still reads older versions: any version in
+    /// `versions` is accepted and returned with the reader.
+    pub(crate) fn open_versions(
+        path: &Path,
+        bytes: &'a [u8],
+        magic: &[u8; 8],
+        versions: std::ops::RangeInclusive<u32>,
+    ) -> Result<(HeaderReader<'a>, u32), IndexError> {
         let header = bytes
             .get(..HEADER_LEN)
             .ok_or_else(|| IndexError::corrupt(path, "file shorter than its header"))?;
@@ -154,14 +165,14 @@ impl<'a> HeaderReader<'a> {
             pos: 8,
         };
         let found = r.u32();
-        if found != version {
+        if !versions.contains(&found) {
             return Err(IndexError::Version {
                 path: path.to_path_buf(),
                 found: found.into(),
-                expected: version.into(),
+                expected: (*versions.end()).into(),
             });
         }
-        Ok(r)
+        Ok((r, found))
     }
 
     pub(crate) fn u32(&mut self) -> u32 {

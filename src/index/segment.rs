@@ -300,10 +300,10 @@ impl Segment {
         }
         let graph = match (&record.graph_file, record.graph_crc32) {
             (Some(name), Some(crc)) => {
-                let g = GraphFile::open(&dir.join(name), count)?;
+                let g = GraphFile::open(&dir.join(name), count, dim)?;
                 if full {
                     expect_crc(g.path(), g.bytes(), crc)?;
-                    g.check_structure()?;
+                    g.check_structure(&vectors)?;
                 }
                 Some(g)
             }

@@ -2,12 +2,21 @@
 //! file, and searched in place over its memory map, so opening a graph reads nothing.
 //!
 //! File `seg-NNNNNN.hnsw`: a 64-byte header (magic `IMGS-HNS`, u32 version, u32 `m0`, u32 `m_up`,
-//! u32 `max_level`, u32 `entry`, u32 zero, u64 `count`, u64 `upper_nodes`), then little-endian
-//! u32 words:
+//! u32 `max_level`, u32 `entry`, u32 `dim`, u64 `count`, u64 `upper_nodes`), then little-endian
+//! 4-byte words:
 //!
-//! 1. layer 0: `count` slots of `1 + m0` words: neighbour count, then ids (unused tail = u32::MAX);
+//! 1. layer 0: `count` slots, each the node's vector (`dim` f32, a copy of its row in the
+//!    segment's vectors file), its neighbour count, then `m0` ids (unused tail = u32::MAX), padded
+//!    with zero words to a multiple of 16 words, so every slot and vector starts on a 64-byte
+//!    cache line;
 //! 2. `count` words: each node's index among the nodes that have upper layers, or u32::MAX;
 //! 3. upper layers: `upper_nodes` blocks of `max_level` slots of `1 + m_up` words (layer 1 first).
+//!
+//! The vector sits beside the node's layer-0 links because a search is bound by memory latency:
+//! scoring a node brings in the cache lines its expansion reads next (hnswlib's layout; at
+//! 1,000,000 vectors the separate files cost a third of the queries per second, docs/INDEX.md).
+//! Version 1 files (written before, header `dim` zero) have slots of `1 + m0` words and no
+//! vectors; they are still read, with the vectors from the vectors file.
 //!
 //! Every lookup is O(1). Node ids are segment row numbers.
 
@@ -29,6 +38,8 @@ use build::{build_lists, BuildParams};
 pub(crate) use common::Rows;
 use common::{entry_of, with_visited, Near, Visited, MAX_NB_CONNECTION, MAX_NB_CONNECTION_0};
 
+/// Links a new node chooses on layer 0 (see [`BuildParams::choose0`]).
+const LINKS_CHOSEN_0: usize = 24;
 /// Beam width while building.
 pub(crate) const EF_CONSTRUCTION: usize = 200;
 /// Layers a graph may have.
@@ -39,7 +50,12 @@ const LEVEL_SEED: u64 = 0x1d5e_a2c4;
 const MAX_STRIDE: u32 = 4096;
 
 const GRAPH_MAGIC: &[u8; 8] = b"IMGS-HNS";
-const FILE_VERSION: u32 = 1;
+/// The version written: vectors inside the layer-0 slots.
+const FILE_VERSION: u32 = 2;
+/// The oldest version read: links only, vectors in the segment's vectors file.
+const SEPARATE_VECTORS_VERSION: u32 = 1;
+/// Layer-0 slots are padded to a multiple of this many words (one 64-byte cache line).
+const SLOT_ALIGN_WORDS: usize = 16;
 const NONE: u32 = u32::MAX;
 
 /// Build the graph of `count` rows of `data` (`count × dim`, normalised) and write it to `path`.
@@ -57,17 +73,30 @@ pub(crate) fn build(
         BuildParams {
             m: MAX_NB_CONNECTION,
             m0: MAX_NB_CONNECTION_0,
+            choose0: LINKS_CHOSEN_0,
             ef_construction: EF_CONSTRUCTION,
             max_level: MAX_LAYERS - 1,
             seed: LEVEL_SEED,
         },
     );
-    write_flat(path, &lists)
+    write_flat(path, &lists, data, dim)
 }
 
-/// Write the flat layout of `lists[node][layer]`.
-fn write_flat(path: &Path, lists: &[Vec<Vec<u32>>]) -> Result<u32, IndexError> {
+/// Words of a version-2 layer-0 slot: the vector, the neighbour count, `m0` ids, padding.
+fn slot0_words(dim: usize, m0: usize) -> usize {
+    (dim + 1 + m0).next_multiple_of(SLOT_ALIGN_WORDS)
+}
+
+/// Write the flat layout of `lists[node][layer]`, with each node's row of `data` (`dim` wide)
+/// in its layer-0 slot.
+fn write_flat(
+    path: &Path,
+    lists: &[Vec<Vec<u32>>],
+    data: &[f32],
+    dim: usize,
+) -> Result<u32, IndexError> {
     let count = lists.len();
+    assert!(data.len() >= count * dim, "graph rows outside the data");
     let max_level = lists
         .iter()
         .map(|l| l.len().saturating_sub(1))
@@ -95,7 +124,7 @@ fn write_flat(path: &Path, lists: &[Vec<Vec<u32>>]) -> Result<u32, IndexError> {
         .u32(m_up as u32)
         .u32(max_level as u32)
         .u32(entry as u32)
-        .u32(0)
+        .u32(dim as u32)
         .u64(count as u64)
         .u64(upper_nodes as u64)
         .build();
@@ -117,8 +146,13 @@ fn write_flat(path: &Path, lists: &[Vec<Vec<u32>>]) -> Result<u32, IndexError> {
             Ok(())
         }
     };
-    for l in lists {
+    let padding = slot0_words(dim, m0) - (dim + 1 + m0);
+    for (node, l) in lists.iter().enumerate() {
+        for x in &data[node * dim..(node + 1) * dim] {
+            buf.extend_from_slice(&x.to_le_bytes());
+        }
         slot(&mut buf, l.first().map_or(&[][..], Vec::as_slice), m0);
+        buf.extend(std::iter::repeat_n(0u8, 4 * padding));
         flush(&mut buf, &mut sink, false)?;
     }
     let mut next_upper = 0u32;
@@ -152,14 +186,23 @@ pub(crate) struct GraphFile {
     max_level: usize,
     entry: u32,
     upper_nodes: usize,
+    /// Floats of the vector at the start of each layer-0 slot (0 in version 1 files).
+    inline_dim: usize,
+    /// Words of a layer-0 slot.
+    slot0: usize,
 }
 
 impl GraphFile {
-    /// Map and check the header and length (O(1)).
-    pub(crate) fn open(path: &Path, count: usize) -> Result<GraphFile, IndexError> {
+    /// Map and check the header and length (O(1)) of the graph of `count` vectors of `dim`.
+    pub(crate) fn open(path: &Path, count: usize, dim: usize) -> Result<GraphFile, IndexError> {
         let map = map_file(path)?;
-        let mut h = HeaderReader::open(path, &map, GRAPH_MAGIC, FILE_VERSION)?;
-        let (m0, m_up, max_level, entry, _zero) = (h.u32(), h.u32(), h.u32(), h.u32(), h.u32());
+        let (mut h, version) = HeaderReader::open_versions(
+            path,
+            &map,
+            GRAPH_MAGIC,
+            SEPARATE_VECTORS_VERSION..=FILE_VERSION,
+        )?;
+        let (m0, m_up, max_level, entry, hdim) = (h.u32(), h.u32(), h.u32(), h.u32(), h.u32());
         let (hcount, upper_nodes) = (h.u64(), h.u64());
         let bad = |reason: String| Err(IndexError::corrupt(path, reason));
         if hcount != count as u64 {
@@ -168,6 +211,18 @@ impl GraphFile {
         if m0 == 0 || m0 > MAX_STRIDE || m_up == 0 || m_up > MAX_STRIDE {
             return bad(format!("implausible neighbour strides {m0}/{m_up}"));
         }
+        let inline_dim = if version == SEPARATE_VECTORS_VERSION {
+            0
+        } else if hdim as usize != dim {
+            return bad(format!("header says dimension {hdim}, manifest says {dim}"));
+        } else {
+            dim
+        };
+        let slot0 = if inline_dim == 0 {
+            1 + m0 as usize
+        } else {
+            slot0_words(inline_dim, m0 as usize)
+        };
         if max_level as usize >= MAX_LAYERS
             || (max_level == 0) != (upper_nodes == 0)
             || upper_nodes > hcount
@@ -175,7 +230,7 @@ impl GraphFile {
         {
             return bad("inconsistent layer header".into());
         }
-        let words = count as u128 * (1 + m0 as u128)
+        let words = count as u128 * slot0 as u128
             + count as u128
             + upper_nodes as u128 * max_level as u128 * (1 + m_up as u128);
         expect_len(path, map.len(), HEADER_LEN as u128 + 4 * words)?;
@@ -191,6 +246,8 @@ impl GraphFile {
             max_level: max_level as usize,
             entry,
             upper_nodes: upper_nodes as usize,
+            inline_dim,
+            slot0,
         };
         if g.max_level > 0 && g.upper_index(entry)? == NONE {
             return bad("entry point is not on the top layer".into());
@@ -215,12 +272,33 @@ impl GraphFile {
         unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<u32>(), bytes.len() / 4) }
     }
 
+    /// The vector stored in `node`'s layer-0 slot (`node` < count; version 2 files only).
+    #[inline]
+    fn inline_row(&self, node: u32) -> &[f32] {
+        let start = node as usize * self.slot0;
+        let words = &self.words()[start..start + self.inline_dim];
+        // SAFETY: f32 and u32 have the same size and alignment and every bit pattern is a valid
+        // f32 (the file stores the vector's little-endian bits, and x86-64 is little-endian), so
+        // the words reinterpreted are the floats written; the slice stays inside `words`.
+        unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<f32>(), words.len()) }
+    }
+
+    /// The row of `node` (< count): from its slot, or in a version 1 file from `vectors`.
+    #[inline]
+    fn row<'a>(&'a self, vectors: &'a impl Rows, node: u32) -> &'a [f32] {
+        if self.inline_dim > 0 {
+            self.inline_row(node)
+        } else {
+            vectors.row(node as usize)
+        }
+    }
+
     fn corrupt(&self, reason: &str) -> IndexError {
         IndexError::corrupt(&self.path, reason)
     }
 
     fn upper_index(&self, node: u32) -> Result<u32, IndexError> {
-        let at = self.count * (1 + self.m0) + node as usize;
+        let at = self.count * self.slot0 + node as usize;
         let idx = *self
             .words()
             .get(at)
@@ -235,13 +313,13 @@ impl GraphFile {
     fn neighbours(&self, node: u32, layer: usize) -> Result<&[u32], IndexError> {
         let words = self.words();
         let (start, stride) = if layer == 0 {
-            (node as usize * (1 + self.m0), self.m0)
+            (node as usize * self.slot0 + self.inline_dim, self.m0)
         } else {
             let idx = self.upper_index(node)?;
             if idx == NONE || layer > self.max_level {
                 return Ok(&[]);
             }
-            let base = self.count * (2 + self.m0)
+            let base = self.count * (self.slot0 + 1)
                 + idx as usize * self.max_level * (1 + self.m_up)
                 + (layer - 1) * (1 + self.m_up);
             (base, self.m_up)
@@ -265,10 +343,21 @@ impl GraphFile {
         }
     }
 
-    /// Full structural check (every list and id), for `verify` and writers.
-    pub(crate) fn check_structure(&self) -> Result<(), IndexError> {
+    /// Full structural check (every list and id, and each slot's vector equal to its row of
+    /// `vectors`), for `verify` and writers.
+    pub(crate) fn check_structure(&self, vectors: &impl Rows) -> Result<(), IndexError> {
         let mut uppers = 0usize;
         for node in 0..self.count as u32 {
+            if self.inline_dim > 0 {
+                let (inline, row) = (self.inline_row(node), vectors.row(node as usize));
+                if inline
+                    .iter()
+                    .zip(row)
+                    .any(|(a, b)| a.to_bits() != b.to_bits())
+                {
+                    return Err(self.corrupt("a node's vector differs from the vectors file"));
+                }
+            }
             for &n in self.neighbours(node, 0)? {
                 self.check_id(n)?;
             }
@@ -301,7 +390,7 @@ impl GraphFile {
         if k == 0 || self.count == 0 {
             return Ok(Vec::new());
         }
-        let dist = |id: u32| 1.0 - dot(query, vectors.row(id as usize));
+        let dist = |id: u32| 1.0 - dot(query, self.row(vectors, id));
         let mut cur = self.entry;
         let mut cur_d = dist(cur);
         for layer in (1..=self.max_level).rev() {
@@ -366,7 +455,7 @@ impl GraphFile {
                     continue;
                 }
                 if let Some(&next) = list.get(i + 1).filter(|&&n| (n as usize) < self.count) {
-                    prefetch(vectors.row(next as usize));
+                    prefetch(self.row(vectors, next));
                 }
                 let d = dist(n);
                 let worth = results.len() < ef || results.peek().is_some_and(|w| d < w.d);
@@ -398,25 +487,100 @@ impl GraphFile {
 mod tests {
     use super::*;
 
-    #[test]
-    fn flat_layout_roundtrip() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("g.hnsw");
-        // 4 nodes; node 2 on layers 0..=1.
-        let lists = vec![
+    /// Rows of a plain `count × dim` slice.
+    struct Slice<'a>(&'a [f32], usize);
+
+    impl Rows for Slice<'_> {
+        fn row(&self, i: usize) -> &[f32] {
+            &self.0[i * self.1..(i + 1) * self.1]
+        }
+    }
+
+    /// 4 nodes; node 2 on layers 0..=1.
+    fn small_lists() -> Vec<Vec<Vec<u32>>> {
+        vec![
             vec![vec![1, 2]],
             vec![vec![0, 2, 3]],
             vec![vec![0, 1], vec![]],
             vec![vec![1]],
-        ];
-        write_flat(&p, &lists).unwrap();
-        let g = GraphFile::open(&p, 4).unwrap();
+        ]
+    }
+
+    fn small_rows() -> Vec<f32> {
+        (0..4 * 3).map(|i| i as f32 * 0.25 - 1.0).collect()
+    }
+
+    #[test]
+    fn flat_layout_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.hnsw");
+        let data = small_rows();
+        write_flat(&p, &small_lists(), &data, 3).unwrap();
+        let g = GraphFile::open(&p, 4, 3).unwrap();
         assert_eq!(g.entry, 2);
         assert_eq!(g.max_level, 1);
+        assert_eq!(g.slot0 % SLOT_ALIGN_WORDS, 0);
         assert_eq!(g.neighbours(1, 0).unwrap(), &[0, 2, 3]);
         assert_eq!(g.neighbours(2, 1).unwrap(), &[] as &[u32]);
         assert_eq!(g.neighbours(0, 1).unwrap(), &[] as &[u32]);
-        g.check_structure().unwrap();
-        assert!(GraphFile::open(&p, 5).is_err());
+        for node in 0..4u32 {
+            assert_eq!(g.inline_row(node), Slice(&data, 3).row(node as usize));
+        }
+        g.check_structure(&Slice(&data, 3)).unwrap();
+        assert!(GraphFile::open(&p, 5, 3).is_err());
+        assert!(GraphFile::open(&p, 4, 4).is_err());
+        // A slot's vector that no longer matches the vectors file fails the full check.
+        let mut other = data.clone();
+        other[7] += 1.0;
+        assert!(g.check_structure(&Slice(&other, 3)).is_err());
+    }
+
+    /// A version 1 file (links only), as written before the vectors moved into the slots, is
+    /// still read and searched with the vectors file's rows.
+    #[test]
+    fn version_1_files_are_still_searched() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g1.hnsw");
+        let lists = small_lists();
+        let (m0, m_up) = (3usize, 1usize);
+        let mut bytes = HeaderBuilder::new(GRAPH_MAGIC)
+            .u32(SEPARATE_VECTORS_VERSION)
+            .u32(m0 as u32)
+            .u32(m_up as u32)
+            .u32(1)
+            .u32(2)
+            .u32(0)
+            .u64(4)
+            .u64(1)
+            .build()
+            .to_vec();
+        let mut word = |w: u32| bytes.extend_from_slice(&w.to_le_bytes());
+        for l in &lists {
+            word(l[0].len() as u32);
+            (0..m0).for_each(|i| word(l[0].get(i).copied().unwrap_or(NONE)));
+        }
+        for node in 0..4 {
+            word(if node == 2 { 0 } else { NONE });
+        }
+        word(0);
+        (0..m_up).for_each(|_| word(NONE));
+        std::fs::write(&p, &bytes).unwrap();
+
+        let data = small_rows();
+        let rows = Slice(&data, 3);
+        let g = GraphFile::open(&p, 4, 3).unwrap();
+        assert_eq!(g.inline_dim, 0);
+        assert_eq!(g.neighbours(1, 0).unwrap(), &[0, 2, 3]);
+        g.check_structure(&rows).unwrap();
+
+        let v2 = dir.path().join("g2.hnsw");
+        write_flat(&v2, &lists, &data, 3).unwrap();
+        let g2 = GraphFile::open(&v2, 4, 3).unwrap();
+        let none = Tombstones::new(4);
+        let query = [0.6f32, 0.0, 0.8];
+        let old = g.search(&rows, &query, 4, 8, &none).unwrap();
+        let new = g2.search(&rows, &query, 4, 8, &none).unwrap();
+        assert_eq!(old, new);
+        assert_eq!(old.len(), 4);
     }
 }
