@@ -33,6 +33,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use imgsearch::device::SimdLevel;
 use imgsearch::index::{Entry, Index, IndexMeta, IndexWriter, SearchOptions};
 use rayon::prelude::*;
 
@@ -278,6 +279,13 @@ fn build(args: &Args, dir: &Path, meta: IndexMeta, base: &[Vec<f32>]) -> Result<
 
 fn main() -> Result<()> {
     let args = parse_args()?;
+    if let Ok(simd) = std::env::var("IMGSEARCH_SIMD") {
+        imgsearch::device::limit_simd(match simd.as_str() {
+            "portable" => SimdLevel::Portable,
+            "avx2" => SimdLevel::Avx2Fma,
+            _ => SimdLevel::Avx512,
+        });
+    }
     if let Some((dir, queries, ef)) = &args.cold_child {
         return cold_child(dir, queries, *ef);
     }
@@ -286,9 +294,10 @@ fn main() -> Result<()> {
     let dim = base[0].len();
     let n = base.len();
     println!(
-        "data: {n} × {dim}-d {what} vectors, {} held-out queries, k {K}, recall target {}, {threads} threads",
+        "data: {n} × {dim}-d {what} vectors, {} held-out queries, k {K}, recall target {}, {threads} threads, simd {} (IMGSEARCH_SIMD lowers it)",
         queries.len(),
-        args.recall
+        args.recall,
+        imgsearch::device::simd_level().name()
     );
 
     let tmp = tempfile::tempdir()?;

@@ -133,27 +133,20 @@ pub fn tune_allocator() {
     }
 }
 
-/// Whether the hot loops may use AVX2 and FMA: the CPU has them and [`limit_simd`] did not ask
-/// for the portable path. The binary is built for the x86-64 baseline, so hot loops that want
-/// wider instructions check this (or [`simd_level`]) at run time.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-pub(crate) fn has_avx2_fma() -> bool {
-    simd_level() >= SimdLevel::Avx2Fma
-}
-
-/// The widest vector instructions the hand-written kernels use, in increasing order.
+/// The widest vector instructions the hand-written kernels use, in increasing order. The binary
+/// is built for the x86-64 baseline, so the kernels that want more ask [`simd_level`] at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimdLevel {
     /// The x86-64 baseline (SSE2), or another architecture.
     Portable = 1,
-    /// AVX2 and FMA (every x86-64 CPU since about 2013–2015).
+    /// AVX2 and FMA (Intel since Haswell, AMD since Excavator and Zen).
     Avx2Fma = 2,
     /// AVX-512 F on top of AVX2 and FMA (Intel Xeon since Skylake-SP, AMD since Zen 4).
     Avx512 = 3,
 }
 
 impl SimdLevel {
+    /// The `--simd` spelling, also printed by the benchmarks.
     pub fn name(self) -> &'static str {
         match self {
             SimdLevel::Portable => "portable",

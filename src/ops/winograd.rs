@@ -20,6 +20,7 @@
 use super::elementwise::{leaky_relu_in_place, Activation};
 use super::matmul::{matmul, MatRef};
 use super::window::Window;
+use crate::device::SimdLevel;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -659,14 +660,31 @@ fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 
 /// `out[a·n + b] = Σᵢⱼ P[a][i]·P[b][j]·in[i·m + j]` for `P` n×m, each term a row of `len`
 /// values: the 2-D transform `P X Pᵀ` applied to every channel at once. Every output row is
-/// overwritten; zero coefficients (most of them) are skipped. With AVX2 where the CPU has it:
-/// the transforms were 13% of an embedding batch with the baseline's SSE.
+/// overwritten; zero coefficients (most of them) are skipped. With AVX-512 or AVX2 where the CPU
+/// has it ([`crate::device::simd_level`]): the transforms were 13% of an embedding batch with the
+/// baseline's SSE.
 fn transform_rows(p: Matrix, input: RowsRef, out: Rows, len: usize, tmp: &mut Vec<f32>) {
     #[cfg(target_arch = "x86_64")]
-    if crate::device::has_avx2_fma() {
-        // SAFETY: `transform_rows_avx2` only needs AVX2 and FMA, which were just detected.
-        return unsafe { transform_rows_avx2(p, input, out, len, tmp) };
+    match crate::device::simd_level() {
+        // SAFETY: `transform_rows_avx512` only needs AVX-512 F, AVX2 and FMA, which this level
+        // means the CPU has.
+        SimdLevel::Avx512 => return unsafe { transform_rows_avx512(p, input, out, len, tmp) },
+        // SAFETY: `transform_rows_avx2` only needs AVX2 and FMA, which the CPU has.
+        SimdLevel::Avx2Fma => return unsafe { transform_rows_avx2(p, input, out, len, tmp) },
+        SimdLevel::Portable => {}
     }
+    transform_rows_portable(p, input, out, len, tmp);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn transform_rows_avx512(
+    p: Matrix,
+    input: RowsRef,
+    out: Rows,
+    len: usize,
+    tmp: &mut Vec<f32>,
+) {
     transform_rows_portable(p, input, out, len, tmp);
 }
 
