@@ -40,8 +40,17 @@ pub enum Error {
     Usage(String),
     #[error(transparent)]
     Index(Box<crate::index::IndexError>),
-    #[error("tensor error: {0}")]
+    #[error("tensor error: {}", candle_message(.0))]
     Candle(#[from] candle_core::Error),
+}
+
+/// A candle error's message without the backtrace candle attaches when `RUST_BACKTRACE` is set
+/// (errors are one line).
+pub(crate) fn candle_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        other => other.to_string(),
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

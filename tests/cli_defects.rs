@@ -497,6 +497,37 @@ fn messages_say_what_is_wrong() {
         stderr(&out)
     );
     assert!(!stderr(&out).contains("0000.jpg"));
+    // Weights that lack a tensor the config needs: one line naming the file and the tensor, even
+    // with RUST_BACKTRACE set (candle then attaches a backtrace to its errors).
+    let partial = model_folder(&tmp.path().join("partial"));
+    let views: Vec<(String, safetensors::tensor::TensorView)> = owned
+        .iter()
+        .skip(1)
+        .map(|(n, d, sh, dt)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*dt, sh.clone(), d).expect("view"),
+            )
+        })
+        .collect();
+    std::fs::write(
+        partial.join("model.safetensors"),
+        safetensors::serialize(views, None).expect("serialize"),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_imgsearch"))
+        .args(["eval", s(&dir), "--model", s(&partial)])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run imgsearch");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("model.safetensors") && err.contains(&owned[0].0),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!err.contains("\\n"), "{err}");
     // Zero is not a batch, a k or a beam width.
     fails(
         &[

@@ -5,7 +5,7 @@ use super::config::ModelConfig;
 use super::encoder::Encoder;
 use super::init::SeededInit;
 use crate::data::Preprocess;
-use crate::error::{Error, Result};
+use crate::error::{candle_message, Error, Result};
 use crate::fsx;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -56,7 +56,7 @@ impl Model {
         Self::from_parameters(config, tensors, id, stored.name, device).map_err(|e| {
             Error::model(
                 &stored.weights_path,
-                format!("weights do not match config.json: {e}"),
+                format!("weights do not match config.json: {}", candle_message(&e)),
             )
         })
     }
