@@ -22,6 +22,8 @@
 //! smaller segments are scanned exactly).
 //! Prints numbers; asserts nothing.
 
+#[path = "common/simd.rs"]
+mod simd;
 #[path = "common/vectors.rs"]
 mod vectors;
 
@@ -33,7 +35,6 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use imgsearch::device::SimdLevel;
 use imgsearch::index::{Entry, Index, IndexMeta, IndexWriter, SearchOptions};
 use rayon::prelude::*;
 
@@ -279,13 +280,7 @@ fn build(args: &Args, dir: &Path, meta: IndexMeta, base: &[Vec<f32>]) -> Result<
 
 fn main() -> Result<()> {
     let args = parse_args()?;
-    if let Ok(simd) = std::env::var("IMGSEARCH_SIMD") {
-        imgsearch::device::limit_simd(match simd.as_str() {
-            "portable" => SimdLevel::Portable,
-            "avx2" => SimdLevel::Avx2Fma,
-            _ => SimdLevel::Avx512,
-        });
-    }
+    let simd = simd::limit_from_env();
     if let Some((dir, queries, ef)) = &args.cold_child {
         return cold_child(dir, queries, *ef);
     }
@@ -297,7 +292,7 @@ fn main() -> Result<()> {
         "data: {n} × {dim}-d {what} vectors, {} held-out queries, k {K}, recall target {}, {threads} threads, simd {} (IMGSEARCH_SIMD lowers it)",
         queries.len(),
         args.recall,
-        imgsearch::device::simd_level().name()
+        simd
     );
 
     let tmp = tempfile::tempdir()?;

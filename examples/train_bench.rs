@@ -15,6 +15,8 @@
 //! reports the median ratio of each figure. `bench/run.sh` installs PyTorch for the CPU and runs
 //! all of it.
 
+#[path = "common/simd.rs"]
+mod simd;
 use candle_core::{Device, Tensor};
 use imgsearch::data::{self, Preprocess};
 use imgsearch::model::{objective, Critic, Dim, DimBatch, Estimator, ModelConfig, SeededInit};
@@ -28,6 +30,10 @@ use std::time::Instant;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     imgsearch::device::tune_allocator();
     imgsearch::device::tune_threads();
+    println!(
+        "kernels: simd {} (IMGSEARCH_SIMD lowers it; gemm picks its own from the CPU)",
+        simd::limit_from_env()
+    );
     let mut args = std::env::args().skip(1);
     let mut dir = PathBuf::from("data/cifar10/train");
     let mut steps = 10usize;

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use super::error::IndexError;
-use super::exact::{dot, prefetch, Scored};
+use super::exact::{dot, prefetch, prefetch_words, Scored};
 use super::fsutil::{expect_len, map_file, HeaderBuilder, HeaderReader, Sink, HEADER_LEN};
 use super::tombstones::Tombstones;
 
@@ -293,6 +293,18 @@ impl GraphFile {
         }
     }
 
+    /// Start loading the layer-0 list of `node` (< count), the candidate likely expanded next,
+    /// while the current one's neighbours are scored. A/B with `examples/index_bench.rs --reuse`
+    /// on one 100,000-vector clustered index: +3% and +10% queries/s in two rounds; a tie at
+    /// 1,000,000 (within the run-to-run spread).
+    #[inline]
+    fn prefetch_links(&self, node: u32) {
+        let start = node as usize * self.slot0 + self.inline_dim;
+        if let Some(words) = self.words().get(start..start + 1 + self.m0) {
+            prefetch_words(words);
+        }
+    }
+
     fn corrupt(&self, reason: &str) -> IndexError {
         IndexError::corrupt(&self.path, reason)
     }
@@ -450,6 +462,9 @@ impl GraphFile {
                 break;
             }
             let list = self.neighbours(c.id, 0)?;
+            if let Some(Reverse(next)) = candidates.peek() {
+                self.prefetch_links(next.id);
+            }
             for (i, &n) in list.iter().enumerate() {
                 if !visited.insert(self.check_id(n)?) {
                     continue;
