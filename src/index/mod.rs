@@ -46,6 +46,9 @@ mod types;
 mod writer;
 
 pub use error::IndexError;
+/// The dot product every search path uses (AVX-512, AVX2 or portable, chosen at run time), shared
+/// with the pipeline's own comparisons of embeddings and pixels.
+pub(crate) use exact::dot;
 pub use reader::{verify, verify_report, Index, VerifyReport};
 pub use types::{
     normalized, Entry, Hit, ImageId, IndexMeta, SearchOptions, DEFAULT_GRAPH_THRESHOLD,

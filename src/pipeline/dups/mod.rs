@@ -24,7 +24,7 @@ use super::query::QUERY_BATCH;
 use crate::data;
 use crate::error::{Error, Result};
 use crate::fsx;
-use crate::index::SearchOptions;
+use crate::index::{dot, SearchOptions};
 use crate::json_path::{get_path, put_path};
 use crate::model::Model;
 use crate::store::Store;
@@ -100,10 +100,6 @@ impl Group {
     pub fn duplicates(&self) -> &[Member] {
         &self.members[1..]
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// The embeddings of each indexed image turned a quarter clockwise and mirrored, in entry

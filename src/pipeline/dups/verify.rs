@@ -13,6 +13,7 @@
 
 use crate::data;
 use crate::error::Result;
+use crate::index::dot;
 use image::DynamicImage;
 use std::path::Path;
 
@@ -216,24 +217,6 @@ fn dihedral(window: &[f32], n: usize) -> [Window; 8] {
         }
         out
     })
-}
-
-/// A dot product in eight independent sums (so that it vectorises).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut sums = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            sums[k] += x[k] * y[k];
-        }
-    }
-    sums.iter().sum::<f32>() + tail
 }
 
 /// The copy score of two images, in -1..=1: the best correlation of their grey levels over
