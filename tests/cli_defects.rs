@@ -390,6 +390,27 @@ fn model_folder(at: &Path) -> PathBuf {
     at.to_path_buf()
 }
 
+/// A tensor read out of a safetensors file: name, bytes, shape, dtype.
+type OwnedTensor = (String, Vec<u8>, Vec<usize>, safetensors::Dtype);
+
+/// Write `tensors` as a safetensors file at `path`.
+fn write_tensors(path: &Path, tensors: &[OwnedTensor]) {
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, sh, dt)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*dt, sh.clone(), d).expect("view"),
+            )
+        })
+        .collect();
+    std::fs::write(
+        path,
+        safetensors::serialize(views, None).expect("serialize"),
+    )
+    .expect("write");
+}
+
 /// Defect 7: Messages that name the problem, and bad numbers refused up front.
 #[test]
 fn messages_say_what_is_wrong() {
@@ -461,27 +482,14 @@ fn messages_say_what_is_wrong() {
     let nan = model_folder(&tmp.path().join("nan"));
     let bytes = std::fs::read(nan.join("model.safetensors")).expect("read");
     let tensors = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
-    let mut owned: Vec<(String, Vec<u8>, Vec<usize>, safetensors::Dtype)> = tensors
+    let mut owned: Vec<OwnedTensor> = tensors
         .tensors()
         .into_iter()
         .map(|(n, v)| (n, v.data().to_vec(), v.shape().to_vec(), v.dtype()))
         .collect();
     owned.sort_by(|a, b| a.0.cmp(&b.0));
     owned[0].1[..4].copy_from_slice(&f32::NAN.to_le_bytes());
-    let views: Vec<(String, safetensors::tensor::TensorView)> = owned
-        .iter()
-        .map(|(n, d, sh, dt)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(*dt, sh.clone(), d).expect("view"),
-            )
-        })
-        .collect();
-    std::fs::write(
-        nan.join("model.safetensors"),
-        safetensors::serialize(views, None).expect("serialize"),
-    )
-    .expect("write");
+    write_tensors(&nan.join("model.safetensors"), &owned);
     let out = run(&[
         "index",
         s(&dir),
@@ -500,21 +508,7 @@ fn messages_say_what_is_wrong() {
     // Weights that lack a tensor the config needs: one line naming the file and the tensor, even
     // with RUST_BACKTRACE set (candle then attaches a backtrace to its errors).
     let partial = model_folder(&tmp.path().join("partial"));
-    let views: Vec<(String, safetensors::tensor::TensorView)> = owned
-        .iter()
-        .skip(1)
-        .map(|(n, d, sh, dt)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(*dt, sh.clone(), d).expect("view"),
-            )
-        })
-        .collect();
-    std::fs::write(
-        partial.join("model.safetensors"),
-        safetensors::serialize(views, None).expect("serialize"),
-    )
-    .expect("write");
+    write_tensors(&partial.join("model.safetensors"), &owned[1..]);
     let out = Command::new(env!("CARGO_BIN_EXE_imgsearch"))
         .args(["eval", s(&dir), "--model", s(&partial)])
         .env("RUST_BACKTRACE", "1")

@@ -118,28 +118,15 @@ unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
     _mm512_reduce_add_ps(sum16) + tail
 }
 
-/// Hint the CPU to start loading `v` into the cache (a no-op where unsupported). Searches call it
-/// for the next neighbour's vector while scoring the current one.
+/// Hint the CPU to start loading `v` (a vector, or a graph's neighbour list) into the cache, one
+/// 64-byte line at a time (a no-op where unsupported). Searches call it for the next neighbour's
+/// vector while scoring the current one.
 #[inline]
-pub(crate) fn prefetch(v: &[f32]) {
+pub(crate) fn prefetch<T>(v: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    for line in v.chunks(16) {
+    for line in v.chunks((64 / std::mem::size_of::<T>().max(1)).max(1)) {
         // SAFETY: a prefetch is a hint that never faults and reads nothing into the program;
         // the pointer is inside a live slice anyway. SSE is part of the x86-64 baseline.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                line.as_ptr().cast(),
-            )
-        };
-    }
-}
-
-/// [`prefetch`] for 4-byte words (a graph's neighbour lists).
-#[inline]
-pub(crate) fn prefetch_words(words: &[u32]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in words.chunks(16) {
-        // SAFETY: as in `prefetch`: a hint that never faults, on a pointer inside a live slice.
         unsafe {
             std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
                 line.as_ptr().cast(),

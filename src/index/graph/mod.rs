@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use super::error::IndexError;
-use super::exact::{dot, prefetch, prefetch_words, Scored};
+use super::exact::{dot, prefetch, Scored};
 use super::fsutil::{expect_len, map_file, HeaderBuilder, HeaderReader, Sink, HEADER_LEN};
 use super::tombstones::Tombstones;
 
@@ -301,7 +301,7 @@ impl GraphFile {
     fn prefetch_links(&self, node: u32) {
         let start = node as usize * self.slot0 + self.inline_dim;
         if let Some(words) = self.words().get(start..start + 1 + self.m0) {
-            prefetch_words(words);
+            prefetch(words);
         }
     }
 
