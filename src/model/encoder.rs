@@ -9,7 +9,7 @@
 
 use super::config::{Embedding, ModelConfig, Norm};
 use super::layers::{apply_linear, BatchNorm, Conv, FOLDED_ACT};
-use crate::ops::{Activation, Window};
+use crate::ops::{mean_positions, Activation, Window};
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
@@ -195,7 +195,7 @@ impl Encoder {
     fn features(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let h = self.local(x)?;
         let (b, m1, m2, c) = h.dims4()?;
-        let pooled = self.refine.forward(&h)?.reshape((b, m1 * m2, c))?.mean(1)?;
+        let pooled = mean_positions(&self.refine.forward(&h)?.reshape((b, m1 * m2, c))?)?;
         Ok((h, pooled))
     }
 
