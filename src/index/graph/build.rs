@@ -378,6 +378,7 @@ impl Builder<'_> {
         let ef = self.params.ef_construction.max(1);
         let mut candidates: BinaryHeap<Reverse<Near>> = BinaryHeap::with_capacity(ef * 2);
         let mut results: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
+        let mut fresh: Vec<u32> = Vec::with_capacity(MAX_LINKS);
         for &e in entries {
             if visited.insert(e.id) {
                 candidates.push(Reverse(e));
@@ -392,14 +393,15 @@ impl Builder<'_> {
                 break;
             }
             let links = *lock(self.links(c.id, layer));
-            let list = links.as_slice();
-            for (i, &n) in list.iter().enumerate() {
-                if let Some(&next) = list.get(i + 1) {
-                    prefetch(self.vector(next));
+            // Request every unvisited neighbour's vector, then score them (as in the search).
+            fresh.clear();
+            for &n in links.as_slice() {
+                if visited.insert(n) {
+                    prefetch(self.vector(n));
+                    fresh.push(n);
                 }
-                if !visited.insert(n) {
-                    continue;
-                }
+            }
+            for &n in &fresh {
                 let d = self.distance(query, n);
                 if results.len() < ef || results.peek().is_some_and(|w| d < w.d) {
                     candidates.push(Reverse(Near { d, id: n }));

@@ -452,6 +452,7 @@ impl GraphFile {
         let (cur, cur_d) = (start.id, start.d);
         let mut candidates: BinaryHeap<Reverse<Near>> = BinaryHeap::with_capacity(ef * 2);
         let mut results: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
+        let mut fresh: Vec<u32> = Vec::with_capacity(self.m0);
         visited.insert(cur);
         candidates.push(Reverse(Near { d: cur_d, id: cur }));
         if !deleted.is_deleted(cur as usize) {
@@ -465,13 +466,16 @@ impl GraphFile {
             if let Some(Reverse(next)) = candidates.peek() {
                 self.prefetch_links(next.id);
             }
-            for (i, &n) in list.iter().enumerate() {
-                if !visited.insert(self.check_id(n)?) {
-                    continue;
+            // First every unvisited neighbour's vector is requested, then they are scored: the
+            // loads overlap instead of each waiting on memory in turn.
+            fresh.clear();
+            for &n in list {
+                if visited.insert(self.check_id(n)?) {
+                    prefetch(self.row(vectors, n));
+                    fresh.push(n);
                 }
-                if let Some(&next) = list.get(i + 1).filter(|&&n| (n as usize) < self.count) {
-                    prefetch(self.row(vectors, next));
-                }
+            }
+            for &n in &fresh {
                 let d = dist(n);
                 let worth = results.len() < ef || results.peek().is_some_and(|w| d < w.d);
                 if worth {
