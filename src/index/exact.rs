@@ -119,8 +119,8 @@ unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Hint the CPU to start loading `v` (a vector, or a graph's neighbour list) into the cache, one
-/// 64-byte line at a time (a no-op where unsupported). Searches call it for the next neighbour's
-/// vector while scoring the current one.
+/// 64-byte line at a time (a no-op where unsupported). Searches call it for every unvisited
+/// neighbour of a candidate before scoring any of them, and for the next candidate's list.
 #[inline]
 pub(crate) fn prefetch<T>(v: &[T]) {
     #[cfg(target_arch = "x86_64")]
