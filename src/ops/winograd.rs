@@ -198,33 +198,6 @@ impl Plan {
         }
     }
 
-    /// Calls `f(offset in the tile, offset in the image, len)` for each run of source
-    /// channels of the α×α virtual tile at `(ty, tx)` that lies inside the image; positions
-    /// outside are padding (zero) and are skipped. The input gradient's scatter.
-    fn for_each_source(&self, ty: usize, tx: usize, mut f: impl FnMut(usize, usize, usize)) {
-        let (alpha, s, c) = (self.t.alpha, self.stride, self.c);
-        let inside = |virt: usize, d: usize, size: usize| {
-            (virt * s + d)
-                .checked_sub(self.padding)
-                .filter(|&i| i < size)
-        };
-        for i in 0..alpha {
-            for j in 0..alpha {
-                for dy in 0..s {
-                    let Some(y) = inside(self.t.m * ty + i, dy, self.h) else {
-                        continue;
-                    };
-                    for dx in 0..s {
-                        if let Some(x) = inside(self.t.m * tx + j, dx, self.w) {
-                            let in_tile = (i * alpha + j) * self.cv() + (dy * s + dx) * c;
-                            f(in_tile, (y * self.w + x) * c, c);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// Rows and columns of virtual pixels the tiles read: from the top-left padding to the
     /// last tile's far edge (source rows past it are unused).
     fn virtual_size(&self) -> (usize, usize) {
@@ -232,27 +205,35 @@ impl Plan {
         (self.oh - m + alpha, self.ow - m + alpha)
     }
 
-    /// Writes the virtual image of one source image into `virt` (`virtual_size` pixels of Cv
-    /// channels): virtual pixel `(p, q)`, channels `(dy, dx, c)`, is source pixel
-    /// `(s·p + dy − pad, s·q + dx − pad)`. Positions in the padding are never written, so a
-    /// buffer that started zeroed keeps them zero from image to image.
-    fn gather_virtual(&self, image: &[f32], virt: &mut [f32]) {
+    /// Calls `f(offset in the virtual image, offset in the source image)` for every source
+    /// pixel the tiles read (C values at each): virtual pixel `(p, q)` of `virtual_size`, channels
+    /// `(dy, dx, c)`, is source pixel `(s·p + dy − pad, s·q + dx − pad)`. Virtual positions in
+    /// the padding have no source pixel.
+    fn for_each_virtual_pixel(&self, mut f: impl FnMut(usize, usize)) {
         let (s, c, cv, pad) = (self.stride, self.c, self.cv(), self.padding);
         let (hv, wv) = self.virtual_size();
-        for (y, row) in image.chunks_exact(self.w * c).enumerate() {
+        for y in 0..self.h {
             let (p, dy) = ((y + pad) / s, (y + pad) % s);
             if p >= hv {
                 break;
             }
-            for (x, pixel) in row.chunks_exact(c).enumerate() {
+            for x in 0..self.w {
                 let (q, dx) = ((x + pad) / s, (x + pad) % s);
                 if q >= wv {
                     break;
                 }
-                let at = (p * wv + q) * cv + (dy * s + dx) * c;
-                virt[at..at + c].copy_from_slice(pixel);
+                f((p * wv + q) * cv + (dy * s + dx) * c, (y * self.w + x) * c);
             }
         }
+    }
+
+    /// Writes the virtual image of one source image into `virt`. Positions in the padding are
+    /// never written, so a buffer that started zeroed keeps them zero from image to image.
+    fn gather_virtual(&self, image: &[f32], virt: &mut [f32]) {
+        let c = self.c;
+        self.for_each_virtual_pixel(|at, from| {
+            virt[at..at + c].copy_from_slice(&image[from..from + c]);
+        });
     }
 
     /// `V` in the layout (tile, position, Cv): `Bᵀ d B` of every virtual input tile `d` of
@@ -295,26 +276,40 @@ impl Plan {
         (first_tile, tiles): (usize, usize),
         grad: &mut [f32],
     ) {
-        let (alpha, a2, cv) = (self.t.alpha, self.alpha2(), self.cv());
-        let image = self.h * self.w * self.c;
+        let (m, alpha, a2, cv, c) = (self.t.m, self.t.alpha, self.alpha2(), self.cv(), self.c);
+        let (per_image, per_row) = (self.tiles_per_image(), self.ow / m);
+        let (hv, wv) = self.virtual_size();
         let b = transpose(&self.t.bt, alpha, alpha);
         let b = Matrix {
             data: &b,
             rows: alpha,
             cols: alpha,
         };
+        let mut virt = vec![0f32; hv * wv * cv];
         let mut d = vec![0f32; a2 * cv];
         let mut tmp = Vec::new();
-        self.for_each_tile(grad.len() / image, |tile, i, ty, tx| {
-            let rows = RowsRef::grid(dv, (first_tile + tile) * cv, tiles * cv, alpha);
-            transform_rows(b, rows, Rows::new(&mut d, 0, cv), cv, &mut tmp);
-            let dst = &mut grad[i * image..(i + 1) * image];
-            self.for_each_source(ty, tx, |at, to, len| {
-                for (g, v) in dst[to..to + len].iter_mut().zip(&d[at..at + len]) {
+        // Per image: every tile's gradient added into the virtual image's, which then goes back
+        // to the source pixels (the adjoint of `gather_virtual`).
+        for (i, dst) in grad.chunks_exact_mut(self.h * self.w * c).enumerate() {
+            virt.fill(0.0);
+            for t in 0..per_image {
+                let (ty, tx) = (t / per_row, t % per_row);
+                let tile = first_tile + i * per_image + t;
+                let rows = RowsRef::grid(dv, tile * cv, tiles * cv, alpha);
+                transform_rows(b, rows, Rows::new(&mut d, 0, cv), cv, &mut tmp);
+                for (k, d) in d.chunks_exact(cv).enumerate() {
+                    let at = ((m * ty + k / alpha) * wv + m * tx + k % alpha) * cv;
+                    for (g, v) in virt[at..at + cv].iter_mut().zip(d) {
+                        *g += v;
+                    }
+                }
+            }
+            self.for_each_virtual_pixel(|at, to| {
+                for (g, v) in dst[to..to + c].iter_mut().zip(&virt[at..at + c]) {
                     *g += v;
                 }
             });
-        });
+        }
     }
 
     /// Calls `f(offset in the virtual taps, offset in the kernel row)` for each run of C
