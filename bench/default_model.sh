@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # How the bundled default (assets/default) was made from the previous one: fine-tuned on CIFAR-10
-# train plus the train splits of the three real photo sets, each photo set copied REPEAT times so
-# that photos are about a fifth of what the encoder sees (alone they would be 7% of 53,610 images).
-# Copies, not links: training counts one file once however it is reached. Labels are not used.
+# train plus the train splits of the three real photo sets, each copied a number of times so that
+# photos weigh more than their share (once each they would be 7% of 53,610 images). Copies, not
+# links: training counts one file once however it is reached. Labels are not used.
 #
-#   bench/default_model.sh [MINUTES=110] [REPEAT=3] [OUT=target/default-model] [LR=5e-4] [SEED=2]
+#   [MIX="clothing:3 signdigits:3 attfaces:3"] [MINUTES=110] [OUT=target/default-model] \
+#   [LR=5e-4] [SEED=2] [FROM=default] bench/default_model.sh
+# MIX names each photo set with its number of copies (REPEAT=N is the old spelling of
+# "clothing:N signdigits:N attfaces:N"). Stage 2 of the model card is the default MIX, stage 3
+# MIX="clothing:5 signdigits:2 attfaces:20" SEED=3 MINUTES=95.
 # Then score it: bench/default_model.sh score MODEL_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,14 +30,20 @@ if [ "${1:-}" = score ]; then
   exit 0
 fi
 repeat=${REPEAT:-3}
-mix=data/default-mix-x$repeat
+spec=${MIX:-clothing:$repeat signdigits:$repeat attfaces:$repeat}
+if [ "$spec" = "clothing:$repeat signdigits:$repeat attfaces:$repeat" ]; then
+  mix=data/default-mix-x$repeat # the folder stage 2 used
+else
+  mix=data/default-mix-$(echo "$spec" | tr ' :' '-x')
+fi
 if [ ! -d "$mix" ]; then
-  for copy in $(seq 1 "$repeat"); do
-    for set in $sets; do
+  for entry in $spec; do
+    set=${entry%%:*}
+    for copy in $(seq 1 "${entry##*:}"); do
       mkdir -p "$mix/$copy" && cp -r "data/$set/train" "$mix/$copy/$set"
     done
   done
 fi
 lscpu | grep -E 'Model name' | sed 's/  */ /g'
-time $bin train data/cifar10/train "$mix" --from default --out "${OUT:-target/default-model}" \
+time $bin train data/cifar10/train "$mix" --from "${FROM:-default}" --out "${OUT:-target/default-model}" \
   --minutes "${MINUTES:-110}" --lr "${LR:-5e-4}" --seed "${SEED:-2}" --json
