@@ -205,6 +205,22 @@ impl Plan {
         (self.oh - m + alpha, self.ow - m + alpha)
     }
 
+    /// Offset in the virtual image of the first pixel of the α×α tile at `(ty, tx)`.
+    fn virtual_tile_origin(&self, ty: usize, tx: usize) -> usize {
+        let m = self.t.m;
+        (m * ty * self.virtual_size().1 + m * tx) * self.cv()
+    }
+
+    /// The virtual image's view of the α×α tile at `(ty, tx)`, read in place.
+    fn virtual_tile<'a>(&self, virt: &'a [f32], ty: usize, tx: usize) -> RowsRef<'a> {
+        RowsRef {
+            data: virt,
+            base: self.virtual_tile_origin(ty, tx),
+            row_stride: self.virtual_size().1 * self.cv(),
+            col_stride: self.cv(),
+        }
+    }
+
     /// Calls `f(offset in the virtual image, offset in the source image)` for every source
     /// pixel the tiles read (C values at each): virtual pixel `(p, q)` of `virtual_size`, channels
     /// `(dy, dx, c)`, is source pixel `(s·p + dy − pad, s·q + dx − pad)`. Virtual positions in
@@ -241,7 +257,7 @@ impl Plan {
     /// out as virtual pixels with its padding (one copy of the image); the transforms then read
     /// every tile in place, where copying each overlapping tile out was 9% of an embedding.
     fn transform_input(&self, images: &[f32], v: &mut [f32]) {
-        let (m, a2, cv) = (self.t.m, self.alpha2(), self.cv());
+        let (a2, cv) = (self.alpha2(), self.cv());
         let (hv, wv) = self.virtual_size();
         let mut virt = vec![0f32; hv * wv * cv];
         let mut tmp = Vec::new();
@@ -257,12 +273,7 @@ impl Plan {
                 self.gather_virtual(&images[i * image..(i + 1) * image], &mut virt);
                 last = i;
             }
-            let d = RowsRef {
-                data: &virt,
-                base: (m * ty * wv + m * tx) * cv,
-                row_stride: wv * cv,
-                col_stride: cv,
-            };
+            let d = self.virtual_tile(&virt, ty, tx);
             transform_rows(bt, d, Rows::new(v, tile * a2 * cv, cv), cv, &mut tmp);
         });
     }
@@ -276,8 +287,8 @@ impl Plan {
         (first_tile, tiles): (usize, usize),
         grad: &mut [f32],
     ) {
-        let (m, alpha, a2, cv, c) = (self.t.m, self.t.alpha, self.alpha2(), self.cv(), self.c);
-        let (per_image, per_row) = (self.tiles_per_image(), self.ow / m);
+        let (alpha, a2, cv, c) = (self.t.alpha, self.alpha2(), self.cv(), self.c);
+        let per_image = self.tiles_per_image();
         let (hv, wv) = self.virtual_size();
         let b = transpose(&self.t.bt, alpha, alpha);
         let b = Matrix {
@@ -292,18 +303,18 @@ impl Plan {
         // to the source pixels (the adjoint of `gather_virtual`).
         for (i, dst) in grad.chunks_exact_mut(self.h * self.w * c).enumerate() {
             virt.fill(0.0);
-            for t in 0..per_image {
-                let (ty, tx) = (t / per_row, t % per_row);
+            self.for_each_tile(1, |t, _, ty, tx| {
                 let tile = first_tile + i * per_image + t;
                 let rows = RowsRef::grid(dv, tile * cv, tiles * cv, alpha);
                 transform_rows(b, rows, Rows::new(&mut d, 0, cv), cv, &mut tmp);
+                let base = self.virtual_tile_origin(ty, tx);
                 for (k, d) in d.chunks_exact(cv).enumerate() {
-                    let at = ((m * ty + k / alpha) * wv + m * tx + k % alpha) * cv;
+                    let at = base + ((k / alpha) * wv + k % alpha) * cv;
                     for (g, v) in virt[at..at + cv].iter_mut().zip(d) {
                         *g += v;
                     }
                 }
-            }
+            });
             self.for_each_virtual_pixel(|at, to| {
                 for (g, v) in dst[to..to + c].iter_mut().zip(&virt[at..at + c]) {
                     *g += v;
