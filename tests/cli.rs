@@ -1243,7 +1243,8 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
         "{report}"
     );
 
-    // From a model folder: its weights go on training.
+    // From a model folder: its weights go on training. `--keep last` leaves the last epoch in
+    // --out: the checkpoint's encoder, tensor for tensor.
     let again = tmp.path().join("again");
     let report = summary(&ok(&[
         "train",
@@ -1255,7 +1256,9 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
         "--batch",
         "8",
         "--epochs",
-        "1",
+        "2",
+        "--keep",
+        "last",
         "--json",
     ]));
     assert!(
@@ -1264,6 +1267,23 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
             .is_some_and(|p| p.ends_with("tuned")),
         "{report}"
     );
+    assert_eq!(report["probe"]["kept_epoch"], 2, "{report}");
+    assert_eq!(report["probe"]["kept"], report["probe"]["last"], "{report}");
+    let model = std::fs::read(again.join("model.safetensors")).expect("model");
+    let model = safetensors::SafeTensors::deserialize(&model).expect("valid safetensors");
+    let checkpoint = std::fs::read(again.join("checkpoint.safetensors")).expect("checkpoint");
+    let checkpoint = safetensors::SafeTensors::deserialize(&checkpoint).expect("valid");
+    assert!(!model.names().is_empty());
+    for name in model.names() {
+        let saved = checkpoint
+            .tensor(&format!("param.{name}"))
+            .expect("every model tensor is in the checkpoint");
+        assert_eq!(
+            model.tensor(name).expect("tensor").data(),
+            saved.data(),
+            "{name}"
+        );
+    }
 
     // Another architecture trains from scratch unless a start is named, which it cannot fit.
     let small = ["--channels", "16,32,64", "--dim", "16", "--batch", "8"];

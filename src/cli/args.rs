@@ -240,6 +240,16 @@ pub enum NormChoice {
     Batch,
 }
 
+/// `--keep`: [`train::Keep`].
+#[derive(Clone, Copy, ValueEnum)]
+pub enum KeepChoice {
+    /// The epoch the label-free probe scored best (it rises while training helps on a
+    /// folder of one kind of photo).
+    Probe,
+    /// The last epoch (for a long run on a large mixed folder, where the probe hardly moves).
+    Last,
+}
+
 /// `--lr-schedule`: [`train::LrSchedule`].
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ScheduleChoice {
@@ -315,6 +325,10 @@ pub struct TrainArgs {
     /// over the budget), keeping the best model so far by the label-free probe.
     #[arg(long, value_parser = positive_minutes)]
     pub minutes: Option<f64>,
+    /// Which epoch's model --out holds at the end (the checkpoint for --resume always holds
+    /// the last).
+    #[arg(long, value_enum, default_value = "probe")]
+    pub keep: KeepChoice,
     /// Labelled folder (DIR/CLASS/IMAGE) scored before and after training: P@9 and kNN-200.
     #[arg(long, value_name = "LABELLED_DIR")]
     pub eval: Option<PathBuf>,
@@ -450,6 +464,10 @@ impl TrainArgs {
             }),
             seed: self.seed,
             resume: self.resume,
+            keep: match self.keep {
+                KeepChoice::Probe => train::Keep::BestProbe,
+                KeepChoice::Last => train::Keep::Last,
+            },
             limit: self.limit,
             augment: match self.augment {
                 AugmentChoice::None => Augment::none(),

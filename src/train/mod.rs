@@ -22,6 +22,6 @@ pub use checkpoint::{CheckpointState, CHECKPOINT_STATE, CHECKPOINT_WEIGHTS};
 pub use probe::ProbeScore;
 pub use run::{resolve_start, start_model, train, Losses, ProbeReport, TrainReport};
 pub use settings::{
-    LrSchedule, PixelCache, Start, TrainOptions, DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_LR,
+    Keep, LrSchedule, PixelCache, Start, TrainOptions, DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_LR,
     DEFAULT_MIN_STEPS, DEFAULT_SCHEDULE, DEFAULT_SEED,
 };

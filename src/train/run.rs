@@ -2,12 +2,12 @@
 //! model, a model folder) or restore it from the checkpoint, run the epochs (views,
 //! augmentation, occlusion, the DIM objective, Adam at the scheduled rate) until the epoch
 //! limit or the time budget, stop on a non-finite loss, checkpoint after every epoch, and keep
-//! in `--out` the model the label-free probe likes best.
+//! in `--out` the model the label-free probe likes best (or the last, with `--keep last`).
 
 use super::adam::Adam;
 use super::checkpoint;
 use super::probe::{Probe, ProbeScore};
-use super::settings::{RunSettings, Start, TrainOptions, DEFAULT_SEED};
+use super::settings::{Keep, RunSettings, Start, TrainOptions, DEFAULT_SEED};
 use crate::data::{self, occlude, Failure, LoadStats, Loaded};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -229,6 +229,40 @@ fn inference_encoder(init: &SeededInit, config: &ModelConfig, device: &Device) -
     Ok(Encoder::for_inference(config, vb.pp("encoder"))?)
 }
 
+/// Which epoch's model `--out` holds, decided after each epoch as [`Keep`] says.
+#[derive(Debug, Clone, Copy)]
+struct Kept {
+    keep: Keep,
+    /// The probe score of the model in `--out`, `None` while it has none; the checkpoint
+    /// records it so that a resumed run compares its epochs with it.
+    score: Option<f64>,
+    /// The probe score and epoch of the model this run put in `--out`, once probed.
+    this_run: Option<(ProbeScore, usize)>,
+}
+
+impl Kept {
+    /// Whether the model of `epoch`, just trained (`probed` holds its probe score when the
+    /// probe ran), replaces the one in `--out`.
+    fn after_epoch(&mut self, epoch: usize, probed: Option<ProbeScore>) -> bool {
+        match self.keep {
+            Keep::BestProbe => match probed {
+                Some(score) if self.score.is_none_or(|best| score.survival_at_9 >= best) => {
+                    self.score = Some(score.survival_at_9);
+                    self.this_run = Some((score, epoch));
+                    true
+                }
+                // Until the probe has run, the latest epoch is the model in --out.
+                _ => self.score.is_none(),
+            },
+            Keep::Last => {
+                self.score = probed.map(|score| score.survival_at_9);
+                self.this_run = probed.map(|score| (score, epoch));
+                true
+            }
+        }
+    }
+}
+
 /// The probe runs at the end of an epoch that crosses a multiple of this many steps, and at
 /// the end of the run. Counted in steps, not seconds, so that a resumed run probes where an
 /// uninterrupted one would (besides the first run's last epoch).
@@ -286,7 +320,7 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
         return Err(too_few(count, "readable images", run.batch));
     }
 
-    let (saved, epochs_done, mut steps, adam_step, seconds_before, mut best_probe) = match resumed {
+    let (saved, epochs_done, mut steps, adam_step, seconds_before, kept_score) = match resumed {
         Some((state, tensors)) => (
             tensors,
             state.epochs_done,
@@ -347,7 +381,11 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
     let mut epoch_images_per_second = Vec::new();
     let mut epochs_run = epochs_done;
     let mut probe_last = probe_before;
-    let mut kept: Option<(ProbeScore, usize)> = None;
+    let mut kept = Kept {
+        keep: opts.keep,
+        score: kept_score,
+        this_run: None,
+    };
     let mut out_of_time = false;
     let mut epoch = epochs_done;
     while epoch_limit.is_none_or(|limit| epoch < limit) && !out_of_time {
@@ -464,16 +502,13 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
         });
         let last_epoch = out_of_time || epoch_limit.is_some_and(|limit| epoch >= limit);
         let crossed = steps / PROBE_EVERY_STEPS > (steps - epoch_steps) / PROBE_EVERY_STEPS;
-        // Until the probe has run, the latest epoch is the model in --out.
-        let mut export = best_probe.is_none();
-        if last_epoch || crossed {
+        let probed = if last_epoch || crossed {
             probe_last = probe.score(&inference_encoder(&init, &config, device)?, device)?;
-            if best_probe.is_none_or(|best| probe_last.survival_at_9 >= best) {
-                best_probe = Some(probe_last.survival_at_9);
-                kept = Some((probe_last, epoch));
-                export = true;
-            }
-        }
+            Some(probe_last)
+        } else {
+            None
+        };
+        let export = kept.after_epoch(epoch, probed);
         checkpoint::write(
             out,
             &checkpoint::Saved {
@@ -483,7 +518,7 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
                 epochs_done: epoch,
                 steps,
                 seconds,
-                best_probe,
+                best_probe: kept.score,
             },
             export,
         )?;
@@ -510,8 +545,8 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
         probe: ProbeReport {
             before: probe_before,
             last: probe_last,
-            kept: kept.map(|(score, _)| score),
-            kept_epoch: kept.map(|(_, epoch)| epoch),
+            kept: kept.this_run.map(|(score, _)| score),
+            kept_epoch: kept.this_run.map(|(_, epoch)| epoch),
         },
     })
 }
@@ -525,14 +560,64 @@ fn model_vars(init: &SeededInit) -> HashMap<String, Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::{adversarial_grads, standard_normal};
+    use super::{adversarial_grads, standard_normal, Kept};
     use crate::model::{ModelConfig, PriorDiscriminator, SeededInit, PRIOR_PREFIX};
     use crate::train::adam::Adam;
-    use crate::train::settings::LrSchedule;
+    use crate::train::probe::ProbeScore;
+    use crate::train::settings::{Keep, LrSchedule};
     use candle_core::{Device, Tensor, Var};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
     use std::sync::Arc;
+
+    fn probed(survival_at_9: f64) -> Option<ProbeScore> {
+        Some(ProbeScore {
+            self_top1: 0.5,
+            survival_at_9,
+            images: 100,
+        })
+    }
+
+    /// Epochs 1-4 with the probe run after epochs 2, 3 and 4 (scores 0.6, 0.7, 0.5): what
+    /// each epoch exports, and what `--out` holds at the end.
+    fn keeps(keep: Keep, resumed_score: Option<f64>) -> (Vec<bool>, Kept) {
+        let mut kept = Kept {
+            keep,
+            score: resumed_score,
+            this_run: None,
+        };
+        let exports = [None, probed(0.6), probed(0.7), probed(0.5)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, score)| kept.after_epoch(i + 1, score))
+            .collect();
+        (exports, kept)
+    }
+
+    #[test]
+    fn best_probe_keeps_the_best_scored_epoch() {
+        let (exports, kept) = keeps(Keep::BestProbe, None);
+        // Epoch 1 goes out because nothing has been scored yet; epoch 4 scored lower.
+        assert_eq!(exports, [true, true, true, false]);
+        assert_eq!(kept.score, Some(0.7));
+        assert_eq!(kept.this_run.map(|(_, epoch)| epoch), Some(3));
+
+        // Resumed beside a model that scored 0.8: no epoch of this run beats it.
+        let (exports, kept) = keeps(Keep::BestProbe, Some(0.8));
+        assert_eq!(exports, [false; 4]);
+        assert_eq!(kept.score, Some(0.8));
+        assert!(kept.this_run.is_none());
+    }
+
+    #[test]
+    fn last_keeps_every_epoch_and_records_its_own_score() {
+        let (exports, kept) = keeps(Keep::Last, Some(0.8));
+        assert_eq!(exports, [true; 4]);
+        // The checkpoint records the score of the model in --out, the last epoch's.
+        assert_eq!(kept.score, Some(0.5));
+        let (score, epoch) = kept.this_run.expect("the last epoch was probed");
+        assert_eq!((score.survival_at_9, epoch), (0.5, 4));
+    }
 
     /// The prior game with a free code vector standing in for the encoder: codes start far
     /// from N(0, I); the discriminator must learn to tell them apart and the codes must move

@@ -35,6 +35,8 @@ pub struct TrainOptions {
     /// uninterrupted run would have.
     pub seed: Option<u64>,
     pub resume: bool,
+    /// Which epoch's model `out` holds at the end.
+    pub keep: Keep,
     /// Use at most this many images, evenly spaced through the sorted paths.
     pub limit: Option<usize>,
     pub augment: Augment,
@@ -74,6 +76,7 @@ impl TrainOptions {
             schedule: None,
             seed: None,
             resume: false,
+            keep: Keep::default(),
             limit: None,
             augment: Augment::standard(),
             views: 2,
@@ -178,6 +181,19 @@ impl RunSettings {
             augment: record.augment,
         })
     }
+}
+
+/// Which epoch's model a run leaves in its output folder (the checkpoint always holds the
+/// last epoch, for `--resume`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keep {
+    /// The epoch the label-free probe scored best: on a user's folder it rises while
+    /// training helps, so a budget that overshoots costs nothing.
+    #[default]
+    BestProbe,
+    /// The last epoch: on a large mixed folder the probe hardly moves and would keep an
+    /// early epoch of a long run.
+    Last,
 }
 
 /// How the learning rate moves over the run.
