@@ -5,10 +5,11 @@
 # links: training counts one file once however it is reached. Labels are not used.
 #
 #   [MIX="clothing:3 signdigits:3 attfaces:3"] [MINUTES=110] [OUT=target/default-model] \
-#   [LR=5e-4] [SEED=2] [FROM=default] bench/default_model.sh
+#   [LR=5e-4] [SEED=2] [FROM=default] [KEEP=probe] bench/default_model.sh
 # MIX names each photo set with its number of copies (REPEAT=N is the old spelling of
-# "clothing:N signdigits:N attfaces:N"). Stage 2 of the model card is the default MIX, stage 3
-# MIX="clothing:5 signdigits:2 attfaces:20" SEED=3 MINUTES=95.
+# "clothing:N signdigits:N attfaces:N"). KEEP is `train --keep`: probe (the epoch the label-free
+# probe liked best) or last. Stage 2 of the model card is the default MIX; stage 3
+# MIX="clothing:5 signdigits:2 attfaces:20" SEED=3 MINUTES=95 KEEP=last.
 # Then score it: bench/default_model.sh score MODEL_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,4 +47,4 @@ if [ ! -d "$mix" ]; then
 fi
 lscpu | grep -E 'Model name' | sed 's/  */ /g'
 time $bin train data/cifar10/train "$mix" --from "${FROM:-default}" --out "${OUT:-target/default-model}" \
-  --minutes "${MINUTES:-110}" --lr "${LR:-5e-4}" --seed "${SEED:-2}" --json
+  --minutes "${MINUTES:-110}" --lr "${LR:-5e-4}" --seed "${SEED:-2}" --keep "${KEEP:-probe}" --json
