@@ -322,7 +322,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Wall-time budget: stop at the end of the step that crosses it (the learning rate decays
-    /// over the budget), keeping the best model so far by the label-free probe.
+    /// over the budget), keeping the model --keep names (by default the best so far by the
+    /// label-free probe).
     #[arg(long, value_parser = positive_minutes)]
     pub minutes: Option<f64>,
     /// Which epoch's model --out holds at the end (the checkpoint for --resume always holds
