@@ -9,7 +9,8 @@
 # MIX names each photo set with its number of copies (REPEAT=N is the old spelling of
 # "clothing:N signdigits:N attfaces:N"). KEEP is `train --keep`: probe (the epoch the label-free
 # probe liked best) or last. Stage 2 of the model card is the default MIX; stage 3
-# MIX="clothing:5 signdigits:2 attfaces:20" SEED=3 MINUTES=95 KEEP=last.
+# MIX="clothing:5 signdigits:2 attfaces:20" SEED=3 MINUTES=95 KEEP=last; stage 4 (bundled now)
+# MIX="clothing:12 signdigits:2 attfaces:20" SEED=4 MINUTES=70 KEEP=last.
 # Then score it: bench/default_model.sh score MODEL_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
