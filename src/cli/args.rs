@@ -409,6 +409,66 @@ pub struct TrainArgs {
     /// Decode into memory only: no pixel cache is read or written.
     #[arg(long)]
     pub no_cache: bool,
+    /// Which vector of the encoder is searched: the pooled backbone features, the code's
+    /// mean, or the hidden layer between them.
+    #[arg(long, value_enum, default_value_t = recipe().embedding.into())]
+    pub embedding: EmbeddingChoice,
+    /// Components of the search projection fitted on the run's images at its end (PCA of
+    /// the embeddings, partly whitened), or `none` to search the embedding itself.
+    #[arg(long, value_name = "DIM|none", value_parser = parse_projection,
+          default_value_t = projection_default())]
+    pub projection: ProjectionChoice,
+}
+
+/// `--projection`: a number of components or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectionChoice {
+    None,
+    Dim(usize),
+}
+
+fn parse_projection(s: &str) -> Result<ProjectionChoice, String> {
+    match s {
+        "none" => Ok(ProjectionChoice::None),
+        n => match n.parse::<usize>() {
+            Ok(d) if d > 0 => Ok(ProjectionChoice::Dim(d)),
+            _ => Err(format!(
+                "'{s}' is neither a positive number of components nor 'none'"
+            )),
+        },
+    }
+}
+
+fn projection_default() -> ProjectionChoice {
+    recipe()
+        .projection
+        .map_or(ProjectionChoice::None, |p| ProjectionChoice::Dim(p.dim))
+}
+
+impl std::fmt::Display for ProjectionChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProjectionChoice::None => f.write_str("none"),
+            ProjectionChoice::Dim(dim) => write!(f, "{dim}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EmbeddingChoice {
+    Pooled,
+    Mean,
+    Hidden,
+}
+
+impl From<model::Embedding> for EmbeddingChoice {
+    fn from(e: model::Embedding) -> Self {
+        match e {
+            model::Embedding::Pooled => EmbeddingChoice::Pooled,
+            model::Embedding::Mean => EmbeddingChoice::Mean,
+            model::Embedding::Hidden => EmbeddingChoice::Hidden,
+        }
+    }
 }
 
 impl TrainArgs {
@@ -421,6 +481,19 @@ impl TrainArgs {
         config.norm = match self.norm {
             NormChoice::None => model::Norm::None,
             NormChoice::Batch => model::Norm::Batch,
+        };
+        config.embedding = match self.embedding {
+            EmbeddingChoice::Pooled => model::Embedding::Pooled,
+            EmbeddingChoice::Mean => model::Embedding::Mean,
+            EmbeddingChoice::Hidden => model::Embedding::Hidden,
+        };
+        config.projection = match self.projection {
+            ProjectionChoice::None => None,
+            ProjectionChoice::Dim(dim) => Some(model::ProjectionConfig {
+                dim,
+                power: model::PROJECTION_POWER,
+                images: 0,
+            }),
         };
         config.objective = Objective {
             alpha: self.alpha,

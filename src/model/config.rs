@@ -1,6 +1,7 @@
 //! The model's JSON config: architecture, input and preprocessing, embedding size, the
 //! objective's weights, and a record of how it was trained.
 
+use super::projection::ProjectionConfig;
 use crate::data::{Augment, Preprocess};
 use serde::{Deserialize, Serialize};
 
@@ -168,6 +169,10 @@ pub struct ModelConfig {
     /// Normalisation in the encoder; absent in older configs (none).
     #[serde(default)]
     pub norm: Norm,
+    /// The fitted projection applied to the embedding before search ([`ProjectionConfig`]);
+    /// absent: the embedding itself, normalised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<ProjectionConfig>,
     pub training: Option<TrainingRecord>,
 }
 
@@ -187,6 +192,7 @@ impl Default for ModelConfig {
             objective: Objective::default(),
             embedding: Embedding::Mean,
             norm: Norm::None,
+            projection: None,
             training: None,
         }
     }
@@ -201,8 +207,16 @@ impl ModelConfig {
             .unwrap_or(0)
     }
 
-    /// Length of the search embedding.
+    /// Length of the search embedding: the projection's when the model has one.
     pub fn embedding_dim(&self) -> usize {
+        match &self.projection {
+            Some(projection) => projection.dim,
+            None => self.encoder_embedding_dim(),
+        }
+    }
+
+    /// Length of the vector the encoder embeds (what a projection reads).
+    pub fn encoder_embedding_dim(&self) -> usize {
         match self.embedding {
             Embedding::Mean => self.dim,
             Embedding::Pooled => self.local_channels(),
@@ -269,6 +283,9 @@ impl ModelConfig {
         }
         if self.channels.is_empty() || self.dim == 0 || self.hidden == 0 {
             return Err("channels, hidden and dim must be non-empty and positive".into());
+        }
+        if let Some(projection) = &self.projection {
+            projection.validate(self.encoder_embedding_dim())?;
         }
         let size = self.preprocess.size as usize;
         // Each strided convolution halves the input: more than 30 cannot leave a 3×3 map of a

@@ -4,6 +4,7 @@
 use super::config::ModelConfig;
 use super::encoder::Encoder;
 use super::init::SeededInit;
+use super::projection::{normalise_rows, Projection, PROJECTION_PREFIX};
 use crate::data::Preprocess;
 use crate::error::{candle_message, Error, Result};
 use crate::fsx;
@@ -37,6 +38,8 @@ impl ModelSource {
 pub struct Model {
     pub config: ModelConfig,
     pub encoder: Encoder,
+    /// Applied to the normalised embedding when the config has one.
+    pub projection: Option<Projection>,
     /// Content hash of weights and config: what an index records to detect a model mismatch.
     pub id: String,
     /// "default" or the path it was loaded from.
@@ -71,9 +74,18 @@ impl Model {
     ) -> candle_core::Result<Model> {
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let encoder = Encoder::for_inference(&config, vb.pp("encoder"))?;
+        let projection = match &config.projection {
+            Some(p) => Some(Projection::new(
+                p,
+                config.encoder_embedding_dim(),
+                vb.pp(PROJECTION_PREFIX),
+            )?),
+            None => None,
+        };
         Ok(Model {
             config,
             encoder,
+            projection,
             id,
             name,
             device: device.clone(),
@@ -82,12 +94,15 @@ impl Model {
 
     /// A randomly initialised encoder of `config`'s architecture: the floor a trained model
     /// must beat.
-    pub fn random(config: ModelConfig, seed: u64, device: &Device) -> Result<Model> {
+    pub fn random(mut config: ModelConfig, seed: u64, device: &Device) -> Result<Model> {
+        // A projection is fitted to trained features: the floor is the raw embedding.
+        config.projection = None;
         let init = std::sync::Arc::new(SeededInit::new(seed, HashMap::new()));
         let encoder = Encoder::for_inference(&config, init.var_builder(device).pp("encoder"))?;
         Ok(Model {
             config,
             encoder,
+            projection: None,
             id: format!("random-init-seed-{seed}"),
             name: format!("random init (seed {seed})"),
             device: device.clone(),
@@ -107,9 +122,11 @@ impl Model {
             return Ok(Vec::new());
         }
         let x = self.preprocess().to_tensor(images, &self.device)?;
-        let mean = self.encoder.embed(&x)?;
-        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-        Ok(mean.broadcast_div(&norm)?.to_vec2::<f32>()?)
+        let mut embedding = normalise_rows(&self.encoder.embed(&x)?)?;
+        if let Some(projection) = &self.projection {
+            embedding = normalise_rows(&projection.forward(&embedding)?)?;
+        }
+        Ok(embedding.to_vec2::<f32>()?)
     }
 }
 

@@ -7,6 +7,7 @@
 //! - `layers`: convolution, batch normalisation and dense layers with their parameters;
 //! - `encoder`, `critic`, `discriminator`, `prior`, `dim`: the networks and the DIM objective;
 //! - `objective`: the mutual-information estimators and the KL prior term;
+//! - `projection`: the fitted PCA projection of the search embedding;
 //! - `init`: seeded initialisation of every variable;
 //! - `io`: [`Model`], loading and saving model folders.
 
@@ -20,6 +21,7 @@ mod io;
 mod layers;
 pub mod objective;
 mod prior;
+mod projection;
 
 pub use config::{
     Critic, Embedding, Estimator, ModelConfig, Norm, Objective, PriorKind, TrainingRecord,
@@ -35,3 +37,7 @@ pub use io::{
 };
 pub use layers::{is_buffer, BatchNorm, Conv};
 pub use prior::{PriorDiscriminator, PriorGame, PRIOR_PREFIX};
+pub use projection::{
+    features_tensor, normalise_rows, Projection, ProjectionConfig, PROJECTION_POWER,
+    PROJECTION_PREFIX,
+};

@@ -9,11 +9,13 @@
 //! - `run`: the loop ([`train`]);
 //! - `adam`: the optimiser;
 //! - `checkpoint`: the files `--resume` reads;
-//! - `probe`: evidence without labels of whether a run helped.
+//! - `probe`: evidence without labels of whether a run helped;
+//! - `projection`: the search projection fitted on the run's images at its end.
 
 mod adam;
 pub mod checkpoint;
 pub mod probe;
+mod projection;
 mod run;
 mod settings;
 

@@ -180,6 +180,8 @@ fn starting_point(
     device: &Device,
 ) -> Result<(ModelConfig, HashMap<String, Tensor>)> {
     let mut config = opts.config.clone();
+    // Training never reads the projection: it is fitted at the end of the run.
+    config.projection = None;
     let Start::Model(source) = start else {
         return Ok((config, HashMap::new()));
     };
@@ -213,6 +215,7 @@ pub fn start_model(opts: &TrainOptions, device: &Device) -> Result<Model> {
     Ok(Model {
         config,
         encoder,
+        projection: None,
         id: format!("start-{}", start.name()),
         name: format!("start ({})", start.name()),
         device: device.clone(),
@@ -528,6 +531,15 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
         }
     }
     bar.finish_and_clear();
+    // Only over a model this invocation trained (a run given no steps wrote none).
+    if let Some(request) = opts
+        .config
+        .projection
+        .as_ref()
+        .filter(|_| epochs_run > epochs_done)
+    {
+        super::projection::fit_into(out, &pixels, request, device)?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     Ok(TrainReport {
         images: count,

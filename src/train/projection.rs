@@ -1,0 +1,46 @@
+//! The last step of a run: fit the model's search projection ([`crate::model::Projection`])
+//! on the run's own images and write it into the model in `--out`. Training itself never
+//! sees the projection: every epoch exports the encoder alone, and a resumed run fits again.
+
+use crate::data::PixelSet;
+use crate::error::{Error, Result};
+use crate::model::{
+    features_tensor, load_parameters, save_model, Model, ModelSource, Projection, ProjectionConfig,
+};
+use candle_core::Device;
+use std::path::Path;
+
+/// Images the projection is fitted on at most (evenly spaced through the run's images):
+/// enough for a stable covariance of a few hundred dimensions at a few seconds' embedding.
+pub const FIT_IMAGES: usize = 20_000;
+
+/// Embeds up to [`FIT_IMAGES`] of `pixels` (unaugmented) with the model in `out`, fits
+/// `request` and rewrites the model with its projection. Returns the fitted config.
+pub fn fit_into(
+    out: &Path,
+    pixels: &PixelSet,
+    request: &ProjectionConfig,
+    device: &Device,
+) -> Result<ProjectionConfig> {
+    let source = ModelSource::Path(out.to_path_buf());
+    let model = Model::load(&source, device)?;
+    let n = pixels.len().min(FIT_IMAGES);
+    let picked: Vec<usize> = (0..n).map(|j| j * pixels.len() / n).collect();
+    let mut features = Vec::with_capacity(n);
+    for chunk in picked.chunks(256) {
+        let images: Vec<&[u8]> = chunk.iter().map(|&i| pixels.get(i).exact).collect();
+        features.extend(model.embed(images.into_iter())?);
+    }
+    let fitted = ProjectionConfig {
+        images: n,
+        ..request.clone()
+    };
+    let tensors = Projection::fit(&features_tensor(&features, device)?, &fitted)
+        .map_err(|e| Error::model(out, format!("fitting the projection: {e}")))?;
+    let (mut config, mut weights, _) = load_parameters(&source, device)?;
+    weights.retain(|name, _| name.starts_with("encoder."));
+    weights.extend(tensors);
+    config.projection = Some(fitted.clone());
+    save_model(out, &config, &weights)?;
+    Ok(fitted)
+}
