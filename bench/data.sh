@@ -4,7 +4,7 @@
 #
 #   bench/data.sh SET...                  # e.g. bench/data.sh cifar10 clothing
 #   bench/data.sh SET/SPLIT...            # one split, e.g. bench/data.sh tinyimagenet/train
-#   bench/data.sh all                     # every set below, every split (about 190,000 images)
+#   bench/data.sh all                     # every set below, every split (about 176,000 images)
 #
 # Every set is laid out as data/SET/SPLIT/CLASS/FILE: the class of an image is the name of its
 # parent folder, which is what `imgsearch eval` and `train --eval` read.
