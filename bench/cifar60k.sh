@@ -10,16 +10,13 @@
 #                                                           -> total 59,900, embedded < 59,900
 #
 # Prints each figure and one PASS/FAIL line per check; exits non-zero if any check fails.
-# Usage: bench/cifar60k.sh [KILL_AFTER_SECONDS]   (extracts CIFAR-10 into data/ if it is missing)
+# Usage: bench/cifar60k.sh [KILL_AFTER_SECONDS]   (fetches CIFAR-10 into data/ with bench/data.sh if it is missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILL_AFTER=${1:-45}
 
-if [ ! -d data/cifar10/train ] || [ ! -d data/cifar10/test ]; then
-  mkdir -p data
-  tar -xf ../shared/data/cifar10-train.tar -C data
-  tar -xf ../shared/data/cifar10-test.tar -C data
-fi
+. bench/data.sh
+extract cifar10
 DATA=$(cd data/cifar10 && pwd -P)
 
 echo "== build"

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# How the bundled default (assets/default) was made from the previous one: fine-tuned on CIFAR-10
-# train plus the train splits of the three real photo sets, each copied a number of times so that
-# photos weigh more than their share (once each they would be 7% of 53,610 images). Copies, not
-# links: training counts one file once however it is reached. Labels are not used.
+# Fine-tunes a model on CIFAR-10 train plus the train splits of the three real photo sets, each
+# copied a number of times so that photos weigh more than their share (once each they would be 7%
+# of 53,610 images). Copies, not links: training counts one file once however it is reached.
+# Labels are not used. This is how the bundled default (assets/default) was made; see its model
+# card, "Training".
 #
 #   [MIX="clothing:3 signdigits:3 attfaces:3"] [MINUTES=110] [OUT=target/default-model] \
 #   [LR=5e-4] [SEED=2] [FROM=default] [KEEP=probe] bench/default_model.sh
-# MIX names each photo set with its number of copies (REPEAT=N is the old spelling of
+# MIX names each photo set with its number of copies (REPEAT=N is short for
 # "clothing:N signdigits:N attfaces:N"). KEEP is `train --keep`: probe (the epoch the label-free
-# probe liked best) or last. Stage 2 of the model card is the default MIX; stage 3
-# MIX="clothing:5 signdigits:2 attfaces:20" SEED=3 MINUTES=95 KEEP=last; stage 4 (bundled now)
-# MIX="clothing:12 signdigits:2 attfaces:20" SEED=4 MINUTES=70 KEEP=last.
+# probe liked best) or last. The bundled default's three fine-tunes, in order, each from the
+# model the previous one wrote (FROM=DIR):
+#   MIX="clothing:3 signdigits:3 attfaces:3" SEED=2 MINUTES=110 KEEP=probe
+#   MIX="clothing:5 signdigits:2 attfaces:20" SEED=3 MINUTES=95 KEEP=last
+#   MIX="clothing:12 signdigits:2 attfaces:20" SEED=4 MINUTES=70 KEEP=last
 # Then score it: bench/default_model.sh score MODEL_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +37,7 @@ fi
 repeat=${REPEAT:-3}
 spec=${MIX:-clothing:$repeat signdigits:$repeat attfaces:$repeat}
 if [ "$spec" = "clothing:$repeat signdigits:$repeat attfaces:$repeat" ]; then
-  mix=data/default-mix-x$repeat # the folder stage 2 used
+  mix=data/default-mix-x$repeat # the folder name of the equal-copies mix
 else
   mix=data/default-mix-$(echo "$spec" | tr ' :' '-x')
 fi

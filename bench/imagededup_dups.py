@@ -5,7 +5,7 @@
 For each method the folder's images are hashed once (timed), then each Hamming-distance
 threshold is applied (timed). Prints one JSON line per (method, threshold):
 {"method", "threshold", "encode_s", "find_s", "pairs": [[PATH, PATH], ...]} with absolute paths.
-imagededup's CNN method is not run: it downloads MobileNetV3 weights, which this machine cannot.
+imagededup's CNN method is not run: it downloads MobileNetV3 weights at run time, which needs network access.
 """
 
 import argparse

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every index table of docs/INDEX.md and the README in one run: our index against hnswlib, faiss
+# Every index table of docs/INDEX.md and docs/BENCHMARKS.md in one run: our index against hnswlib, faiss
 # and usearch (bench/peers.sh) on real CIFAR-10 embeddings (59,000 + 1,000 held-out queries, from
 # an `imgsearch index` of the 60,000 images with the bundled model), 100,000 clustered, 100,000
 # uniform and 1,000,000 clustered 64-d vectors (about 13 minutes on 2 cores; run it alone);

@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# Issue 4's independent check: index the 10,000 CIFAR-10 test images with a model (default: the
-# bundled one), query 2,000 of them (every fifth) with `imgsearch query -k 201 --json` in one
-# process, and score P@9 and kNN-200 from that output alone.
+# A check of `imgsearch eval` from the outside: index the 10,000 CIFAR-10 test images with a model
+# (default: the bundled one), query 2,000 of them (every fifth) with `imgsearch query -k 201
+# --json` in one process, and score P@9 and kNN-200 from that output alone (bench/score_query.py).
 #
 #   bench/score_cifar.sh [--model M]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -d data/cifar10/test ]; then
-  mkdir -p data && tar -xf ../shared/data/cifar10-test.tar -C data
-fi
+. bench/data.sh
+extract cifar10/test
 cargo build --release -q
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

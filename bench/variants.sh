@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The DIM variants at one equal budget: each trained from the same seed on the same
 # CIFAR-10 train images for the same number of steps, then scored on CIFAR-10 test
-# (2,000 leave-one-out queries). Prints a Markdown table for docs/RESULTS.md.
+# (2,000 leave-one-out queries). Prints a Markdown table (docs/RESULTS.md, "Training recipes").
 #
 #   bench/variants.sh [IMAGES] [EPOCHS]     (default 10000 images × 1 epoch)
 #   VARIANTS_ONLY='adversarial|D = 128' bench/variants.sh    (only rows whose name matches)
@@ -9,11 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 images=${1:-10000}
 epochs=${2:-1}
-for split in train test; do
-  if [ ! -d data/cifar10/$split ]; then
-    mkdir -p data && tar -xf ../shared/data/cifar10-$split.tar -C data
-  fi
-done
+. bench/data.sh
+extract cifar10
 cargo build --release -q
 bin=target/release/imgsearch
 out=${VARIANTS_DIR:-data/variants}

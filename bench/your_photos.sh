@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 16's measurement: on each real photo set, the pixel floor and the bundled default on the
+# What ten minutes of `train` do for a folder of photos: on each real photo set, the pixel floor and the bundled default on the
 # test split, then `imgsearch train` on the train split with a wall-time budget, fine-tuned from
 # the bundled model and from scratch, each scored on the test split before and after (--eval).
 # Runs one after another (never two at once: the budget is wall time). Prints a Markdown table.

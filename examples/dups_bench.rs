@@ -7,7 +7,7 @@
 //!     cargo run --release --example dups_bench -- --folder DIR [--czkawka PATH] [--imagededup PYTHON]
 //!
 //! From each real photo set under `--data` (the test splits of clothing, signdigits, attfaces
-//! and cifar10, extracted from ../shared/data as its README says), `--per-set` originals are
+//! and cifar10: `bench/data.sh clothing signdigits attfaces cifar10`), `--per-set` originals are
 //! drawn (seeded); each gets one to three copies, each copy a seeded random edit a user makes:
 //! resize (0.5–0.8), recompression (JPEG quality 30–60), a crop keeping about 70% of the area,
 //! a horizontal flip, a 90-degree rotation, a colour change (brightness and saturation), or a
@@ -562,7 +562,7 @@ fn main() -> Result<()> {
         let mut files = files_under(&dir);
         if files.is_empty() {
             bail!(
-                "{} has no images: extract ../shared/data/{set}-test.tar into {}",
+                "{} has no images: fetch it with bench/data.sh {set}/test (into {})",
                 dir.display(),
                 args.data.display()
             );

@@ -7,8 +7,8 @@
 //! cargo build --release && cargo run --release --example serve_bench -- [SECONDS_PER_RUN]
 //! ```
 //!
-//! Builds `target/bench-cifar60k-index` from data/cifar10/{train,test} the first time (extract
-//! the tars from ../shared/data as the README says). The clients run in this process on the same
+//! Builds `target/bench-cifar60k-index` from data/cifar10/{train,test} the first time (fetch
+//! them with `bench/data.sh cifar10`). The clients run in this process on the same
 //! machine as the server: on 2 cores they take CPU from it, so the figures are a floor.
 
 use bytes::Bytes;
@@ -189,7 +189,7 @@ fn ensure_index(index: &Path) {
     for split in ["train", "test"] {
         assert!(
             data.join(split).is_dir(),
-            "extract CIFAR-10 first: mkdir -p data && tar -xf ../shared/data/cifar10-{split}.tar -C data"
+            "fetch CIFAR-10 first: bench/data.sh cifar10/{split}"
         );
     }
     eprintln!("building the 60,000-image index (once)...");

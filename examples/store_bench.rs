@@ -430,7 +430,7 @@ fn main() -> Result<()> {
     if want("workers") {
         if !args.images.exists() {
             println!(
-                "workers: {} not found (extract CIFAR-10, see ../shared/data)",
+                "workers: {} not found (fetch CIFAR-10: bench/data.sh cifar10/test)",
                 args.images.display()
             );
             return Ok(());

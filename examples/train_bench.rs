@@ -3,7 +3,7 @@
 //!     cargo run --release --example train_bench -- [IMAGE_DIR] [--steps N] [--rounds N]
 //!         [--recipe R] [--embed-only] [--torch]
 //!
-//! IMAGE_DIR defaults to `data/cifar10/train` (see the README for extracting it). The recipe is
+//! IMAGE_DIR defaults to `data/cifar10/train` (fetch it with `bench/data.sh cifar10/train`). The recipe is
 //! `default` (what `imgsearch train` runs: encode-and-dot critics, InfoNCE, two views of each
 //! image per step) or `paper` (the DIM paper's concat critics with JSD, one view). Images per
 //! second count images, not views: a two-view step of batch 64 encodes 128 rows. Prints

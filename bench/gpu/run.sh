@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU run (issue 19), on the machine with the GPU, from a folder packed by bench/gpu/pack.sh:
+# The GPU run, on the machine with the GPU, from a folder packed by bench/gpu/pack.sh:
 #     bash bench/gpu/run.sh target/gpu-pack
 # Prints the device; times the default recipe's training step (batch 64, 128, 256) and
 # embedding (batch 256, 1024, 4096) on CUDA, and the same binary's CPU figures; checks that one

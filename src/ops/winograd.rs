@@ -7,8 +7,8 @@
 //! instead of 64. Outputs that are not whole 4×4 tiles use 2×2 tiles (F(2×2, r×r)). The
 //! multiplies are α² independent matmuls (α = m + r − 1 transformed positions a side), so they
 //! still run on gemm at its full rate; the transforms around them are additions over whole
-//! channel rows. The matmuls were 70% of a training step before (see the README's speed
-//! section), and these two window shapes carry 97% of the encoder's multiplies.
+//! channel rows. With im2col + gemm the matmuls are about 70% of a training step
+//! (docs/BENCHMARKS.md), and these two window shapes carry 97% of the encoder's multiplies.
 //!
 //! A group of images goes through three parallel phases: the input transforms (by image), one
 //! matmul per transformed position over all the group's tiles (by position), the output
