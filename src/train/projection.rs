@@ -5,7 +5,8 @@
 use crate::data::PixelSet;
 use crate::error::{Error, Result};
 use crate::model::{
-    features_tensor, load_parameters, save_model, Model, ModelSource, Projection, ProjectionConfig,
+    features_tensor, load_parameters, save_model, Embedding, Model, ModelSource, Projection,
+    ProjectionConfig,
 };
 use candle_core::Device;
 use std::path::Path;
@@ -14,16 +15,27 @@ use std::path::Path;
 /// enough for a stable covariance of a few hundred dimensions at a few seconds' embedding.
 pub const FIT_IMAGES: usize = 20_000;
 
-/// Embeds up to [`FIT_IMAGES`] of `pixels` (unaugmented) with the model in `out`, fits
-/// `request` and rewrites the model with its projection. Returns the fitted config.
+/// Embeds up to [`FIT_IMAGES`] of `pixels` (unaugmented) with the model in `out`, searching
+/// `embedding`, fits `request` and rewrites the model with both. Returns the fitted config.
 pub fn fit_into(
     out: &Path,
     pixels: &PixelSet,
+    embedding: Embedding,
     request: &ProjectionConfig,
     device: &Device,
 ) -> Result<ProjectionConfig> {
-    let source = ModelSource::Path(out.to_path_buf());
-    let model = Model::load(&source, device)?;
+    let (mut config, mut weights, name) =
+        load_parameters(&ModelSource::Path(out.to_path_buf()), device)?;
+    weights.retain(|name, _| name.starts_with("encoder."));
+    config.embedding = embedding;
+    config.projection = None;
+    let model = Model::from_parameters(
+        config.clone(),
+        weights.clone(),
+        "fitting".into(),
+        name,
+        device,
+    )?;
     let n = pixels.len().min(FIT_IMAGES);
     let picked: Vec<usize> = (0..n).map(|j| j * pixels.len() / n).collect();
     let mut features = Vec::with_capacity(n);
@@ -37,8 +49,6 @@ pub fn fit_into(
     };
     let tensors = Projection::fit(&features_tensor(&features, device)?, &fitted)
         .map_err(|e| Error::model(out, format!("fitting the projection: {e}")))?;
-    let (mut config, mut weights, _) = load_parameters(&source, device)?;
-    weights.retain(|name, _| name.starts_with("encoder."));
     weights.extend(tensors);
     config.projection = Some(fitted.clone());
     save_model(out, &config, &weights)?;

@@ -283,7 +283,12 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
     let (mut config, start_name, start_tensors) = match &resumed {
         Some((state, _)) => {
             let start = state.config.training.as_ref().and_then(|t| t.start.clone());
-            (state.config.clone(), start, HashMap::new())
+            // What is searched is not part of training: the invocation's choice holds.
+            let config = ModelConfig {
+                embedding: opts.config.embedding,
+                ..state.config.clone()
+            };
+            (config, start, HashMap::new())
         }
         None => {
             let start = resolve_start(opts)?;
@@ -531,14 +536,12 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
         }
     }
     bar.finish_and_clear();
-    // Only over a model this invocation trained (a run given no steps wrote none).
-    if let Some(request) = opts
-        .config
-        .projection
-        .as_ref()
-        .filter(|_| epochs_run > epochs_done)
-    {
-        super::projection::fit_into(out, &pixels, request, device)?;
+    // Over the model this invocation trained, or on `--resume` the one the run kept (a
+    // resumed run with no epochs left only fits the projection); a fresh run given no steps
+    // wrote no model.
+    let has_model = epochs_run > epochs_done || opts.resume;
+    if let Some(request) = opts.config.projection.as_ref().filter(|_| has_model) {
+        super::projection::fit_into(out, &pixels, config.embedding, request, device)?;
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(TrainReport {

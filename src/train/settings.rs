@@ -43,7 +43,8 @@ pub struct TrainOptions {
     /// Views of each image per step: 1, or 2 to pair the code of one augmented view with
     /// the features of another.
     pub views: usize,
-    /// Architecture and objective; ignored on `--resume`, which keeps the checkpoint's.
+    /// Architecture and objective; ignored on `--resume`, which keeps the checkpoint's. The
+    /// search settings (`embedding`, `projection`) are this invocation's in either case.
     pub config: ModelConfig,
     /// Where decoded pixels are kept between runs.
     pub cache: PixelCache,
