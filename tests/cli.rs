@@ -1154,6 +1154,107 @@ fn help_has_examples_and_completions_cover_every_command() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `train --projection N` ends by fitting an N-component projection of the searched embedding
+/// on the run's images: the model searches N-dim vectors and still finds each photo first; a
+/// resumed run with no epochs left refits it over the same encoder; a projection longer than
+/// the embedding is refused before anything runs.
+#[test]
+fn training_fits_the_search_projection() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let photos = fixtures().join("photos");
+    let images = count_files(&photos);
+    let out = tmp.path().join("projected");
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", s(&photos), "--out", s(&out), "--batch", "8"];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        summary(&ok(&args))
+    };
+    let config = || -> Value {
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).expect("config"))
+            .expect("json")
+    };
+    let tensors = || std::fs::read(out.join("model.safetensors")).expect("model");
+    train(&[
+        "--epochs",
+        "1",
+        "--embedding",
+        "pooled",
+        "--projection",
+        "16",
+    ]);
+    let first = config();
+    assert_eq!(first["embedding"], "pooled", "{first}");
+    assert_eq!(first["projection"]["dim"], 16, "{first}");
+    assert_eq!(first["projection"]["images"], images as u64, "{first}");
+    let weights = tensors();
+    let model = safetensors::SafeTensors::deserialize(&weights).expect("valid safetensors");
+    assert_eq!(
+        model.tensor("projection.matrix").expect("matrix").shape(),
+        [256, 16]
+    );
+    indexes_and_finds_itself(tmp.path(), &photos.join("signdigits-3"), &out);
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(tmp.path().join("index").join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["manifest"]["meta"]["dim"], 16, "{manifest}");
+
+    // Refit with 8 components: no step is taken, so the encoder stays tensor for tensor.
+    train(&[
+        "--resume",
+        "--epochs",
+        "1",
+        "--embedding",
+        "pooled",
+        "--projection",
+        "8",
+    ]);
+    assert_eq!(config()["projection"]["dim"], 8);
+    let refitted = tensors();
+    let refitted = safetensors::SafeTensors::deserialize(&refitted).expect("valid");
+    for name in model
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with("encoder."))
+    {
+        assert_eq!(
+            model.tensor(name).expect("tensor").data(),
+            refitted.tensor(name).expect("tensor").data(),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        refitted
+            .tensor("projection.matrix")
+            .expect("matrix")
+            .shape(),
+        [256, 8]
+    );
+
+    let refused = imgsearch(&[
+        "train",
+        s(&photos),
+        "--out",
+        s(&tmp.path().join("too-long")),
+        "--embedding",
+        "mean",
+        "--projection",
+        "65",
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "a usage error");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("projection.dim 65"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!tmp
+        .path()
+        .join("too-long")
+        .join("model.safetensors")
+        .exists());
+}
+
 /// `train` starts from the bundled model unless told otherwise (`--from`), stops at a time
 /// budget with the probe's pick saved, scores the labelled folder given to `--eval` before and
 /// after exactly as `eval` does, and refuses a start whose weights do not fit.
@@ -1274,7 +1375,13 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
     let checkpoint = std::fs::read(again.join("checkpoint.safetensors")).expect("checkpoint");
     let checkpoint = safetensors::SafeTensors::deserialize(&checkpoint).expect("valid");
     assert!(!model.names().is_empty());
-    for name in model.names() {
+    // The search projection is fitted after training: it is the one thing the checkpoint,
+    // which holds what training trains, does not have.
+    for name in model
+        .names()
+        .into_iter()
+        .filter(|n| !n.starts_with("projection."))
+    {
         let saved = checkpoint
             .tensor(&format!("param.{name}"))
             .expect("every model tensor is in the checkpoint");

@@ -299,6 +299,11 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
     config
         .validate()
         .map_err(|e| Error::Usage(format!("model config: {e}")))?;
+    if let Some(projection) = &opts.config.projection {
+        projection
+            .validate(config.encoder_embedding_dim())
+            .map_err(|e| Error::Usage(format!("--projection: {e}")))?;
+    }
     let run = RunSettings::resolve(
         opts,
         resumed
