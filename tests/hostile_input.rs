@@ -132,3 +132,205 @@ fn dups_checks_the_index_it_reads_in_full() {
     let said = fails(&["dups", "--index", s(&index), "--no-rotations"]);
     assert!(said.contains(".vec") && said.contains("--repair"), "{said}");
 }
+
+/// A GIF whose logical screen is 16000 × 16000 (a gigabyte of RGBA) holding one 1 × 1 frame:
+/// 35 bytes.
+fn gif_bomb() -> Vec<u8> {
+    let mut gif = b"GIF89a".to_vec();
+    gif.extend_from_slice(&16000u16.to_le_bytes());
+    gif.extend_from_slice(&16000u16.to_le_bytes());
+    // A global colour table of two entries, black and white.
+    gif.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 255, 255, 255]);
+    // One 1 × 1 frame at the origin: LZW code size 2, codes clear, 0, end.
+    gif.extend_from_slice(&[0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0]);
+    gif.extend_from_slice(&[0x02, 0x02, 0x44, 0x01, 0x00, 0x3B]);
+    gif
+}
+
+/// The start of a PNG that says it is 20000 × 20000 RGB (1.2 GB of pixels).
+fn png_bomb() -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&20000u32.to_be_bytes());
+    ihdr.extend_from_slice(&20000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32fast::hash(&ihdr).to_be_bytes());
+    let idat = b"IDAT\x78\x01";
+    png.extend_from_slice(&2u32.to_be_bytes());
+    png.extend_from_slice(idat);
+    png.extend_from_slice(&crc32fast::hash(idat).to_be_bytes());
+    png
+}
+
+#[test]
+fn images_that_decode_past_the_budget_are_refused_before_allocating() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, index) = indexed(tmp.path());
+    for (name, bytes) in [("screen.gif", gif_bomb()), ("huge.png", png_bomb())] {
+        let file = tmp.path().join(name);
+        std::fs::write(&file, bytes).unwrap();
+        let said = fails(&["query", s(&file), "--index", s(&index)]);
+        assert!(said.contains(name), "{said}");
+        assert!(said.contains("over the budget of 256 MiB"), "{said}");
+    }
+}
+
+/// Runs `args`, which must be refused as a usage error (exit 2) saying `words`.
+fn refused(args: &[&str], words: &str) {
+    let out = run(args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    assert!(stderr(&out).contains(words), "{args:?}: {}", stderr(&out));
+}
+
+#[test]
+fn query_refuses_a_min_score_that_is_not_a_cosine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, index) = indexed(tmp.path());
+    let query = fixtures().join("test/cat/0000.jpg");
+    for bad in ["2", "NaN", "-1.5"] {
+        refused(
+            &["query", s(&query), "--index", s(&index), "--min-score", bad],
+            "must be a cosine from -1 to 1",
+        );
+    }
+    // A negative bound is a bound, not a flag.
+    let out = ok(&[
+        "query",
+        s(&query),
+        "--index",
+        s(&index),
+        "--min-score",
+        "-0.5",
+    ]);
+    assert!(!out.is_empty());
+}
+
+#[test]
+fn dups_refuses_scores_out_of_range_as_the_api_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, index) = indexed(tmp.path());
+    refused(
+        &["dups", "--index", s(&index), "--copy-score", "5"],
+        "must be a correlation from -1 to 1",
+    );
+    refused(
+        &["dups", "--index", s(&index), "--threshold", "0"],
+        "must be above 0 and at most 1",
+    );
+    let answer = get_dups_threshold_error();
+    assert!(answer.contains("must be above 0 and at most 1"), "{answer}");
+}
+
+/// What the HTTP API answers to `threshold=0`.
+fn get_dups_threshold_error() -> String {
+    let served = common::serve::serve(&["photos/signdigits-7"], &[]);
+    let answer = common::serve::get(served.addr, "/api/dups?threshold=0");
+    assert_eq!(answer.status, 400);
+    answer.json()["message"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn train_refuses_zero_epochs_and_a_learning_rate_that_is_not_a_number() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    images(&photos, "cat", 4);
+    let out = tmp.path().join("model");
+    for (flag, bad) in [
+        ("--epochs", "0"),
+        ("--lr", "NaN"),
+        ("--lr", "-1"),
+        ("--lr", "inf"),
+    ] {
+        refused(
+            &["train", s(&photos), "--out", s(&out), flag, bad],
+            "invalid value",
+        );
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn a_device_is_not_a_folder_to_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("index");
+    let said = fails(&["index", "/dev/null", "--index", s(&index)]);
+    assert!(said.contains("/dev/null: a device, not a folder"), "{said}");
+    assert!(!index.exists());
+}
+
+#[test]
+fn a_fifo_among_the_photos_is_skipped_with_its_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("index");
+    let photos = tmp.path().join("photos");
+    images(&photos, "cat", 3);
+    let fifo = photos.join("pipe.jpg");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = run(&["index", s(&photos), "--index", s(&index)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("pipe.jpg") && said.contains("FIFO"), "{said}");
+    let out = ok(&["index", s(&photos), "--index", s(&index), "--json"]);
+    let skips: Vec<_> = lines(&out)
+        .into_iter()
+        .filter(|l| l["type"] == "skip")
+        .collect();
+    assert_eq!(skips.len(), 1, "{out}");
+    assert_eq!(summary(&out)["skipped"], 1);
+}
+
+#[test]
+fn an_image_given_as_the_model_is_named_as_not_a_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, index) = indexed(tmp.path());
+    let photo = fixtures().join("test/cat/0000.jpg");
+    let said = fails(&[
+        "query",
+        s(&photo),
+        "--index",
+        s(&index),
+        "--model",
+        s(&photo),
+    ]);
+    assert!(said.contains("0000.jpg: not a model"), "{said}");
+    assert!(!said.contains("config.json"), "{said}");
+}
+
+#[test]
+fn a_model_config_with_zero_std_is_refused_before_an_index_is_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    images(&photos, "cat", 3);
+    let model = tmp.path().join("zero-std");
+    std::fs::create_dir_all(&model).unwrap();
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/default");
+    std::fs::copy(
+        assets.join("model.safetensors"),
+        model.join("model.safetensors"),
+    )
+    .unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(assets.join("config.json")).unwrap()).unwrap();
+    config["preprocess"]["std"] = serde_json::json!([0.0, 0.0, 0.0]);
+    std::fs::write(model.join("config.json"), config.to_string()).unwrap();
+    let index = tmp.path().join("index");
+    let said = fails(&[
+        "index",
+        s(&photos),
+        "--index",
+        s(&index),
+        "--model",
+        s(&model),
+    ]);
+    assert!(
+        said.contains("config.json") && said.contains("std"),
+        "{said}"
+    );
+    assert!(!index.exists());
+}
