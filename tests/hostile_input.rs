@@ -177,6 +177,70 @@ fn images_that_decode_past_the_budget_are_refused_before_allocating() {
     }
 }
 
+/// A folder of copies: the same CIFAR-10 photo at a/, b/ and c/, and others beside them.
+fn copies(tmp: &Path) -> (PathBuf, PathBuf) {
+    let photos = std::fs::canonicalize(tmp).unwrap().join("photos");
+    images(&photos.join("others"), "ship", 8);
+    let photo = fixtures().join("test/frog/0000.jpg");
+    for sub in ["a", "b", "c"] {
+        std::fs::create_dir_all(photos.join(sub)).unwrap();
+        std::fs::copy(&photo, photos.join(sub).join("frog.jpg")).unwrap();
+    }
+    let index = tmp.join("index");
+    ok(&["index", s(&photos), "--index", s(&index), "--quiet"]);
+    (photos, index)
+}
+
+#[test]
+fn undo_keeps_and_reports_every_file_it_cannot_put_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (photos, index) = copies(tmp.path());
+    let dest = tmp.path().join("dest");
+    let out = ok(&["dups", "--index", s(&index), "--move", s(&dest), "--json"]);
+    let log = PathBuf::from(summary(&out)["log"].as_str().unwrap());
+    let moved: Vec<PathBuf> = ["a", "b", "c"]
+        .iter()
+        .map(|sub| photos.join(sub).join("frog.jpg"))
+        .filter(|p| !p.exists())
+        .collect();
+    assert_eq!(moved.len(), 2);
+    // Something new at one of the moved files' places.
+    std::fs::write(&moved[0], b"a new file").unwrap();
+
+    let out = run(&["dups", "--undo", s(&log)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(s(&moved[0])) && said.contains("kept at"),
+        "{said}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 files restored, 1 not"), "{text}");
+    // Nothing lost: the new file stays, the moved one is still in DEST, the other is back.
+    assert_eq!(std::fs::read(&moved[0]).unwrap(), b"a new file");
+    assert!(moved[1].exists());
+    let kept = dest.join(moved[0].strip_prefix(&photos).unwrap());
+    assert!(kept.exists(), "{}", kept.display());
+}
+
+#[test]
+fn a_move_that_stops_says_what_it_did_and_how_to_undo_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, index) = copies(tmp.path());
+    let dest = tmp.path().join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    // Files where the copies' folders would go: every move fails, as on a full disk.
+    for sub in ["a", "b", "c"] {
+        std::fs::write(dest.join(sub), b"in the way").unwrap();
+    }
+    let said = fails(&["dups", "--index", s(&index), "--move", s(&dest)]);
+    assert!(said.contains("stopped after moving 0 files"), "{said}");
+    assert!(
+        said.contains("imgsearch dups --undo ") && said.contains("imgsearch-undo-"),
+        "{said}"
+    );
+}
+
 /// Runs `args`, which must be refused as a usage error (exit 2) saying `words`.
 fn refused(args: &[&str], words: &str) {
     let out = run(args);
