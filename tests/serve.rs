@@ -567,5 +567,69 @@ async fn page_session(client: &fantoccini::Client, served: &Served) -> Step<()> 
     })
     .await?;
 
+    // A min score from the URL outside [-1, 1] is no bound: the slider says "off" and the
+    // neighbours are all there.
+    client
+        .goto(&format!("{base}?id={second}&min=7"))
+        .await
+        .map_err(e("a URL with min=7"))?;
+    wait_for("the neighbours without a bound", || async {
+        let off = client.find(Id("min-value")).await.ok()?.text().await.ok()? == "off";
+        (off && grid_paths(client).await == expected_clicked).then_some(())
+    })
+    .await?;
+
+    // A copy of a photo under the same name in a folder of a long name: the Duplicates view on
+    // a phone-sized window shows the two apart (their folders) and nothing wider than it.
+    let original = Path::new(&expected[0]);
+    let folder = served
+        .tmp
+        .path()
+        .join("photos/a-folder-with-a-rather-long-name-that-does-not-wrap-on-its-own-anywhere");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(original, folder.join(original.file_name().unwrap())).unwrap();
+    common::cli::ok(&["index", "--index", s(&served.index), "--quiet"]);
+    client
+        .set_window_size(390, 844)
+        .await
+        .map_err(e("a 390 px window"))?;
+    let names = wait_for("the copy's group", || async {
+        client.goto(&format!("{base}?view=dups")).await.ok()?;
+        for group in client.find_all(Css(".group")).await.ok()? {
+            let mut names = Vec::new();
+            let mut ours = false;
+            for card in group.find_all(Css(".result")).await.ok()? {
+                let path = card.attr("data-path").await.ok()??;
+                ours |= path.contains("a-folder-with-a-rather-long-name");
+                names.push(card.find(Css(".name")).await.ok()?.text().await.ok()?);
+            }
+            if ours && names.len() >= 2 {
+                return Some(names);
+            }
+        }
+        None
+    })
+    .await?;
+    if names[0] == names[1] {
+        return Err(format!("the copies' cards read alike: {names:?}"));
+    }
+    let status = client.find(Id("status")).await.map_err(e("status"))?;
+    let said = status.text().await.map_err(e("status text"))?;
+    if !said.contains("copy score ≥ 0.93 ") {
+        return Err(format!("the Duplicates view says {said:?}"));
+    }
+    let widths = client
+        .execute(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];",
+            vec![],
+        )
+        .await
+        .map_err(e("the page's width"))?;
+    let (scroll, width) = (widths[0].as_u64(), widths[1].as_u64());
+    if scroll > width {
+        return Err(format!(
+            "the Duplicates view is {scroll:?} px wide in a {width:?} px window"
+        ));
+    }
     Ok(())
 }
