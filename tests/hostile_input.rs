@@ -316,6 +316,30 @@ fn train_refuses_zero_epochs_and_a_learning_rate_that_is_not_a_number() {
 }
 
 #[test]
+fn a_run_that_diverges_before_any_checkpoint_names_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    images(&photos, "cat", 4);
+    let out = tmp.path().join("model");
+    let said = fails(&[
+        "train",
+        s(&photos),
+        "--out",
+        s(&out),
+        "--epochs",
+        "1",
+        "--batch",
+        "2",
+        "--lr",
+        "1e30",
+        "--quiet",
+    ]);
+    assert!(said.contains("diverged"), "{said}");
+    assert!(said.contains("no checkpoint was written"), "{said}");
+    assert!(!out.join("checkpoint.safetensors").exists());
+}
+
+#[test]
 fn a_device_is_not_a_folder_to_record() {
     let tmp = tempfile::tempdir().unwrap();
     let index = tmp.path().join("index");
