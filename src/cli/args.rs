@@ -528,7 +528,9 @@ pub struct IndexArgs {
     /// Follow symbolic links below the folders (loops are detected and skipped).
     #[arg(long, short = 'L')]
     pub follow: bool,
-    /// Drop damaged index files (their images are embedded again) instead of refusing.
+    /// Drop damaged index files (their images are embedded again) instead of refusing. A
+    /// manifest that fails its checksum is read for its segments and folders; one that cannot be
+    /// read at all is rebuilt only from the folders given (without them nothing is deleted).
     #[arg(long)]
     pub repair: bool,
     /// Segments of at least this many images get an HNSW graph; smaller ones are scanned.
