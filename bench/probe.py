@@ -11,6 +11,7 @@ library only, real images from tests/fixtures, about half a minute.
     IMGSEARCH_BIN=target/release/imgsearch bench/probe.py
 """
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -274,6 +275,15 @@ def serve_probes(lib, index):
         answer("thumbnail?side=-1", req("GET", "/api/images/1/thumbnail?side=-1"), 400)
         answer("neighbours?min_score=2", req("GET", "/api/images/1/neighbours?min_score=2"), 400,
                lambda m: "min_score" in m)
+        # Four decompression bombs uploaded at once: the server's peak memory.
+        bomb = multipart(png(20000))
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: http(port, req("POST", "/api/search", bomb, "multipart/form-data; boundary=b")),
+                                    range(4)))
+        peak = next(int(l.split()[1]) for l in open(f"/proc/{server.pid}/status") if l.startswith("VmHWM")) / 1024
+        row("4 uploads of a 20000x20000 PNG at once", f"serve peaked at {peak:.0f} MiB; "
+            + json.loads(answers[0][2])["message"].split(": ")[-1][:50], answers[0][0],
+            all(a[0] == 400 for a in answers) and peak < 2 * BUDGET_MIB)
         status, _, body = http(port, req("GET", "/api/dups"))
         text = body.decode()
         row("/api/dups copy score", "copy_score " + text.split('"copy_score":', 1)[-1].split(",", 1)[0], status,
