@@ -24,13 +24,14 @@ pub enum Error {
     Cache { path: PathBuf, reason: String },
     #[error("{path}: no images found")]
     NoImages { path: PathBuf },
-    #[error("training diverged at epoch {epoch}, step {step}: the {term} loss is {value}; the last good checkpoint is kept in {checkpoint}")]
+    #[error("training diverged at epoch {epoch}, step {step}: the {term} loss is {value}; {}", kept(.checkpoint.as_deref()))]
     Diverged {
         epoch: usize,
         step: usize,
         term: &'static str,
         value: f32,
-        checkpoint: PathBuf,
+        /// The last good checkpoint, when one was written before.
+        checkpoint: Option<PathBuf>,
     },
     /// A PostgreSQL store: `store` is its URL without the password.
     #[error("store {store}: {reason}")]
@@ -42,6 +43,14 @@ pub enum Error {
     Index(Box<crate::index::IndexError>),
     #[error("tensor error: {}", candle_message(.0))]
     Candle(#[from] candle_core::Error),
+}
+
+/// What a diverged run left: its last good checkpoint, or none.
+fn kept(checkpoint: Option<&std::path::Path>) -> String {
+    match checkpoint {
+        Some(path) => format!("the last good checkpoint is kept in {}", path.display()),
+        None => "no checkpoint was written before it: try a lower --lr".into(),
+    }
 }
 
 /// A candle error's message without the backtrace candle attaches when `RUST_BACKTRACE` is set

@@ -124,7 +124,7 @@ pub fn group(id: usize, group: &Group, outcomes: Option<&[Outcome]>) -> Value {
 
 /// A setting the user typed as a short decimal, printed as one (0.85, not the f32's
 /// 0.8500000238418579).
-fn setting(value: f32) -> f64 {
+pub fn setting(value: f32) -> f64 {
     (f64::from(value) * 1e6).round() / 1e6
 }
 
@@ -250,6 +250,7 @@ pub fn index_summary(index: &Path, s: &IndexSummary) -> Value {
 fn repair(report: &RepairReport) -> Value {
     json!({
         "manifest_lost": report.manifest_lost,
+        "manifest_recovered": report.manifest_recovered,
         "dropped": report.dropped.iter().map(|d| json!({
             "files": d.files,
             "entries": d.entries,

@@ -1,77 +1,20 @@
 //! The defects found when the binary was tried as a new user would, one test each, through the
 //! real binary on real images (tests/fixtures). Each failed on the code before the fix.
 
+mod common;
+
 use base64::Engine;
+use common::cli::{images, lines, ok, run, s, stderr, summary};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
+/// Runs with arguments that need not be UTF-8.
 fn imgsearch(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_imgsearch"))
         .args(args)
         .output()
         .expect("run imgsearch")
-}
-
-/// Runs with string arguments.
-fn run(args: &[&str]) -> Output {
-    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-    imgsearch(&args)
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "imgsearch {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
-}
-
-fn summary(stdout: &str) -> Value {
-    lines(stdout)
-        .into_iter()
-        .rfind(|l| l["type"] == "summary")
-        .expect("summary")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-/// `n` real CIFAR-10 test images copied into `dir` (named as in the fixtures).
-fn images(dir: &Path, class: &str, n: usize) -> Vec<PathBuf> {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures().join("test").join(class))
-        .expect("read_dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .take(n)
-        .map(|f| {
-            let to = dir.join(f.file_name().expect("name"));
-            std::fs::copy(f, &to).expect("copy");
-            to
-        })
-        .collect()
 }
 
 /// Defect 1: `query --json` with paths that are not UTF-8: no panic; the bytes survive in base64.

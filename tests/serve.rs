@@ -7,213 +7,16 @@
 //! Requests are written by hand on a TCP socket, so that what a hostile client sends (`..`,
 //! encoded or not, broken multipart) reaches the server unchanged by a client library.
 
+mod common;
+
+use common::cli::{copy_dir, fixtures, s};
+use common::serve::{get, raw, serve, upload, Served};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("test paths are UTF-8")
-}
-
-fn imgsearch(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_imgsearch"))
-        .args(args)
-        .output()
-        .expect("run imgsearch");
-    assert!(
-        out.status.success(),
-        "imgsearch {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for item in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(item.file_name());
-        if item.file_type().unwrap().is_dir() {
-            copy_dir(&item.path(), &target);
-        } else {
-            std::fs::copy(item.path(), &target).unwrap();
-        }
-    }
-}
-
-/// A served index of some fixture photo folders, in its own temporary folder.
-struct Served {
-    tmp: tempfile::TempDir,
-    index: PathBuf,
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Indexes the given fixture folders (copied) and starts `imgsearch serve` on a free port.
-fn serve(folders: &[&str], extra: &[&str]) -> Served {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    for folder in folders {
-        copy_dir(&fixtures().join(folder), &photos.join(folder));
-    }
-    let index = tmp.path().join("index");
-    imgsearch(&["index", s(&photos), "--index", s(&index), "--quiet"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imgsearch"))
-        .args([
-            "serve",
-            "--index",
-            s(&index),
-            "--bind",
-            "127.0.0.1:0",
-            "--json",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start imgsearch serve");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let summary: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
-    assert_eq!(summary["command"], "serve", "{first}");
-    let url = summary["url"].as_str().unwrap();
-    let addr = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
-    Served {
-        tmp,
-        index,
-        child,
-        addr,
-    }
-}
-
-/// One HTTP/1.1 response: status, headers (lower-case names), body.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "{e}: {} {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
-
-/// Sends `head` (request line and headers, without the blank line) and `body` exactly as given.
-fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let mut request = format!(
-        "{head}\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
-    stream.write_all(&request).unwrap();
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).unwrap();
-    let split = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end: {}", String::from_utf8_lossy(&bytes)));
-    let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut body = bytes[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = bytes.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&bytes[..line_end]).unwrap(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&bytes[line_end + 2..line_end + 2 + size]);
-        bytes = &bytes[line_end + 2 + size + 2..];
-    }
-}
-
-fn get(addr: SocketAddr, target: &str) -> Response {
-    raw(addr, &format!("GET {target} HTTP/1.1"), b"")
-}
-
-/// A multipart upload of `bytes` as field `field`, file name `name`.
-fn upload(addr: SocketAddr, query: &str, field: &str, name: &str, bytes: &[u8]) -> Response {
-    let boundary = "imgsearch-test-boundary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n\
-         Content-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    raw(
-        addr,
-        &format!(
-            "POST /api/search{query} HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={boundary}"
-        ),
-        &body,
-    )
-}
 
 /// The `(path, id)` of each result of a `query` record.
 fn results(record: &Value) -> Vec<(String, String)> {
@@ -231,7 +34,7 @@ fn results(record: &Value) -> Vec<(String, String)> {
 }
 
 fn cli_query(index: &Path, image: &Path, k: usize) -> Vec<(String, String)> {
-    let out = imgsearch(&[
+    let out = common::cli::ok(&[
         "query",
         s(image),
         "--index",
@@ -485,7 +288,7 @@ fn a_new_generation_is_served_without_a_restart() {
     let before = get(served.addr, "/api/stats").json();
     let extra = served.tmp.path().join("photos/photos/signdigits-4");
     copy_dir(&fixtures().join("photos/signdigits-4"), &extra);
-    imgsearch(&["index", "--index", s(&served.index), "--quiet"]);
+    common::cli::ok(&["index", "--index", s(&served.index), "--quiet"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let now = get(served.addr, "/api/stats").json();
@@ -763,5 +566,70 @@ async fn page_session(client: &fantoccini::Client, served: &Served) -> Step<()> 
             .then_some(())
     })
     .await?;
+
+    // A min score from the URL outside [-1, 1] is no bound: the slider says "off" and the
+    // neighbours are all there.
+    client
+        .goto(&format!("{base}?id={second}&min=7"))
+        .await
+        .map_err(e("a URL with min=7"))?;
+    wait_for("the neighbours without a bound", || async {
+        let off = client.find(Id("min-value")).await.ok()?.text().await.ok()? == "off";
+        (off && grid_paths(client).await == expected_clicked).then_some(())
+    })
+    .await?;
+
+    // A copy of a photo under the same name in a folder of a long name: the Duplicates view on
+    // a phone-sized window shows the two apart (their folders) and nothing wider than it.
+    let original = Path::new(&expected[0]);
+    let folder = served
+        .tmp
+        .path()
+        .join("photos/a-folder-with-a-rather-long-name-that-does-not-wrap-on-its-own-anywhere");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(original, folder.join(original.file_name().unwrap())).unwrap();
+    common::cli::ok(&["index", "--index", s(&served.index), "--quiet"]);
+    client
+        .set_window_size(390, 844)
+        .await
+        .map_err(e("a 390 px window"))?;
+    let names = wait_for("the copy's group", || async {
+        client.goto(&format!("{base}?view=dups")).await.ok()?;
+        for group in client.find_all(Css(".group")).await.ok()? {
+            let mut names = Vec::new();
+            let mut ours = false;
+            for card in group.find_all(Css(".result")).await.ok()? {
+                let path = card.attr("data-path").await.ok()??;
+                ours |= path.contains("a-folder-with-a-rather-long-name");
+                names.push(card.find(Css(".name")).await.ok()?.text().await.ok()?);
+            }
+            if ours && names.len() >= 2 {
+                return Some(names);
+            }
+        }
+        None
+    })
+    .await?;
+    if names[0] == names[1] {
+        return Err(format!("the copies' cards read alike: {names:?}"));
+    }
+    let status = client.find(Id("status")).await.map_err(e("status"))?;
+    let said = status.text().await.map_err(e("status text"))?;
+    if !said.contains("copy score ≥ 0.93 ") {
+        return Err(format!("the Duplicates view says {said:?}"));
+    }
+    let widths = client
+        .execute(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];",
+            vec![],
+        )
+        .await
+        .map_err(e("the page's width"))?;
+    let (scroll, width) = (widths[0].as_u64(), widths[1].as_u64());
+    if scroll > width {
+        return Err(format!(
+            "the Duplicates view is {scroll:?} px wide in a {width:?} px window"
+        ));
+    }
     Ok(())
 }

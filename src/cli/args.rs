@@ -319,8 +319,8 @@ pub struct TrainArgs {
     pub from: Option<String>,
     /// Passes over the images [default: 10 but at least 3,000 steps (a small folder needs
     /// steps, not epochs); no limit with --minutes].
-    #[arg(long)]
-    pub epochs: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub epochs: Option<u64>,
     /// Wall-time budget: stop at the end of the step that crosses it (the learning rate decays
     /// over the budget), keeping the model --keep names (by default the best so far by the
     /// label-free probe).
@@ -337,7 +337,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
     pub batch: Option<u32>,
     /// Peak learning rate [default: 0.001; with --resume, the run's own].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = positive_rate)]
     pub lr: Option<f64>,
     /// Learning-rate schedule over all steps of all epochs [default: cosine; with --resume,
     /// the run's own].
@@ -528,7 +528,7 @@ impl TrainArgs {
         });
         TrainOptions {
             start,
-            epochs: self.epochs,
+            epochs: self.epochs.map(|e| e as usize),
             minutes: self.minutes,
             batch: self.batch.map(|b| b as usize),
             lr: self.lr,
@@ -601,7 +601,9 @@ pub struct IndexArgs {
     /// Follow symbolic links below the folders (loops are detected and skipped).
     #[arg(long, short = 'L')]
     pub follow: bool,
-    /// Drop damaged index files (their images are embedded again) instead of refusing.
+    /// Drop damaged index files (their images are embedded again) instead of refusing. A
+    /// manifest that fails its checksum is read for its segments and folders; one that cannot be
+    /// read at all is rebuilt only from the folders given (without them nothing is deleted).
     #[arg(long)]
     pub repair: bool,
     /// Segments of at least this many images get an HNSW graph; smaller ones are scanned.
@@ -672,8 +674,8 @@ pub struct QueryArgs {
     /// Also draw the queries and their neighbours as a contact sheet (PNG).
     #[arg(long)]
     pub grid: Option<PathBuf>,
-    /// Only neighbours with at least this cosine (as `dups --threshold`).
-    #[arg(long)]
+    /// Only neighbours with at least this cosine, from -1 to 1 (as `dups --threshold`).
+    #[arg(long, allow_negative_numbers = true, value_parser = checked(pipeline::limits::min_score))]
     pub min_score: Option<f32>,
 }
 
@@ -759,11 +761,12 @@ pub struct DupsArgs {
     pub store: StoreFlag,
     /// Cosine at or above which two images are candidate duplicates [default: 0.85, or 0.97
     /// with --no-verify].
-    #[arg(long)]
+    #[arg(long, value_parser = checked(pipeline::limits::threshold))]
     pub threshold: Option<f32>,
     /// The copy score a candidate pair needs: the best correlation of their grey levels over
     /// crops, flips and quarter turns (-1 to 1).
-    #[arg(long, default_value_t = pipeline::dups::DEFAULT_COPY_SCORE, conflicts_with = "no_verify")]
+    #[arg(long, default_value_t = pipeline::dups::DEFAULT_COPY_SCORE, conflicts_with = "no_verify",
+          allow_negative_numbers = true, value_parser = checked(pipeline::limits::copy_score))]
     pub copy_score: f32,
     /// Trust the cosine alone: no pixel check of candidate pairs (no second decode of them).
     #[arg(long)]
@@ -858,6 +861,31 @@ pub struct CompletionsArgs {
 }
 
 /// A byte count: a number with an optional unit (`20MB`, `512KB`, `1GB`; powers of 1024).
+/// A clap parser for a number checked by one of [`pipeline::limits`]'s functions (the checks
+/// the HTTP API makes of the same values).
+fn checked<T>(check: fn(T) -> Result<T, String>) -> impl Fn(&str) -> Result<T, String> + Clone
+where
+    T: std::str::FromStr,
+{
+    move |text: &str| {
+        let value = text
+            .trim()
+            .parse::<T>()
+            .map_err(|_| format!("{text:?} is not a number"))?;
+        check(value)
+    }
+}
+
+/// A learning rate: a finite number above 0.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{text:?} is not a learning rate (a finite number above 0)"
+        )),
+    }
+}
+
 fn positive_minutes(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(m) if m.is_finite() && m > 0.0 && m <= 1e6 => Ok(m),

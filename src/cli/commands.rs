@@ -142,6 +142,11 @@ fn index_folders(
                 "repair: the manifest was unreadable ({reason}); the index starts afresh"
             ));
         }
+        if let Some(reason) = &repair.manifest_recovered {
+            p.note(&format!(
+                "repair: the manifest was damaged ({reason}); its segments and folders were read from it"
+            ));
+        }
         for d in &repair.dropped {
             let files = d.files.join(", ");
             p.note(&format!(
@@ -307,10 +312,14 @@ fn verify(args: &VerifyArgs, p: &mut Printer) -> Outcome {
         for damage in &report.damaged {
             p.error(damage, None)?;
         }
+        let segments = report.damaged.len() - usize::from(report.manifest_damaged);
+        let what = match (report.manifest_damaged, segments) {
+            (true, 0) => "the manifest".to_string(),
+            (true, n) => format!("the manifest and {n} of {} segments", report.segments),
+            (false, n) => format!("{n} of {} segments", report.segments),
+        };
         format!(
-            "DAMAGED ({} of {} segments): run `imgsearch index --repair` to drop the damaged files and embed their images again",
-            report.damaged.len(),
-            report.segments
+            "DAMAGED ({what}): run `imgsearch index --repair` to drop the damaged files and embed their images again"
         )
     };
     let text = format!(
@@ -349,7 +358,7 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
             ExitCode::FAILURE
         });
     }
-    let store = store::open(&args.store.location(&args.index))?;
+    let store = store::open_verified(&args.store.location(&args.index))?;
     let opts = DupsOptions {
         threshold: args.threshold.unwrap_or(if args.no_verify {
             dups::UNVERIFIED_THRESHOLD

@@ -1,5 +1,11 @@
 //! Decoding one file into pixels: format sniffed from the content, EXIF orientation applied,
 //! size limits enforced so that a decompression bomb is refused instead of filling memory.
+//!
+//! The limit is a budget in bytes, [`DECODE_BUDGET`], checked against what the decoder says
+//! the pixels will take before their buffer is allocated, and handed to the decoder for what it
+//! allocates besides (a GIF frame that does not cover the whole screen, PNG's own buffers), so
+//! that it holds for every format whatever its header claims: a small file that unpacks to
+//! gigabytes is refused, with the size it asked for.
 
 use super::preprocess::Preprocess;
 use crate::{Error, Result};
@@ -8,8 +14,20 @@ use std::path::Path;
 
 /// Largest accepted side, in pixels.
 const MAX_SIDE: u32 = 20_000;
-/// Largest buffer a decoder may allocate.
-const MAX_ALLOC: u64 = 512 << 20;
+/// Bytes one decode may allocate: the decoded pixels and the decoder's own buffers together
+/// (256 MiB: an 89-megapixel RGB image, a 67-megapixel RGBA one).
+pub const DECODE_BUDGET: u64 = 256 << 20;
+/// Largest file read into memory to be decoded.
+const MAX_FILE: u64 = 512 << 20;
+
+/// The limits every decode runs under.
+fn limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(DECODE_BUDGET);
+    limits
+}
 
 /// Decodes an image file of any supported format, at full size.
 pub fn decode(path: &Path) -> Result<DynamicImage> {
@@ -33,7 +51,7 @@ fn decode_scaled(path: &Path, min_short: Option<u32>) -> Result<DynamicImage> {
     };
     let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
     let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
-    if len > MAX_ALLOC {
+    if len > MAX_FILE {
         return Err(fail(format!("file of {len} bytes is too large")));
     }
     let mut bytes = Vec::with_capacity(len as usize);
@@ -50,7 +68,7 @@ fn decode_bytes(bytes: Vec<u8>, name: &Path, min_short: Option<u32>) -> Result<D
     if bytes.is_empty() {
         return Err(fail("empty file".into()));
     }
-    if bytes.len() as u64 > MAX_ALLOC {
+    if bytes.len() as u64 > MAX_FILE {
         return Err(fail(format!("file of {} bytes is too large", bytes.len())));
     }
     if let Some(image) = min_short.and_then(|min| reduced_jpeg(&bytes, min)) {
@@ -63,13 +81,25 @@ fn decode_bytes(bytes: Vec<u8>, name: &Path, min_short: Option<u32>) -> Result<D
     if reader.format().is_none() {
         return Err(fail("not an image in a supported format".into()));
     }
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_ALLOC);
     let mut reader = reader;
-    reader.limits(limits);
+    reader.limits(limits());
     let mut decoder = reader.into_decoder().map_err(|e| fail(e.to_string()))?;
+    // `into_decoder` checks the sides only: the pixels' buffer is reserved from the budget
+    // here, before `from_decoder` allocates it (as `ImageReader::decode` does), and the
+    // decoder gets what is left for its own allocations.
+    let needed = decoder.total_bytes();
+    let mut budget = limits();
+    if budget.reserve(needed).is_err() {
+        let (w, h) = decoder.dimensions();
+        return Err(fail(format!(
+            "{w}x{h} pixels would take {} MiB to decode, over the budget of {} MiB",
+            needed.div_ceil(1 << 20),
+            DECODE_BUDGET >> 20
+        )));
+    }
+    decoder
+        .set_limits(budget)
+        .map_err(|e| fail(e.to_string()))?;
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -103,7 +133,7 @@ fn reduced_jpeg(bytes: &[u8], min_short: u32) -> Option<DynamicImage> {
     if u32::from(sw.min(sh)) < min_short {
         return None;
     }
-    decoder.set_max_decoding_buffer_size(usize::try_from(MAX_ALLOC).ok()?);
+    decoder.set_max_decoding_buffer_size(usize::try_from(DECODE_BUDGET).ok()?);
     let pixels = decoder.decode().ok()?;
     let (sw, sh) = (u32::from(sw), u32::from(sh));
     let mut image = match decoder.info()?.pixel_format {
@@ -140,7 +170,16 @@ pub fn load_bytes(bytes: Vec<u8>, name: &Path, preprocess: &Preprocess) -> Resul
 /// A file decoded and shrunk to fit a `side × side` box (aspect kept, EXIF orientation
 /// applied; never enlarged): a big JPEG is decoded straight at a reduced DCT scale.
 pub fn thumbnail(path: &Path, side: u32) -> Result<DynamicImage> {
-    let image = decode_scaled(path, Some(side))?;
+    fit(decode_scaled(path, Some(side))?, side)
+}
+
+/// [`thumbnail`] of an image held in memory; `name` is what errors call it.
+pub fn thumbnail_bytes(bytes: Vec<u8>, name: &Path, side: u32) -> Result<DynamicImage> {
+    fit(decode_bytes(bytes, name, Some(side))?, side)
+}
+
+/// `image` shrunk to fit a `side × side` box, if it does not already.
+fn fit(image: DynamicImage, side: u32) -> Result<DynamicImage> {
     Ok(if image.width() > side || image.height() > side {
         image.resize(side, side, image::imageops::FilterType::Triangle)
     } else {

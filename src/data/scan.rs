@@ -38,9 +38,44 @@ pub struct Scan {
 }
 
 /// The absolute, canonical form of a root (links resolved, so a folder and a link to it are
-/// one root). A root that does not exist is an error naming it.
+/// one root). A root that does not exist, or is neither a folder nor a regular file (a device,
+/// a FIFO), is an error naming it.
 pub fn canonical_root(root: &Path) -> Result<PathBuf> {
-    std::fs::canonicalize(root).map_err(|e| Error::io(root, e))
+    let path = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
+    let kind = std::fs::metadata(&path)
+        .map_err(|e| Error::io(root, e))?
+        .file_type();
+    if !kind.is_dir() && !kind.is_file() {
+        return Err(Error::io(
+            root,
+            std::io::Error::other(format!(
+                "{}, not a folder or an image file",
+                special_kind(&kind)
+            )),
+        ));
+    }
+    Ok(path)
+}
+
+/// What a file that is neither a folder nor a regular file is, in words.
+fn special_kind(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return "a device";
+        }
+    }
+    if kind.is_symlink() {
+        return "a symbolic link";
+    }
+    "not a regular file"
 }
 
 /// Walks each root (a folder, or a single file). Hidden files and folders are left out.
@@ -77,7 +112,14 @@ pub fn scan_with(roots: &[PathBuf], options: ScanOptions) -> Result<Scan> {
                 out.links_not_followed += 1;
                 continue;
             }
-            if !entry.file_type().is_file() {
+            let kind = entry.file_type();
+            if kind.is_dir() {
+                continue;
+            }
+            if !kind.is_file() {
+                // Reported as every other skip is: a FIFO would block a reader forever.
+                let reason = format!("{}, not an image file", special_kind(&kind));
+                out.unreadable.push((entry.into_path(), reason));
                 continue;
             }
             match entry.metadata() {
@@ -85,11 +127,7 @@ pub fn scan_with(roots: &[PathBuf], options: ScanOptions) -> Result<Scan> {
                     let info = FileInfo {
                         path: entry.into_path(),
                         size: meta.len(),
-                        mtime_ns: meta
-                            .modified()
-                            .ok()
-                            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                            .map_or(0, |d| d.as_nanos() as i64),
+                        mtime_ns: mtime_ns(&meta),
                     };
                     found.push((info, file_id(&meta)));
                 }
@@ -111,6 +149,46 @@ pub fn scan_with(roots: &[PathBuf], options: ScanOptions) -> Result<Scan> {
         out.files.push(info);
     }
     Ok(out)
+}
+
+/// A file's modification time as the index records it: nanoseconds since the Unix epoch, 0
+/// when unknown.
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// A file found by a scan, opened only if it is still that file: a regular file of the size
+/// and modification time the scan recorded, checked on the open file itself (so a file
+/// replaced after the check is not read instead). A file swapped for a link to another one, or
+/// replaced by something else, is an error saying so, and nothing of it is read.
+pub fn open_unchanged(path: &Path, size: u64, mtime: i64) -> Result<std::fs::File> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() || meta.len() != size || mtime_ns(&meta) != mtime {
+        return Err(Error::io(
+            path,
+            std::io::Error::other(
+                "no longer the file that was indexed (its type, size or modification time \
+                 changed): index its folder again",
+            ),
+        ));
+    }
+    Ok(file)
+}
+
+/// The bytes of [`open_unchanged`]'s file: at most the recorded size, so a file that grows
+/// while it is read is not read past it.
+pub fn read_unchanged(path: &Path, size: u64, mtime: i64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = open_unchanged(path, size, mtime)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(size)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(bytes)
 }
 
 /// A walk error in words: loops and dangling links say so.

@@ -33,6 +33,12 @@ pub enum IndexError {
         found: u64,
         expected: u64,
     },
+    #[error(
+        "cannot repair index {}: {reason}, so the folders to embed again are not known: \
+         nothing was changed; name them: `imgsearch index --repair --index {} FOLDER...`",
+        dir.display(), dir.display()
+    )]
+    FoldersUnknown { dir: PathBuf, reason: String },
     #[error("another imgsearch process is writing {}", .0.display())]
     Locked(PathBuf),
     #[error(
@@ -70,6 +76,14 @@ impl IndexError {
         IndexError::Io {
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    /// What is wrong, without the advice to repair (for what a repair itself reports).
+    pub(crate) fn damage(&self) -> String {
+        match self {
+            IndexError::Corrupt { path, reason } => format!("{}: {reason}", path.display()),
+            other => other.to_string(),
         }
     }
 

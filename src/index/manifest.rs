@@ -133,6 +133,26 @@ impl Manifest {
                 format!("checksum mismatch: crc32 {found:08x}, file says {crc:08x}"),
             ));
         }
+        Manifest::decode_body(path, body)
+    }
+
+    /// What can still be read of a manifest that [`read`](Self::read) refuses: its body, if it
+    /// is whole, valid JSON of a manifest that passes the structural checks, whatever its
+    /// checksum and wrapper say. A repair starts from it (each segment it names is then checked
+    /// against its own checksums, and the folders it records are scanned again); `None` when
+    /// even that cannot be read.
+    pub(crate) fn salvage(dir: &Path) -> Option<Manifest> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = fs::read(&path).ok()?;
+        let key = b"\"manifest\":";
+        let start = bytes.windows(key.len()).position(|w| w == key)? + key.len();
+        let body = bytes[start..].trim_ascii_end().strip_suffix(b"}")?;
+        Manifest::decode_body(&path, body).ok()
+    }
+
+    /// The manifest in `body` (the JSON inside the checksum wrapper), checked.
+    fn decode_body(path: &Path, body: &[u8]) -> Result<Manifest, IndexError> {
+        let corrupt = |reason: &str| IndexError::corrupt(path, reason);
         let value: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| corrupt(&format!("invalid JSON: {e}")))?;
         let version = value

@@ -103,7 +103,18 @@ fn open_generation(dir: &Path, full: bool) -> Result<(Manifest, Vec<Segment>), I
 impl Index {
     /// Open the current generation of the index in `dir`.
     pub fn open(dir: &Path) -> Result<Index, IndexError> {
-        let (manifest, segments) = open_generation(dir, false)?;
+        Self::open_with(dir, false)
+    }
+
+    /// [`open`](Self::open) with every file checked in full first, as [`verify`] checks it
+    /// (O(size)): for a job that reads every vector and entry anyway, so that a flipped byte is
+    /// an error naming the file instead of a wrong answer.
+    pub fn open_verified(dir: &Path) -> Result<Index, IndexError> {
+        Self::open_with(dir, true)
+    }
+
+    fn open_with(dir: &Path, full: bool) -> Result<Index, IndexError> {
+        let (manifest, segments) = open_generation(dir, full)?;
         let live = manifest.live() as usize;
         Ok(Index {
             dir: dir.to_path_buf(),
@@ -286,6 +297,9 @@ pub struct VerifyReport {
     pub files: usize,
     /// One line per damaged segment (or the manifest), naming the file and the problem.
     pub damaged: Vec<String>,
+    /// Whether the manifest itself failed its checks (its line is then the first of
+    /// `damaged`, and the segments are those it still names, if it could be read at all).
+    pub manifest_damaged: bool,
 }
 
 impl VerifyReport {
@@ -294,33 +308,38 @@ impl VerifyReport {
     }
 }
 
-/// Checks every segment of the index in `dir` in full and reports each damaged one. An
-/// unreadable manifest is itself the report's one damage. Errors only when there is no index
-/// to check.
+/// Checks every segment of the index in `dir` in full and reports each damaged one. A
+/// damaged manifest is itself a damage; the segments it still names, if its body can be read,
+/// are checked too (as a repair would read them). Errors only when there is no index to check.
 pub fn verify_report(dir: &Path) -> Result<VerifyReport, IndexError> {
     if dir.exists() && !dir.is_dir() {
         return Err(IndexError::NotAFolder(dir.to_path_buf()));
     }
-    let manifest = match Manifest::read(dir) {
-        Ok(Some(m)) => m,
+    let (manifest, damaged) = match Manifest::read(dir) {
+        Ok(Some(m)) => (m, None),
         Ok(None) => return Err(missing(dir)),
         Err(e @ IndexError::Io { .. }) => return Err(e),
-        Err(e) => {
-            return Ok(VerifyReport {
-                generation: 0,
-                segments: 0,
-                entries: 0,
-                files: 1,
-                damaged: vec![e.to_string()],
-            })
-        }
+        Err(e) => match Manifest::salvage(dir) {
+            Some(m) => (m, Some(e.to_string())),
+            None => {
+                return Ok(VerifyReport {
+                    generation: 0,
+                    segments: 0,
+                    entries: 0,
+                    files: 1,
+                    damaged: vec![e.to_string()],
+                    manifest_damaged: true,
+                })
+            }
+        },
     };
     let mut report = VerifyReport {
         generation: manifest.generation,
         segments: manifest.segments.len(),
         entries: 0,
         files: 1,
-        damaged: Vec::new(),
+        manifest_damaged: damaged.is_some(),
+        damaged: damaged.into_iter().collect(),
     };
     for record in &manifest.segments {
         report.files += record.files().count();

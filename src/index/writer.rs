@@ -74,6 +74,9 @@ pub struct IndexWriter {
 pub struct RepairReport {
     /// Why the manifest could not be read, when the index had to start afresh.
     pub manifest_lost: Option<String>,
+    /// Why the manifest failed its checks, when its segments and folders could still be read
+    /// from it (each segment then checked against its own checksums).
+    pub manifest_recovered: Option<String>,
     pub dropped: Vec<DroppedSegment>,
 }
 
@@ -130,22 +133,47 @@ impl IndexWriter {
 
     /// Like [`open`](Self::open) on an index that may be damaged: segments whose files fail
     /// their checks are dropped (their images are no longer in the index, so the next scan
-    /// embeds them again), and a manifest that cannot be read starts the index afresh. The
-    /// repaired state is committed at once; the report says what was dropped.
+    /// embeds them again). A manifest that fails its checksum is read for what it still says
+    /// (its segments, each checked on its own, and its folders); one that cannot be read at all
+    /// starts the index afresh, but only when `folders_given` (the folders to embed again are
+    /// then known). Nothing is deleted before that is settled: an index whose folders would be
+    /// unknown after the repair is [`IndexError::FoldersUnknown`], with every file left as it
+    /// was. The repaired state is committed at once; the report says what was dropped.
     pub fn open_repairing(
         dir: &Path,
         meta: IndexMeta,
+        folders_given: bool,
     ) -> Result<(IndexWriter, RepairReport), IndexError> {
         let lock = Self::lock(dir, &meta)?;
         let mut report = RepairReport::default();
         let read = match Manifest::read(dir) {
             Ok(read) => read,
             Err(e @ IndexError::Version { .. }) => return Err(e),
-            Err(e) => {
-                report.manifest_lost = Some(e.to_string());
-                None
-            }
+            Err(e) => match Manifest::salvage(dir) {
+                Some(m) => {
+                    report.manifest_recovered = Some(e.damage());
+                    Some(m)
+                }
+                None if folders_given => {
+                    report.manifest_lost = Some(e.damage());
+                    None
+                }
+                None => {
+                    return Err(IndexError::FoldersUnknown {
+                        dir: dir.to_path_buf(),
+                        reason: format!("its manifest cannot be read ({})", e.damage()),
+                    })
+                }
+            },
         };
+        if let Some(m) = &read {
+            if m.roots.is_empty() && !folders_given && !m.segments.is_empty() {
+                return Err(IndexError::FoldersUnknown {
+                    dir: dir.to_path_buf(),
+                    reason: "it records no folders".into(),
+                });
+            }
+        }
         let (manifest, segments, on_disk) = match read {
             Some(mut m) => {
                 check_model(dir, &m.meta, &meta)?;
@@ -160,7 +188,7 @@ impl IndexWriter {
                         Err(e) => report.dropped.push(DroppedSegment {
                             files: record.files().map(str::to_string).collect(),
                             entries: record.live(),
-                            reason: e.to_string(),
+                            reason: e.damage(),
                         }),
                     }
                 }
@@ -171,7 +199,9 @@ impl IndexWriter {
             // since the new manifest names none.
             None => (Manifest::new(meta), Vec::new(), false),
         };
-        let damaged = !report.dropped.is_empty() || report.manifest_lost.is_some();
+        let damaged = !report.dropped.is_empty()
+            || report.manifest_lost.is_some()
+            || report.manifest_recovered.is_some();
         let mut writer = Self::assemble(dir, lock, manifest, segments, on_disk)?;
         if damaged {
             writer.force_commit = true;

@@ -281,6 +281,13 @@ impl ModelConfig {
                 "occlusion {occlude} must be at least 0 and below 1"
             ));
         }
+        let (mean, std) = (self.preprocess.mean, self.preprocess.std);
+        if !mean.iter().all(|m| m.is_finite()) || !std.iter().all(|s| s.is_finite() && *s > 0.0) {
+            return Err(format!(
+                "preprocess mean {mean:?} must be finite and std {std:?} finite and above 0 \
+                 (each pixel is divided by std)"
+            ));
+        }
         if self.channels.is_empty() || self.dim == 0 || self.hidden == 0 {
             return Err("channels, hidden and dim must be non-empty and positive".into());
         }

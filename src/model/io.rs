@@ -163,6 +163,15 @@ impl StoredModel {
                 let (weights_path, config_path) = model_files(path);
                 let weights =
                     std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
+                // A file given instead of a folder must be the weights themselves: an image or
+                // anything else is named as what it is not, before its folder's config is read.
+                if !path.is_dir() && safetensors::SafeTensors::read_metadata(&weights).is_err() {
+                    return Err(Error::model(
+                        path,
+                        "not a model: give the folder `imgsearch train --out` wrote, or the \
+                         model.safetensors in it",
+                    ));
+                }
                 let config = std::fs::read(&config_path).map_err(|e| Error::io(&config_path, e))?;
                 let config = String::from_utf8(config)
                     .map_err(|_| Error::model(&config_path, "not UTF-8 text"))?;

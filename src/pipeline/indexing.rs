@@ -126,8 +126,14 @@ pub fn index_folders(
         return Err(Error::Usage("the batch size must be at least 1".into()));
     }
     let mut summary = IndexSummary::default();
+    // The folders given are checked before the index is opened: a repair drops nothing, and
+    // no index folder is made, for a folder that is not there.
+    for root in &opts.roots {
+        data::canonical_root(root)?;
+    }
     let mut writer = if opts.repair {
-        let (writer, report) = IndexWriter::open_repairing(&opts.index, index_meta(model))?;
+        let (writer, report) =
+            IndexWriter::open_repairing(&opts.index, index_meta(model), !opts.roots.is_empty())?;
         summary.repair = Some(report);
         writer
     } else {

@@ -8,13 +8,15 @@
 //! - `eval`: P@k and kNN accuracy, of a model or of the raw-pixel floor;
 //! - `grid`: contact sheets of queries and their neighbours;
 //! - `dups`: near-duplicate groups, and moving or hard-linking the copies;
-//! - `thumbnails`: thumbnails of indexed images, cached in a folder of bounded size.
+//! - `thumbnails`: thumbnails of indexed images, cached in a folder of bounded size;
+//! - `limits`: the bounds of search and duplicate-scan numbers, one check for every front end.
 
 pub mod dups;
 pub mod eval;
 pub mod grid;
 pub mod indexing;
 pub mod jobs;
+pub mod limits;
 pub mod query;
 pub mod thumbnails;
 

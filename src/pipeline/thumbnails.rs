@@ -10,11 +10,11 @@
 use crate::data;
 use crate::error::{Error, Result};
 use crate::fsx;
+use crate::index::Entry;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::UNIX_EPOCH;
 
 /// Side of the thumbnails' bounding box, in pixels.
 pub const DEFAULT_SIDE: u32 = 256;
@@ -85,18 +85,18 @@ impl Thumbnails {
             .collect()
     }
 
-    /// The thumbnail of the image at `path` fitting a `side × side` box: from the cache, or
-    /// decoded from the original and cached.
-    pub fn get(&self, path: &Path, side: u32) -> Result<Thumbnail> {
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        let mtime_ns = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
+    /// The thumbnail of the indexed image `entry` fitting a `side × side` box: from the
+    /// cache, or decoded from the original and cached. Only while the file is still the one
+    /// indexed ([`data::read_unchanged`]): a file replaced since, or a link swapped in, is an
+    /// error, and no thumbnail of it is made or served.
+    pub fn get(&self, entry: &Entry, side: u32) -> Result<Thumbnail> {
+        let path = entry.path.as_path();
+        // Checked before the cache is looked at: nothing is served for an entry whose file is
+        // not the one indexed any more.
+        data::open_unchanged(path, entry.size, entry.mtime_ns)?;
         let mut key = path.as_os_str().as_encoded_bytes().to_vec();
-        key.extend_from_slice(&meta.len().to_le_bytes());
-        key.extend_from_slice(&mtime_ns.to_le_bytes());
+        key.extend_from_slice(&entry.size.to_le_bytes());
+        key.extend_from_slice(&(entry.mtime_ns as u128).to_le_bytes());
         key.extend_from_slice(&side.to_le_bytes());
         let tag = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&key));
         let file = self.dir.join(format!("{tag}.jpg"));
@@ -105,7 +105,8 @@ impl Thumbnails {
                 return Ok(Thumbnail { jpeg, tag });
             }
         }
-        let image = data::thumbnail(path, side)?.to_rgb8();
+        let bytes = data::read_unchanged(path, entry.size, entry.mtime_ns)?;
+        let image = data::thumbnail_bytes(bytes, path, side)?.to_rgb8();
         let mut jpeg = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut jpeg), QUALITY)
             .encode_image(&image)
@@ -149,9 +150,22 @@ impl Thumbnails {
 mod tests {
     use super::*;
 
-    fn photo() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/photos/signdigits-0/IMG_1209.jpg")
+    /// A file as the index records it.
+    fn entry(path: &Path) -> Entry {
+        let scan = data::scan(&[path.to_path_buf()]).unwrap();
+        let file = &scan.files[0];
+        Entry {
+            path: file.path.clone(),
+            size: file.size,
+            mtime_ns: file.mtime_ns,
+        }
+    }
+
+    fn photo() -> Entry {
+        entry(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/photos/signdigits-0/IMG_1209.jpg"),
+        )
     }
 
     #[test]
@@ -210,7 +224,7 @@ mod tests {
         let cache = Thumbnails::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
         let text = dir.path().join("notes.jpg.txt");
         std::fs::write(&text, "not an image").unwrap();
-        let err = cache.get(&text, 64).unwrap_err().to_string();
+        let err = cache.get(&entry(&text), 64).unwrap_err().to_string();
         assert!(err.contains("notes.jpg.txt"), "{err}");
     }
 }

@@ -15,8 +15,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use imgsearch::index::{Hit, ImageId, SearchOptions};
+use imgsearch::index::{Entry, Hit, ImageId, SearchOptions};
 use imgsearch::json;
+use imgsearch::pipeline::limits::{self, MAX_K};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -25,8 +26,6 @@ use std::time::Instant;
 
 type AppState = Arc<Shared>;
 
-/// Most neighbours one request may ask for.
-pub const MAX_K: usize = 1000;
 /// Most contact-sheet rows one request may ask for.
 const MAX_ROWS: usize = 100;
 /// Sides a thumbnail may be asked at (the page uses the default; a bounded set keeps the
@@ -146,11 +145,7 @@ impl SearchParams {
             )));
         }
         if let Some(min) = self.min_score {
-            if !(-1.0..=1.0).contains(&min) {
-                return Err(ApiError::bad_request(format!(
-                    "min_score must be from -1 to 1, not {min}"
-                )));
-            }
+            limits::min_score(min).map_err(|e| ApiError::bad_request(format!("min_score {e}")))?;
         }
         Ok(SearchOptions {
             k,
@@ -210,18 +205,13 @@ async fn search_upload(
     while let Some(field) = form
         .next_field()
         .await
-        .map_err(|e| ApiError::bad_request(format!("malformed upload: {e}")))?
+        .map_err(|e| upload_error(&state, e))?
     {
         if field.name() != Some("image") {
             continue;
         }
         let name = field.file_name().unwrap_or("upload").to_string();
-        let bytes = field.bytes().await.map_err(|e| {
-            ApiError::bad_request(format!(
-                "upload {name:?} could not be read (larger than {} bytes?): {e}",
-                state.max_upload
-            ))
-        })?;
+        let bytes = field.bytes().await.map_err(|e| upload_error(&state, e))?;
         upload = Some((name, bytes));
         break;
     }
@@ -232,7 +222,7 @@ async fn search_upload(
         return Err(ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
-                "upload {name:?} is {} bytes, over the limit of {} (--max-upload)",
+                "upload {name:?} is {} bytes, over the limit of {} bytes (--max-upload)",
                 bytes.len(),
                 state.max_upload
             ),
@@ -291,6 +281,53 @@ async fn search_upload(
     Ok(response)
 }
 
+/// A multipart body that could not be read: 413 when it is over `--max-upload` (the body limit
+/// is the upload's plus the framing's), 400 when it is not well-formed multipart.
+fn upload_error(state: &Shared, e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the upload is over the limit of {} bytes (--max-upload)",
+                state.max_upload
+            ),
+        )
+    } else {
+        ApiError::bad_request(format!("malformed upload: {}", e.body_text()))
+    }
+}
+
+/// Every error the server answers is JSON (`{"type": "error", "message"}`): the rejections
+/// axum makes before a handler runs (a query string that does not parse, a body that is not
+/// multipart, a method a route does not take, a request over its time) come as plain text,
+/// and are rewritten here with their status and words.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&text).trim().to_string();
+    if message.is_empty() {
+        message = status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase();
+    }
+    let mut answer = ApiError(status, message).into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        answer.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    answer
+}
+
 /// `GET /api/images/{id}`: what the index records of one image.
 async fn image_info(
     State(state): State<AppState>,
@@ -324,8 +361,8 @@ async fn neighbours(
     UrlPath(id): UrlPath<String>,
     Query(params): Query<SearchParams>,
 ) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id)?;
     let options = params.options()?;
+    let id = parse_id(&id)?;
     // Inline, not on the blocking pool: the id table is built before a generation is served,
     // and a graph search over the mapped index takes about a tenth of a millisecond, less than
     // the hand-over to another thread costs under load (examples/serve_bench.rs).
@@ -346,14 +383,13 @@ async fn neighbours(
     }
 }
 
-/// The path of a live entry, or 404.
-fn path_of(generation: &Generation, id: ImageId) -> ApiResult<PathBuf> {
+/// A live entry, or 404.
+fn entry_of(generation: &Generation, id: ImageId) -> ApiResult<Entry> {
     Ok(generation
         .store
         .lookup(id)?
         .ok_or_else(|| ApiError::not_found(format!("no image with id {id}")))?
-        .0
-        .path)
+        .0)
 }
 
 /// A file's bytes (`content_type`) under `etag`, or 304 when the client already holds that
@@ -409,9 +445,9 @@ async fn thumbnail(
     let generation = state.snapshot();
     let worker = state.clone();
     let thumb = heavy(&state, move || {
-        let path = path_of(&generation, id)?;
-        worker.thumbnails.get(&path, side).map_err(|e| match e {
-            // The file is in the index but cannot be read now (moved, damaged).
+        let entry = entry_of(&generation, id)?;
+        worker.thumbnails.get(&entry, side).map_err(|e| match e {
+            // The file is in the index but cannot be read now (moved, replaced, damaged).
             imgsearch::Error::Io { .. } => ApiError::not_found(e.to_string()),
             e => ApiError::from(e),
         })
@@ -427,7 +463,8 @@ async fn thumbnail(
     ))
 }
 
-/// `GET /api/images/{id}/original`: the indexed file's bytes as they are on disk now.
+/// `GET /api/images/{id}/original`: the indexed file's bytes, while it is still the file that
+/// was indexed (404 once it is replaced, or swapped for a link elsewhere).
 async fn original(
     State(state): State<AppState>,
     UrlPath(id): UrlPath<String>,
@@ -436,9 +473,10 @@ async fn original(
     let id = parse_id(&id)?;
     let generation = state.snapshot();
     let (bytes, etag, name) = blocking(move || {
-        let path = path_of(&generation, id)?;
-        let bytes = std::fs::read(&path)
-            .map_err(|e| ApiError::not_found(format!("{}: cannot read: {e}", path.display())))?;
+        let entry = entry_of(&generation, id)?;
+        let path = entry.path;
+        let bytes = imgsearch::data::read_unchanged(&path, entry.size, entry.mtime_ns)
+            .map_err(|e| ApiError::not_found(format!("cannot serve {e}")))?;
         let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&bytes));
         let name = path
             .file_name()
@@ -517,11 +555,7 @@ async fn dups(
     let threshold = params
         .threshold
         .unwrap_or(imgsearch::pipeline::dups::DEFAULT_THRESHOLD);
-    if !(threshold > 0.0 && threshold <= 1.0) {
-        return Err(ApiError::bad_request(format!(
-            "threshold must be above 0 and at most 1, not {threshold}"
-        )));
-    }
+    limits::threshold(threshold).map_err(|e| ApiError::bad_request(format!("threshold {e}")))?;
     let generation = state.snapshot();
     let worker = state.clone();
     heavy(&state, move || {
@@ -533,8 +567,8 @@ async fn dups(
             .collect();
         Ok(Json(json!({
             "type": "dups",
-            "threshold": threshold,
-            "copy_score": imgsearch::pipeline::dups::DEFAULT_COPY_SCORE,
+            "threshold": json::setting(threshold),
+            "copy_score": json::setting(imgsearch::pipeline::dups::DEFAULT_COPY_SCORE),
             "groups": list,
             "generation": generation.store.generation(),
         })))

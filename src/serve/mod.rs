@@ -11,9 +11,11 @@
 //! - [`page`]: the page's HTML, CSS and JavaScript, embedded at build time.
 //!
 //! Limits against hostile or slow clients: headers within [`HEADER_TIMEOUT`], a whole request
-//! within [`REQUEST_TIMEOUT`], at most [`MAX_CONNECTIONS`] connections at once, uploads of at
-//! most `--max-upload` bytes, and a bounded number of decodes and embeddings at once on the
-//! blocking pool.
+//! within [`REQUEST_TIMEOUT`], at most [`MAX_CONNECTIONS`] connections at once (at the cap, the
+//! oldest connection with no request in progress is closed to make room, so that connections
+//! that send nothing do not hold every other client up), uploads of at most `--max-upload`
+//! bytes, and a bounded number of decodes and embeddings at once on the blocking pool. Every
+//! error is answered in JSON ([`api::json_errors`]).
 
 mod api;
 mod embedder;
@@ -123,6 +125,7 @@ fn app(shared: Arc<Shared>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        .layer(axum::middleware::map_response(api::json_errors))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -159,14 +162,10 @@ impl Server {
             tokio::spawn(watch_index(shared.clone(), quiet));
             let app = app(shared);
             let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+            let idle = Arc::new(IdleConnections::default());
             let shutdown = shutdown_signal();
             tokio::pin!(shutdown);
             loop {
-                let permit = tokio::select! {
-                    permit = connections.clone().acquire_owned() => permit,
-                    () = &mut shutdown => break,
-                };
-                let Ok(permit) = permit else { break };
                 let (stream, _) = tokio::select! {
                     accepted = listener.accept() => match accepted {
                         Ok(pair) => pair,
@@ -181,19 +180,117 @@ impl Server {
                     },
                     () = &mut shutdown => break,
                 };
-                let service = TowerToHyperService::new(app.clone());
+                // At the cap, the connection idle the longest (one that has sent nothing, or
+                // sits between requests) is closed to make room for this one: connections
+                // that send nothing cannot keep every other client waiting for their header
+                // timeout.
+                let permit = match connections.clone().try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        idle.close_oldest();
+                        let permit = tokio::select! {
+                            permit = connections.clone().acquire_owned() => permit,
+                            () = &mut shutdown => break,
+                        };
+                        let Ok(permit) = permit else { break };
+                        permit
+                    }
+                };
+                let (id, close) = idle.register();
+                let (busy, done) = (idle.clone(), idle.clone());
+                let service = tower::ServiceBuilder::new()
+                    .map_request(move |request| {
+                        busy.set_idle(id, false);
+                        request
+                    })
+                    // Idle again once its response is handed to hyper (a body still being
+                    // written is finished before a close).
+                    .map_response(move |response| {
+                        done.set_idle(id, true);
+                        response
+                    })
+                    .service(app.clone());
+                let service = TowerToHyperService::new(service);
+                let watcher = idle.clone();
                 tokio::spawn(async move {
                     let connection = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(HEADER_TIMEOUT)
                         .serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(connection);
                     // A client that goes away mid-request is not the server's error.
-                    let _ = connection.await;
+                    tokio::select! {
+                        _ = connection.as_mut() => {}
+                        _ = close => {
+                            // Closes an idle connection at once; a response being written is
+                            // finished first.
+                            connection.as_mut().graceful_shutdown();
+                            let _ = connection.await;
+                        }
+                    }
+                    watcher.remove(id);
                     drop(permit);
                 });
             }
         });
         Ok(())
+    }
+}
+
+/// The open connections in the order they were accepted, each with whether it is idle (no
+/// request being answered: none sent yet, or between two) and the signal that closes it.
+#[derive(Default)]
+struct IdleConnections {
+    inner: std::sync::Mutex<OpenConnections>,
+}
+
+#[derive(Default)]
+struct OpenConnections {
+    next: u64,
+    open: std::collections::BTreeMap<u64, (bool, Option<tokio::sync::oneshot::Sender<()>>)>,
+}
+
+impl IdleConnections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OpenConnections> {
+        // The map stays consistent whatever a panicking holder was doing: each call changes
+        // one entry.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A new connection, idle: its id and the signal that asks it to close.
+    fn register(&self) -> (u64, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut inner = self.lock();
+        let id = inner.next;
+        inner.next += 1;
+        inner.open.insert(id, (true, Some(tx)));
+        (id, rx)
+    }
+
+    fn set_idle(&self, id: u64, idle: bool) {
+        if let Some(entry) = self.lock().open.get_mut(&id) {
+            entry.0 = idle;
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().open.remove(&id);
+    }
+
+    /// Asks the oldest idle connection to close; none if every one is answering a request.
+    fn close_oldest(&self) {
+        let mut inner = self.lock();
+        let oldest = inner
+            .open
+            .values_mut()
+            .find(|(idle, close)| *idle && close.is_some());
+        if let Some((_, close)) = oldest {
+            if let Some(close) = close.take() {
+                let _ = close.send(());
+            }
+        }
     }
 }
 

@@ -155,3 +155,13 @@ pub fn open(location: &Location) -> Result<Box<dyn Store>> {
         Location::Postgres(url) => Box::new(PgStore::open(url)?),
     })
 }
+
+/// [`open`] for a job that reads the whole store (duplicate groups): a local index has every
+/// file checked in full first ([`Index::open_verified`]), so damage is an error, not a wrong
+/// group.
+pub fn open_verified(location: &Location) -> Result<Box<dyn Store>> {
+    Ok(match location {
+        Location::Local(dir) => Box::new(Index::open_verified(dir)?),
+        Location::Postgres(url) => Box::new(PgStore::open(url)?),
+    })
+}

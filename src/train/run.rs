@@ -465,7 +465,8 @@ pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Res
                         step: step_in_epoch + 1,
                         term,
                         value,
-                        checkpoint: out.join(checkpoint::CHECKPOINT_WEIGHTS),
+                        checkpoint: Some(out.join(checkpoint::CHECKPOINT_WEIGHTS))
+                            .filter(|p| p.exists()),
                     });
                 }
             }

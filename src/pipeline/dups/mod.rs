@@ -395,6 +395,7 @@ pub fn move_duplicates(
         .open(log)
         .map_err(|e| Error::io(log, e))?;
     let mut out = Vec::with_capacity(groups.len());
+    let mut moved = 0;
     for group in groups {
         let mut outcomes = Vec::new();
         for dup in group.duplicates() {
@@ -432,15 +433,40 @@ pub fn move_duplicates(
             };
             // Logged (and on disk) before the move: after a kill the log names every file
             // that may have moved, and where to.
-            write(&mut journal, record("started"), true)?;
-            move_file(&dup.path, &target)?;
-            write(&mut journal, record("done"), false)?;
+            let step = write(&mut journal, record("started"), true)
+                .and_then(|()| move_file(&dup.path, &target))
+                .and_then(|()| write(&mut journal, record("done"), false));
+            if let Err(e) = step {
+                return Err(stopped(e, moved, log));
+            }
+            moved += 1;
             outcomes.push(Outcome::Moved(target));
         }
         out.push(outcomes);
     }
-    journal.sync_all().map_err(|e| Error::io(log, e))?;
+    journal
+        .sync_all()
+        .map_err(|e| stopped(Error::io(log, e), moved, log))?;
     Ok(out)
+}
+
+/// The error that stopped a run of moves (moves fail with I/O errors only), told with what the
+/// run had done and how to undo it.
+fn stopped(error: Error, moved: usize, log: &Path) -> Error {
+    match error {
+        Error::Io { path, source } => Error::Io {
+            path,
+            source: std::io::Error::new(
+                source.kind(),
+                format!(
+                    "{source}; stopped after moving {moved} files: `imgsearch dups --undo {}` \
+                     puts them back",
+                    log.display()
+                ),
+            ),
+        },
+        other => other,
+    }
 }
 
 /// Moves a file: a rename, or across file systems a copy (fsynced) then removal.
@@ -501,20 +527,34 @@ pub fn undo(log: &Path) -> Result<Undone> {
     }
     let (mut restored, mut left) = (Vec::new(), Vec::new());
     for (from, to) in moves.into_iter().rev() {
+        let moved_here = to.exists();
         if from.exists() {
-            // Never moved (killed before the rename), or already restored.
-            if to.exists() && same_bytes(&from, &to) {
+            if !moved_here {
+                // Never moved (killed before the rename), or already restored.
+                continue;
+            }
+            if same_bytes(&from, &to) {
                 // A cross-device copy that was not yet removed from its source.
                 let _ = fs::remove_file(&to);
+                continue;
             }
+            left.push((
+                from,
+                format!(
+                    "something else is at its path now: the file is kept at {}",
+                    to.display()
+                ),
+            ));
             continue;
         }
-        if !to.exists() {
+        if !moved_here {
             left.push((from, "not found where it was moved".into()));
             continue;
         }
-        move_file(&to, &from)?;
-        restored.push(from);
+        match move_file(&to, &from) {
+            Ok(()) => restored.push(from),
+            Err(e) => left.push((from, format!("{e}: the file is kept at {}", to.display()))),
+        }
     }
     Ok(Undone { restored, left })
 }

@@ -29,9 +29,10 @@ function kParam(p) {
   return k > 0 ? Math.min(k, 1000) : DEFAULT_K;
 }
 
+// A min score from the URL: a cosine, so anything outside (-1, 1] is no bound at all.
 function minParam(p) {
   const min = parseFloat(p.get("min") || "");
-  return Number.isFinite(min) && min > -1 ? min : null;
+  return Number.isFinite(min) && min > -1 && min <= 1 ? min : null;
 }
 
 function showError(message) {
@@ -56,8 +57,10 @@ async function getJson(url, init) {
   return body;
 }
 
-function fileName(path) {
-  return path.split("/").pop();
+// The file name with its folder's (photos/a/IMG_1.jpg: "a/IMG_1.jpg"), so that files of one
+// name in different folders tell apart; the whole path is the title.
+function shortPath(path) {
+  return path.split("/").slice(-2).join("/");
 }
 
 function thumb(id, side = 256) {
@@ -84,7 +87,7 @@ function resultCard(hit, extraClass = "") {
     { class: `result ${extraClass}`.trim(), "data-id": hit.id, "data-path": hit.path },
     img,
     el("span", { class: "score" }, hit.score.toFixed(4)),
-    el("span", { class: "name", title: hit.path }, fileName(hit.path)),
+    el("span", { class: "name", title: hit.path }, shortPath(hit.path)),
     el("a", { class: "original", href: `/api/images/${hit.id}/original`, target: "_blank", rel: "noopener" }, "original"),
   );
 }
@@ -162,7 +165,7 @@ async function renderDups(p) {
     return el(
       "div",
       { class: "group" },
-      el("h3", {}, `group ${g.id}: keep ${fileName(g.keep)}, ${g.duplicates.length} cop${g.duplicates.length === 1 ? "y" : "ies"}`),
+      el("h3", {}, `group ${g.id}: keep ${shortPath(g.keep)}, ${g.duplicates.length} cop${g.duplicates.length === 1 ? "y" : "ies"}`),
       el("div", { class: "row" }, resultCard(keep, "first"), ...g.duplicates.map((d) => resultCard(d))),
     );
   });
