@@ -7,7 +7,7 @@ use crate::data;
 use crate::error::{Error, Result};
 use crate::index::{Hit, Index, IndexError, SearchOptions};
 use crate::model::{Model, ModelSource};
-use crate::store::Store;
+use crate::store::{Store, StoreKind};
 use candle_core::Device;
 use std::path::{Path, PathBuf};
 
@@ -47,27 +47,27 @@ pub fn model_for_store(
         }
     };
     let model = Model::load(&source, device)?;
-    if model.id != meta.model_id && crate::store::is_postgres_url(&store.describe()) {
-        return Err(Error::Store {
+    if model.id == meta.model_id {
+        return Ok(model);
+    }
+    Err(match store.kind() {
+        StoreKind::Postgres => Error::Store {
             store: store.describe(),
             reason: format!(
                 "the store was built with model {} ({}) but the current model is {} ({}): \
                  use the same model, or another database",
                 meta.model_id, meta.model_name, model.id, model.name
             ),
-        });
-    }
-    if model.id != meta.model_id {
-        return Err(IndexError::ModelMismatch {
+        },
+        StoreKind::Local => IndexError::ModelMismatch {
             dir: PathBuf::from(store.describe()),
             index_model_id: meta.model_id.clone(),
             index_model_name: meta.model_name.clone(),
             model_id: model.id.clone(),
             model_name: model.name.clone(),
         }
-        .into());
-    }
-    Ok(model)
+        .into(),
+    })
 }
 
 /// One query's answer: its neighbours, or why the query image could not be used.

@@ -5,7 +5,7 @@ use super::schema::existing;
 use super::{connect, db_error, path_of, redacted, store_error};
 use crate::error::Result;
 use crate::index::{Entry, Hit, ImageId, IndexMeta, SearchOptions};
-use crate::store::Store;
+use crate::store::{Store, StoreKind};
 use pgvector::Vector;
 use postgres::Client;
 use std::path::PathBuf;
@@ -161,6 +161,9 @@ fn search_sql(partitions: &[String]) -> String {
 impl Store for PgStore {
     fn describe(&self) -> String {
         redacted(&self.url)
+    }
+    fn kind(&self) -> StoreKind {
+        StoreKind::Postgres
     }
     fn meta(&self) -> &IndexMeta {
         &self.meta
