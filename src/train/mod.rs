@@ -6,7 +6,8 @@
 //! scores best.
 //!
 //! - `settings`: the options of a run and what they resolve to on `--resume`;
-//! - `run`: the loop ([`train`]);
+//! - `run`: a run's entry point ([`train`]), its report, where it starts, which epoch `--out` keeps;
+//! - `trainer`: the run as it goes: set up, steps, end of each epoch, the finish;
 //! - `adam`: the optimiser;
 //! - `checkpoint`: the files `--resume` reads;
 //! - `probe`: evidence without labels of whether a run helped;
@@ -18,6 +19,7 @@ pub mod probe;
 mod projection;
 mod run;
 mod settings;
+mod trainer;
 
 pub use adam::Adam;
 pub use checkpoint::{CheckpointState, CHECKPOINT_STATE, CHECKPOINT_WEIGHTS};
