@@ -41,27 +41,27 @@ pub fn model_for_store(
         }
     };
     let model = Model::load(&source, device)?;
-    if model.id == meta.model_id {
-        return Ok(model);
-    }
-    Err(match store.kind() {
-        StoreKind::Postgres => Error::Store {
+    if model.id != meta.model_id && store.kind() == StoreKind::Postgres {
+        return Err(Error::Store {
             store: store.describe(),
             reason: format!(
                 "the store was built with model {} ({}) but the current model is {} ({}): \
                  use the same model, or another database",
                 meta.model_id, meta.model_name, model.id, model.name
             ),
-        },
-        StoreKind::Local => IndexError::ModelMismatch {
+        });
+    }
+    if model.id != meta.model_id {
+        return Err(IndexError::ModelMismatch {
             dir: PathBuf::from(store.describe()),
             index_model_id: meta.model_id.clone(),
             index_model_name: meta.model_name.clone(),
             model_id: model.id.clone(),
             model_name: model.name.clone(),
         }
-        .into(),
-    })
+        .into());
+    }
+    Ok(model)
 }
 
 /// One query's answer: its neighbours, or why the query image could not be used.
