@@ -6,8 +6,8 @@
 //! scores best.
 //!
 //! - `settings`: the options of a run and what they resolve to on `--resume`;
-//! - `run`: a run's entry point ([`train`]), its report, where it starts, which epoch `--out` keeps;
-//! - `trainer`: the run as it goes: set up, steps, end of each epoch, the finish;
+//! - `run`: a run's report, where it starts, which epoch `--out` keeps;
+//! - `trainer`: the run ([`train`]) as it goes: set up, steps, end of each epoch, the finish;
 //! - `adam`: the optimiser;
 //! - `checkpoint`: the files `--resume` reads;
 //! - `probe`: evidence without labels of whether a run helped;
@@ -24,8 +24,9 @@ mod trainer;
 pub use adam::Adam;
 pub use checkpoint::{CheckpointState, CHECKPOINT_STATE, CHECKPOINT_WEIGHTS};
 pub use probe::ProbeScore;
-pub use run::{resolve_start, start_model, train, Losses, ProbeReport, TrainReport};
+pub use run::{resolve_start, start_model, Losses, ProbeReport, TrainReport};
 pub use settings::{
     Keep, LrSchedule, PixelCache, Start, TrainOptions, DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_LR,
     DEFAULT_MIN_STEPS, DEFAULT_SCHEDULE, DEFAULT_SEED,
 };
+pub use trainer::train;

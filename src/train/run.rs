@@ -1,10 +1,10 @@
-//! A training run: [`train`] loads the pixels, builds the model from its start (scratch, the
+//! A training run: `train` loads the pixels, builds the model from its start (scratch, the
 //! bundled model, a model folder) or restores it from the checkpoint, runs the epochs (views,
 //! augmentation, occlusion, the DIM objective, Adam at the scheduled rate) until the epoch
 //! limit or the time budget, stops on a non-finite loss, checkpoints after every epoch, and
 //! keeps in `--out` the model the label-free probe likes best (or the last, with `--keep
 //! last`). This file owns the run's entry point and report, the loading of its pixels, where
-//! it starts, and which epoch `--out` keeps; the loop itself is [`super::trainer::Trainer`].
+//! it starts, and which epoch `--out` keeps; the loop itself, and `train`, are in `trainer`.
 
 use super::probe::ProbeScore;
 use super::settings::{Keep, Start, TrainOptions, DEFAULT_SEED};
@@ -270,15 +270,6 @@ impl Kept {
 /// the end of the run. Counted in steps, not seconds, so that a resumed run probes where an
 /// uninterrupted one would (besides the first run's last epoch).
 pub(super) const PROBE_EVERY_STEPS: usize = 200;
-
-/// Trains a model and writes it to `opts.out` (see the module doc for the files).
-pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Result<TrainReport> {
-    let mut trainer = super::trainer::Trainer::set_up(opts, device, on_event)?;
-    while trainer.has_epochs_left() {
-        trainer.run_epoch()?;
-    }
-    trainer.finish()
-}
 
 pub(super) fn model_vars(init: &SeededInit) -> HashMap<String, Tensor> {
     init.vars()

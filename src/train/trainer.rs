@@ -27,6 +27,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Trains a model and writes it to `opts.out` (see the module doc for the files).
+pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Result<TrainReport> {
+    let mut trainer = Trainer::set_up(opts, device, on_event)?;
+    while trainer.has_epochs_left() {
+        trainer.run_epoch()?;
+    }
+    trainer.finish()
+}
+
 /// Where a run begins: the checkpoint of `--resume`, or a fresh start.
 struct Beginning {
     config: ModelConfig,
@@ -174,7 +183,7 @@ fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(epoch as u64 + 1)))
 }
 
-/// A training run in progress: what [`super::train`] set up, and where the epochs have got to.
+/// A training run in progress: what [`train`] set up, and where the epochs have got to.
 pub(super) struct Trainer<'a> {
     opts: &'a TrainOptions,
     device: &'a Device,
