@@ -103,7 +103,7 @@ impl Projection {
             let scale = (eigen.eigenvalues[component].max(0.0) + floor).powf(-cfg.power as f64);
             // Each eigenvector's sign is arbitrary; fix it so that refits agree.
             let column = eigen.eigenvectors.column(component);
-            let sign = if column.iter().map(|v| *v).sum::<f64>() < 0.0 {
+            let sign = if column.iter().copied().sum::<f64>() < 0.0 {
                 -1.0
             } else {
                 1.0

@@ -26,4 +26,4 @@ pub use indexing::{
     forget, index_folders, index_meta, CommitPolicy, ForgetSummary, IndexOptions, IndexSummary,
     DEFAULT_BATCH, DEFAULT_MODEL_NAME,
 };
-pub use query::{model_for_index, model_for_store, query, QueryAnswer, QUERY_BATCH};
+pub use query::{model_for_store, query, QueryAnswer, QUERY_BATCH};

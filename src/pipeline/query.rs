@@ -5,20 +5,14 @@
 use super::indexing::DEFAULT_MODEL_NAME;
 use crate::data;
 use crate::error::{Error, Result};
-use crate::index::{Hit, Index, IndexError, SearchOptions};
+use crate::index::{Hit, IndexError, SearchOptions};
 use crate::model::{Model, ModelSource};
-use crate::store::Store;
+use crate::store::{Store, StoreKind};
 use candle_core::Device;
 use std::path::{Path, PathBuf};
 
 /// Query images embedded per batch.
 pub const QUERY_BATCH: usize = 256;
-
-/// Loads the model an index was built with, or `requested` if given; either way it must be
-/// the index's model.
-pub fn model_for_index(index: &Index, requested: Option<&Path>, device: &Device) -> Result<Model> {
-    model_for_store(index, requested, device)
-}
 
 /// Loads the model a store's vectors came from, or `requested` if given; either way it must
 /// be the store's model.
@@ -47,7 +41,7 @@ pub fn model_for_store(
         }
     };
     let model = Model::load(&source, device)?;
-    if model.id != meta.model_id && crate::store::is_postgres_url(&store.describe()) {
+    if model.id != meta.model_id && store.kind() == StoreKind::Postgres {
         return Err(Error::Store {
             store: store.describe(),
             reason: format!(

@@ -43,6 +43,16 @@ impl Location {
     }
 }
 
+/// What kind of store a [`Store`] is, for the decisions that differ by kind (which error names
+/// a model mismatch, for one) without reading them out of its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A local index folder ([`crate::index::Index`]).
+    Local,
+    /// A PostgreSQL database with pgvector ([`PgStore`]).
+    Postgres,
+}
+
 /// A `postgres://` or `postgresql://` URL.
 pub fn is_postgres_url(text: &str) -> bool {
     text.starts_with("postgres://") || text.starts_with("postgresql://")
@@ -53,6 +63,8 @@ pub fn is_postgres_url(text: &str) -> bool {
 pub trait Store: Send + Sync {
     /// How messages name the store (a folder, or a URL without its password).
     fn describe(&self) -> String;
+    /// Whether it is a local index or a PostgreSQL database.
+    fn kind(&self) -> StoreKind;
     /// The model and preprocessing the vectors came from.
     fn meta(&self) -> &IndexMeta;
     /// Entries stored when this handle was opened.
@@ -98,6 +110,9 @@ pub trait Store: Send + Sync {
 impl Store for Index {
     fn describe(&self) -> String {
         self.dir().display().to_string()
+    }
+    fn kind(&self) -> StoreKind {
+        StoreKind::Local
     }
     fn meta(&self) -> &IndexMeta {
         Index::meta(self)

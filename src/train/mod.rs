@@ -6,7 +6,8 @@
 //! scores best.
 //!
 //! - `settings`: the options of a run and what they resolve to on `--resume`;
-//! - `run`: the loop ([`train`]);
+//! - `run`: a run's report, where it starts, which epoch `--out` keeps;
+//! - `trainer`: the run ([`train`]) as it goes: set up, steps, end of each epoch, the finish;
 //! - `adam`: the optimiser;
 //! - `checkpoint`: the files `--resume` reads;
 //! - `probe`: evidence without labels of whether a run helped;
@@ -18,12 +19,14 @@ pub mod probe;
 mod projection;
 mod run;
 mod settings;
+mod trainer;
 
 pub use adam::Adam;
 pub use checkpoint::{CheckpointState, CHECKPOINT_STATE, CHECKPOINT_WEIGHTS};
 pub use probe::ProbeScore;
-pub use run::{resolve_start, start_model, train, Losses, ProbeReport, TrainReport};
+pub use run::{resolve_start, start_model, Losses, ProbeReport, TrainReport};
 pub use settings::{
     Keep, LrSchedule, PixelCache, Start, TrainOptions, DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_LR,
     DEFAULT_MIN_STEPS, DEFAULT_SCHEDULE, DEFAULT_SEED,
 };
+pub use trainer::train;

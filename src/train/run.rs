@@ -1,29 +1,25 @@
-//! The training loop: load the pixels, build the model from its start (scratch, the bundled
-//! model, a model folder) or restore it from the checkpoint, run the epochs (views,
+//! A training run: `train` loads the pixels, builds the model from its start (scratch, the
+//! bundled model, a model folder) or restores it from the checkpoint, runs the epochs (views,
 //! augmentation, occlusion, the DIM objective, Adam at the scheduled rate) until the epoch
-//! limit or the time budget, stop on a non-finite loss, checkpoint after every epoch, and keep
-//! in `--out` the model the label-free probe likes best (or the last, with `--keep last`).
+//! limit or the time budget, stops on a non-finite loss, checkpoints after every epoch, and
+//! keeps in `--out` the model the label-free probe likes best (or the last, with `--keep
+//! last`). This file owns the run's entry point and report, the loading of its pixels, where
+//! it starts, and which epoch `--out` keeps; the loop itself, and `train`, are in `trainer`.
 
-use super::adam::Adam;
-use super::checkpoint;
-use super::probe::{Probe, ProbeScore};
-use super::settings::{Keep, RunSettings, Start, TrainOptions, DEFAULT_SEED};
-use crate::data::{self, occlude, Failure, LoadStats, Loaded};
+use super::probe::ProbeScore;
+use super::settings::{Keep, Start, TrainOptions, DEFAULT_SEED};
+use crate::data::{self, Failure, LoadStats, Loaded};
 use crate::error::{Error, Result};
 use crate::model::{
-    default_config, is_buffer, load_parameters, objective, Dim, DimBatch, Encoder, Model,
-    ModelConfig, ModelSource, PriorKind, SeededInit, TrainingRecord, PRIOR_PREFIX,
+    default_config, load_parameters, Encoder, Model, ModelConfig, ModelSource, SeededInit,
 };
 use crate::progress::{Event, OnEvent};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// What a training run did, for the CLI's summary.
 #[derive(Debug, Clone)]
@@ -70,7 +66,7 @@ pub struct Losses {
 
 /// The preprocessed pixels of every image under the roots, through the pixel cache. Fewer
 /// files than `batch` is an error before anything is decoded or written.
-fn load_pixels(
+pub(super) fn load_pixels(
     opts: &TrainOptions,
     config: &ModelConfig,
     batch: usize,
@@ -123,7 +119,7 @@ fn load_pixels(
     Ok(loaded)
 }
 
-fn too_few(count: usize, what: &str, batch: usize) -> Error {
+pub(super) fn too_few(count: usize, what: &str, batch: usize) -> Error {
     Error::Usage(format!(
         "found {count} {what}: training needs at least --batch ({batch}) images"
     ))
@@ -131,7 +127,7 @@ fn too_few(count: usize, what: &str, batch: usize) -> Error {
 
 /// A `(rows, cols)` matrix of N(0, I) draws from our seeded RNG (candle's CPU device cannot be
 /// seeded).
-fn standard_normal(
+pub(super) fn standard_normal(
     (rows, cols): (usize, usize),
     rng: &mut impl rand::Rng,
     device: &Device,
@@ -144,7 +140,7 @@ fn standard_normal(
 
 /// The prior discriminator plays against the encoder: its variables take their gradients
 /// from its own loss, not from the total, whose prior term pushes the other way.
-fn adversarial_grads(
+pub(super) fn adversarial_grads(
     grads: &mut GradStore,
     critic_loss: &Tensor,
     critic_vars: &[Var],
@@ -174,7 +170,7 @@ pub fn resolve_start(opts: &TrainOptions) -> Result<Start> {
 /// The config a fresh run trains and the encoder tensors it starts from. A model to start
 /// from keeps its weights' architecture and normalisation statistics; everything else
 /// (input size, objective) comes from the options.
-fn starting_point(
+pub(super) fn starting_point(
     opts: &TrainOptions,
     start: &Start,
     device: &Device,
@@ -223,7 +219,11 @@ pub fn start_model(opts: &TrainOptions, device: &Device) -> Result<Model> {
 }
 
 /// The encoder as it stands, ready to embed (normalisation folded).
-fn inference_encoder(init: &SeededInit, config: &ModelConfig, device: &Device) -> Result<Encoder> {
+pub(super) fn inference_encoder(
+    init: &SeededInit,
+    config: &ModelConfig,
+    device: &Device,
+) -> Result<Encoder> {
     let tensors: HashMap<String, Tensor> = model_vars(init)
         .into_iter()
         .filter(|(name, _)| name.starts_with("encoder."))
@@ -234,19 +234,19 @@ fn inference_encoder(init: &SeededInit, config: &ModelConfig, device: &Device) -
 
 /// Which epoch's model `--out` holds, decided after each epoch as [`Keep`] says.
 #[derive(Debug, Clone, Copy)]
-struct Kept {
-    keep: Keep,
+pub(super) struct Kept {
+    pub(super) keep: Keep,
     /// The probe score of the model in `--out`, `None` while it has none; the checkpoint
     /// records it so that a resumed run compares its epochs with it.
-    score: Option<f64>,
+    pub(super) score: Option<f64>,
     /// The probe score and epoch of the model this run put in `--out`, once probed.
-    this_run: Option<(ProbeScore, usize)>,
+    pub(super) this_run: Option<(ProbeScore, usize)>,
 }
 
 impl Kept {
     /// Whether the model of `epoch`, just trained (`probed` holds its probe score when the
     /// probe ran), replaces the one in `--out`.
-    fn after_epoch(&mut self, epoch: usize, probed: Option<ProbeScore>) -> bool {
+    pub(super) fn after_epoch(&mut self, epoch: usize, probed: Option<ProbeScore>) -> bool {
         match self.keep {
             Keep::BestProbe => match probed {
                 Some(score) if self.score.is_none_or(|best| score.survival_at_9 >= best) => {
@@ -269,310 +269,9 @@ impl Kept {
 /// The probe runs at the end of an epoch that crosses a multiple of this many steps, and at
 /// the end of the run. Counted in steps, not seconds, so that a resumed run probes where an
 /// uninterrupted one would (besides the first run's last epoch).
-const PROBE_EVERY_STEPS: usize = 200;
+pub(super) const PROBE_EVERY_STEPS: usize = 200;
 
-/// Trains a model and writes it to `opts.out` (see the module doc for the files).
-pub fn train(opts: &TrainOptions, device: &Device, on_event: OnEvent<'_>) -> Result<TrainReport> {
-    let out = &opts.out;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let resumed = if opts.resume {
-        Some(checkpoint::read(out, device)?)
-    } else {
-        None
-    };
-    let (mut config, start_name, start_tensors) = match &resumed {
-        Some((state, _)) => {
-            let start = state.config.training.as_ref().and_then(|t| t.start.clone());
-            // What is searched is not part of training: the invocation's choice holds.
-            let config = ModelConfig {
-                embedding: opts.config.embedding,
-                ..state.config.clone()
-            };
-            (config, start, HashMap::new())
-        }
-        None => {
-            let start = resolve_start(opts)?;
-            let (config, tensors) = starting_point(opts, &start, device)?;
-            (config, Some(start.name()), tensors)
-        }
-    };
-    config
-        .validate()
-        .map_err(|e| Error::Usage(format!("model config: {e}")))?;
-    if let Some(projection) = &opts.config.projection {
-        projection
-            .validate(config.encoder_embedding_dim())
-            .map_err(|e| Error::Usage(format!("--projection: {e}")))?;
-    }
-    let run = RunSettings::resolve(
-        opts,
-        resumed
-            .as_ref()
-            .and_then(|(state, _)| state.config.training.as_ref()),
-    )?;
-    if run.batch < 2 {
-        return Err(Error::Usage(
-            "--batch must be at least 2: negatives come from other images in the batch".into(),
-        ));
-    }
-
-    let cache = opts.cache_file();
-    let cache_was_there = cache.as_ref().is_some_and(|c| c.exists());
-    let Loaded {
-        pixels,
-        failures,
-        stats: load,
-    } = load_pixels(opts, &config, run.batch, on_event)?;
-    let count = pixels.len();
-    if count < run.batch {
-        // A run that cannot start leaves no cache of its own behind.
-        drop(pixels);
-        if let Some(cache) = cache.filter(|_| !cache_was_there) {
-            let _ = std::fs::remove_file(cache);
-        }
-        return Err(too_few(count, "readable images", run.batch));
-    }
-
-    let (saved, epochs_done, mut steps, adam_step, seconds_before, kept_score) = match resumed {
-        Some((state, tensors)) => (
-            tensors,
-            state.epochs_done,
-            state.steps,
-            state.adam_step,
-            state.seconds,
-            state.best_probe,
-        ),
-        None => (HashMap::new(), 0, 0, 0, 0.0, None),
-    };
-    let mut params: HashMap<String, Tensor> = saved
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix("param.").map(|k| (k.to_string(), v.clone())))
-        .collect();
-    params.extend(start_tensors);
-    let init = Arc::new(SeededInit::new(run.seed, params));
-    let model = Dim::new(&config, init.var_builder(device))?;
-    // Running statistics of batch normalisation are buffers: the forward updates them, the
-    // optimiser never sees them; they are saved with the parameters.
-    let params = init
-        .vars()
-        .into_iter()
-        .filter(|(name, _)| !is_buffer(name))
-        .collect();
-    let mut adam = Adam::new(params, run.lr)?;
-    let prior_vars: Vec<Var> = init
-        .vars()
-        .into_iter()
-        .filter(|(name, _)| name.starts_with(&format!("{PRIOR_PREFIX}.")))
-        .map(|(_, var)| var)
-        .collect();
-    if epochs_done > 0 {
-        adam.restore_moments(&saved, adam_step, &out.join(checkpoint::CHECKPOINT_WEIGHTS))?;
-    }
-
-    let RunSettings { views, augment, .. } = run;
-    let probe = Probe::new(&pixels, &config.preprocess, &augment);
-    let probe_before = probe.score(&inference_encoder(&init, &config, device)?, device)?;
-
-    let steps_per_epoch = count / run.batch;
-    let epoch_limit = opts.epoch_limit(steps_per_epoch);
-    let budget = opts.minutes.map(|m| m.max(0.0) * 60.0);
-    // The schedule's horizon: all epochs' steps, or the time budget (whichever ends first).
-    let total_steps = epoch_limit.map(|e| e * steps_per_epoch);
-    let bar = match budget {
-        Some(seconds) => opts.verbosity.seconds_bar(seconds.ceil() as u64, "train"),
-        None => opts.verbosity.bar(
-            (epoch_limit.unwrap_or(0).saturating_sub(epochs_done) * steps_per_epoch * run.batch)
-                as u64,
-            "train",
-        ),
-    };
-    let epochs_shown = epoch_limit.map_or("-".to_string(), |e| e.to_string());
-    let s = config.preprocess.size as usize;
-    let started = Instant::now();
-    let mut last = Losses::default();
-    let mut trained_images = 0usize;
-    let mut epoch_images_per_second = Vec::new();
-    let mut epochs_run = epochs_done;
-    let mut probe_last = probe_before;
-    let mut kept = Kept {
-        keep: opts.keep,
-        score: kept_score,
-        this_run: None,
-    };
-    let mut out_of_time = false;
-    let mut epoch = epochs_done;
-    while epoch_limit.is_none_or(|limit| epoch < limit) && !out_of_time {
-        let epoch_started = Instant::now();
-        let mut epoch_steps = 0usize;
-        // One RNG per epoch, derived from the seed: a resumed run draws what the
-        // uninterrupted run would have.
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            run.seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(epoch as u64 + 1)),
-        );
-        let mut order: Vec<usize> = (0..count).collect();
-        rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
-        for (step_in_epoch, chunk) in order.chunks_exact(run.batch).enumerate() {
-            let rows = run.batch * views;
-            let mut input = Vec::with_capacity(rows * 3 * s * s);
-            for _ in 0..views {
-                for &i in chunk {
-                    augment.view_into(pixels.get(i), &config.preprocess, &mut rng, &mut input);
-                }
-            }
-            let occlusion = config.objective.occlude;
-            let x_code = if occlusion > 0.0 {
-                let mut hidden = input.clone();
-                for view in hidden.chunks_exact_mut(s * s * 3) {
-                    occlude(view, s, occlusion, &mut rng);
-                }
-                Some(Tensor::from_vec(hidden, (rows, s, s, 3), device)?)
-            } else {
-                None
-            };
-            let x = Tensor::from_vec(input, (rows, s, s, 3), device)?;
-            let eps = standard_normal((rows, config.dim), &mut rng, device)?;
-            let perm = objective::derangement(run.batch, &mut rng);
-            let prior_samples = match config.objective.prior {
-                PriorKind::Adversarial => {
-                    Some(standard_normal((rows, config.dim), &mut rng, device)?)
-                }
-                PriorKind::Kl | PriorKind::None => None,
-            };
-            let losses = model.losses(&DimBatch {
-                x: &x,
-                x_code: x_code.as_ref(),
-                views,
-                eps: &eps,
-                perm: &perm,
-                prior_samples: prior_samples.as_ref(),
-            })?;
-            let total = losses.total(&config)?;
-            last = Losses {
-                global: losses.global.to_scalar()?,
-                local: losses.local.to_scalar()?,
-                prior: losses.prior.to_scalar()?,
-                total: total.to_scalar()?,
-            };
-            for (term, value) in [
-                ("global", last.global),
-                ("local", last.local),
-                ("prior", last.prior),
-            ] {
-                if !value.is_finite() {
-                    bar.abandon();
-                    return Err(Error::Diverged {
-                        epoch: epoch + 1,
-                        step: step_in_epoch + 1,
-                        term,
-                        value,
-                        checkpoint: Some(out.join(checkpoint::CHECKPOINT_WEIGHTS))
-                            .filter(|p| p.exists()),
-                    });
-                }
-            }
-            let mut grads = total.backward()?;
-            if let Some(critic_loss) = &losses.prior_critic {
-                adversarial_grads(&mut grads, critic_loss, &prior_vars)?;
-            }
-            let elapsed = started.elapsed().as_secs_f64();
-            let by_steps = total_steps.map_or(0.0, |t| steps as f64 / t.max(1) as f64);
-            let by_time = budget.map_or(0.0, |b| elapsed / b.max(1e-9));
-            adam.set_lr(run.schedule.at_progress(run.lr, by_steps.max(by_time)));
-            adam.step(&grads)?;
-            steps += 1;
-            epoch_steps += 1;
-            trained_images += run.batch;
-            match budget {
-                Some(_) => bar.set_position(started.elapsed().as_secs()),
-                None => bar.inc(run.batch as u64),
-            }
-            bar.set_message(format!(
-                "epoch {}/{epochs_shown} global {:.4} local {:.4} prior {:.3}",
-                epoch + 1,
-                last.global,
-                last.local,
-                last.prior
-            ));
-            if budget.is_some_and(|b| started.elapsed().as_secs_f64() >= b) {
-                out_of_time = true;
-                break;
-            }
-        }
-        // A partial epoch (the budget ran out) counts as done: --resume goes on with the next.
-        epoch += 1;
-        epochs_run = epoch;
-        let seconds = seconds_before + started.elapsed().as_secs_f64();
-        config.training = Some(TrainingRecord {
-            images: count,
-            epochs: epoch,
-            batch: run.batch,
-            lr: run.lr,
-            schedule: run.schedule.name().to_string(),
-            seed: run.seed,
-            views,
-            augment,
-            seconds,
-            start: start_name.clone(),
-        });
-        let last_epoch = out_of_time || epoch_limit.is_some_and(|limit| epoch >= limit);
-        let crossed = steps / PROBE_EVERY_STEPS > (steps - epoch_steps) / PROBE_EVERY_STEPS;
-        let probed = if last_epoch || crossed {
-            probe_last = probe.score(&inference_encoder(&init, &config, device)?, device)?;
-            Some(probe_last)
-        } else {
-            None
-        };
-        let export = kept.after_epoch(epoch, probed);
-        checkpoint::write(
-            out,
-            &checkpoint::Saved {
-                config: &config,
-                params: &model_vars(&init),
-                adam: &adam,
-                epochs_done: epoch,
-                steps,
-                seconds,
-                best_probe: kept.score,
-            },
-            export,
-        )?;
-        if epoch_steps > 0 {
-            epoch_images_per_second
-                .push((epoch_steps * run.batch) as f64 / epoch_started.elapsed().as_secs_f64());
-        }
-    }
-    bar.finish_and_clear();
-    // Over the model this invocation trained, or on `--resume` the one the run kept (a
-    // resumed run with no epochs left only fits the projection); a fresh run given no steps
-    // wrote no model.
-    let has_model = epochs_run > epochs_done || opts.resume;
-    if let Some(request) = opts.config.projection.as_ref().filter(|_| has_model) {
-        super::projection::fit_into(out, &pixels, config.embedding, request, device)?;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(TrainReport {
-        images: count,
-        skipped: failures.len(),
-        epochs: epochs_run,
-        steps,
-        seconds,
-        images_per_second: trained_images as f64 / seconds.max(1e-9),
-        load,
-        epoch_images_per_second,
-        last_losses: last,
-        model: out.clone(),
-        start: start_name,
-        out_of_time,
-        probe: ProbeReport {
-            before: probe_before,
-            last: probe_last,
-            kept: kept.this_run.map(|(score, _)| score),
-            kept_epoch: kept.this_run.map(|(_, epoch)| epoch),
-        },
-    })
-}
-
-fn model_vars(init: &SeededInit) -> HashMap<String, Tensor> {
+pub(super) fn model_vars(init: &SeededInit) -> HashMap<String, Tensor> {
     init.vars()
         .into_iter()
         .map(|(name, var)| (name, var.as_tensor().clone()))
