@@ -320,6 +320,10 @@ pub fn train_summary(r: &TrainReport, eval: Option<(&EvalReport, &EvalReport)>) 
         })
     });
     f.insert("eval".into(), eval.unwrap_or(Value::Null));
+    let projection = r.projection.map(|p| {
+        json!({"dim": p.dim, "embedding_dim": p.embedding_dim, "images": p.images, "fitted": p.fitted})
+    });
+    f.insert("projection".into(), projection.unwrap_or(Value::Null));
     put_path(&mut f, "model", &r.model);
     summary("train", f)
 }

@@ -278,7 +278,7 @@ fn a_coordinator_over_two_shards_gives_the_same_top_k_as_one_node() {
         &shards[1],
         "--json",
     ]));
-    assert_eq!(init["dim"], 64, "{init}");
+    assert_eq!(init["dim"], 128, "{init}");
     // Set up once: a second run is refused, naming the coordinator.
     let out = imgsearch(&[
         "store-init",
@@ -542,7 +542,7 @@ fn another_model_another_dimension_and_a_newer_schema_are_refused() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("64-dimensional") && stderr.contains("makes 16"),
+        stderr.contains("128-dimensional") && stderr.contains("makes 64"),
         "{stderr}"
     );
     let tuned = tmp.path().join("tuned");

@@ -414,9 +414,11 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = recipe().embedding.into())]
     pub embedding: EmbeddingChoice,
     /// Components of the search projection fitted on the run's images at its end (PCA of
-    /// the embeddings, partly whitened), or `none` to search the embedding itself.
-    #[arg(long, value_name = "DIM|none", value_parser = parse_projection,
-          default_value_t = projection_default())]
+    /// the embeddings, partly whitened), `none` to search the embedding itself, or `auto`:
+    /// the bundled model's length, or the embedding's when that is shorter. A run of fewer
+    /// images than twice the embedding's length fits none.
+    #[arg(long, value_name = "DIM|auto|none", value_parser = parse_projection,
+          default_value_t = ProjectionChoice::Auto)]
     pub projection: ProjectionChoice,
 }
 
@@ -424,31 +426,28 @@ pub struct TrainArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProjectionChoice {
     None,
+    Auto,
     Dim(usize),
 }
 
 fn parse_projection(s: &str) -> Result<ProjectionChoice, String> {
     match s {
         "none" => Ok(ProjectionChoice::None),
+        "auto" => Ok(ProjectionChoice::Auto),
         n => match n.parse::<usize>() {
             Ok(d) if d > 0 => Ok(ProjectionChoice::Dim(d)),
             _ => Err(format!(
-                "'{s}' is neither a positive number of components nor 'none'"
+                "'{s}' is not a positive number of components, 'auto' or 'none'"
             )),
         },
     }
-}
-
-fn projection_default() -> ProjectionChoice {
-    recipe()
-        .projection
-        .map_or(ProjectionChoice::None, |p| ProjectionChoice::Dim(p.dim))
 }
 
 impl std::fmt::Display for ProjectionChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ProjectionChoice::None => f.write_str("none"),
+            ProjectionChoice::Auto => f.write_str("auto"),
             ProjectionChoice::Dim(dim) => write!(f, "{dim}"),
         }
     }
@@ -487,14 +486,18 @@ impl TrainArgs {
             EmbeddingChoice::Mean => model::Embedding::Mean,
             EmbeddingChoice::Hidden => model::Embedding::Hidden,
         };
-        config.projection = match self.projection {
+        let projection_dim = match self.projection {
             ProjectionChoice::None => None,
-            ProjectionChoice::Dim(dim) => Some(model::ProjectionConfig {
-                dim,
-                power: model::PROJECTION_POWER,
-                images: 0,
-            }),
+            ProjectionChoice::Auto => recipe()
+                .projection
+                .map(|p| p.dim.min(config.encoder_embedding_dim())),
+            ProjectionChoice::Dim(dim) => Some(dim),
         };
+        config.projection = projection_dim.map(|dim| model::ProjectionConfig {
+            dim,
+            power: model::PROJECTION_POWER,
+            images: 0,
+        });
         config.objective = Objective {
             alpha: self.alpha,
             beta: self.beta,

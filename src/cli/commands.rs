@@ -100,6 +100,19 @@ fn train_model(args: TrainArgs, verbosity: Verbosity, device: &Device, p: &mut P
             None => " (the model kept from before this run)".to_string(),
         }
     ));
+    match report.projection {
+        Some(p) if p.fitted => text.push_str(&format!(
+            "\nsearch projection: {} of the {} embedding dims, fitted on {} images",
+            p.dim, p.embedding_dim, p.images
+        )),
+        Some(p) => text.push_str(&format!(
+            "\nsearch projection: not fitted ({} images, fewer than the {} a {}-dim embedding needs); the model searches its embedding as it is",
+            p.images,
+            train::min_fit_images(p.embedding_dim),
+            p.embedding_dim
+        )),
+        None => {}
+    }
     if let Some((before, after)) = eval {
         text.push_str(&format!(
             "\n{}: P@{} {:.4} -> {:.4}, kNN-{} {:.4} -> {:.4}",

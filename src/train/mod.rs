@@ -24,7 +24,8 @@ mod trainer;
 pub use adam::Adam;
 pub use checkpoint::{CheckpointState, CHECKPOINT_STATE, CHECKPOINT_WEIGHTS};
 pub use probe::ProbeScore;
-pub use run::{resolve_start, start_model, Losses, ProbeReport, TrainReport};
+pub use projection::min_fit_images;
+pub use run::{resolve_start, start_model, Losses, ProbeReport, ProjectionReport, TrainReport};
 pub use settings::{
     Keep, LrSchedule, PixelCache, Start, TrainOptions, DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_LR,
     DEFAULT_MIN_STEPS, DEFAULT_SCHEDULE, DEFAULT_SEED,

@@ -2,6 +2,7 @@
 //! on the run's own images and write it into the model in `--out`. Training itself never
 //! sees the projection: every epoch exports the encoder alone, and a resumed run fits again.
 
+use super::ProjectionReport;
 use crate::data::PixelSet;
 use crate::error::{Error, Result};
 use crate::model::{
@@ -15,20 +16,38 @@ use std::path::Path;
 /// enough for a stable covariance of a few hundred dimensions at a few seconds' embedding.
 pub const FIT_IMAGES: usize = 20_000;
 
+/// Images a projection of an `embedding_dim`-long embedding needs: twice its length, so the
+/// covariance has full rank with room to spare. With fewer, the trailing components are noise
+/// that partial whitening would magnify.
+pub fn min_fit_images(embedding_dim: usize) -> usize {
+    2 * embedding_dim
+}
+
 /// Embeds up to [`FIT_IMAGES`] of `pixels` (unaugmented) with the model in `out`, searching
-/// `embedding`, fits `request` and rewrites the model with both. Returns the fitted config.
+/// `embedding`, fits `request` and rewrites the model with both. With fewer than
+/// [`min_fit_images`] images the model is rewritten to search `embedding` unprojected.
 pub fn fit_into(
     out: &Path,
     pixels: &PixelSet,
     embedding: Embedding,
     request: &ProjectionConfig,
     device: &Device,
-) -> Result<ProjectionConfig> {
+) -> Result<ProjectionReport> {
     let (mut config, mut weights, name) =
         load_parameters(&ModelSource::Path(out.to_path_buf()), device)?;
     weights.retain(|name, _| name.starts_with("encoder."));
     config.embedding = embedding;
     config.projection = None;
+    let embedding_dim = config.encoder_embedding_dim();
+    if pixels.len() < min_fit_images(embedding_dim) {
+        save_model(out, &config, &weights)?;
+        return Ok(ProjectionReport {
+            dim: request.dim,
+            embedding_dim,
+            images: pixels.len(),
+            fitted: false,
+        });
+    }
     let model = Model::from_parameters(
         config.clone(),
         weights.clone(),
@@ -50,7 +69,12 @@ pub fn fit_into(
     let tensors = Projection::fit(&features_tensor(&features, device)?, &fitted)
         .map_err(|e| Error::model(out, format!("fitting the projection: {e}")))?;
     weights.extend(tensors);
-    config.projection = Some(fitted.clone());
+    config.projection = Some(fitted);
     save_model(out, &config, &weights)?;
-    Ok(fitted)
+    Ok(ProjectionReport {
+        dim: request.dim,
+        embedding_dim,
+        images: n,
+        fitted: true,
+    })
 }

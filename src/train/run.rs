@@ -41,6 +41,23 @@ pub struct TrainReport {
     /// Whether `--minutes` ended the run.
     pub out_of_time: bool,
     pub probe: ProbeReport,
+    /// The search projection fitted at the end of the run; `None` when none was asked for
+    /// or the run wrote no model.
+    pub projection: Option<ProjectionReport>,
+}
+
+/// What the end of a run did about the search projection.
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectionReport {
+    /// Components asked for.
+    pub dim: usize,
+    /// Length of the embedding the projection reads.
+    pub embedding_dim: usize,
+    /// Images it was fitted on (all of them when `fitted` is false).
+    pub images: usize,
+    /// False when the run had fewer than [`super::projection::min_fit_images`] images: the
+    /// model then searches its embedding unprojected.
+    pub fitted: bool,
 }
 
 /// The label-free probe ([`super::probe`]) before training, after the last epoch, and of the

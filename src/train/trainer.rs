@@ -518,16 +518,16 @@ impl<'a> Trainer<'a> {
         // resumed run with no epochs left only fits the projection); a fresh run given no steps
         // wrote no model.
         let has_model = self.epochs_run > self.epochs_done || self.opts.resume;
-        if let Some(request) = self.opts.config.projection.as_ref().filter(|_| has_model) {
-            let embedding = self.config.embedding;
-            super::projection::fit_into(
+        let projection = match self.opts.config.projection.as_ref().filter(|_| has_model) {
+            Some(request) => Some(super::projection::fit_into(
                 &self.opts.out,
                 &self.pixels,
-                embedding,
+                self.config.embedding,
                 request,
                 self.device,
-            )?;
-        }
+            )?),
+            None => None,
+        };
         let seconds = self.started.elapsed().as_secs_f64();
         Ok(TrainReport {
             images: self.pixels.len(),
@@ -548,6 +548,7 @@ impl<'a> Trainer<'a> {
                 kept: self.kept.this_run.map(|(score, _)| score),
                 kept_epoch: self.kept.this_run.map(|(_, epoch)| epoch),
             },
+            projection,
         })
     }
 }
