@@ -1157,7 +1157,8 @@ fn help_has_examples_and_completions_cover_every_command() {
 /// `train --projection N` ends by fitting an N-component projection of the searched embedding
 /// on the run's images: the model searches N-dim vectors and still finds each photo first; a
 /// resumed run with no epochs left refits it over the same encoder; a projection longer than
-/// the embedding is refused before anything runs.
+/// the embedding is refused before anything runs; the default projection (128 components) is
+/// not fitted from fewer than 256 photos, and the summary says so.
 #[test]
 fn training_fits_the_search_projection() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -1181,26 +1182,26 @@ fn training_fits_the_search_projection() {
         "--embedding",
         "pooled",
         "--projection",
-        "16",
+        "8",
     ]);
     let first = config();
     assert_eq!(first["embedding"], "pooled", "{first}");
-    assert_eq!(first["projection"]["dim"], 16, "{first}");
+    assert_eq!(first["projection"]["dim"], 8, "{first}");
     assert_eq!(first["projection"]["images"], images as u64, "{first}");
     let weights = tensors();
     let model = safetensors::SafeTensors::deserialize(&weights).expect("valid safetensors");
     assert_eq!(
         model.tensor("projection.matrix").expect("matrix").shape(),
-        [256, 16]
+        [256, 8]
     );
     indexes_and_finds_itself(tmp.path(), &photos.join("signdigits-3"), &out);
     let manifest: Value = serde_json::from_slice(
         &std::fs::read(tmp.path().join("index").join("manifest.json")).expect("manifest"),
     )
     .expect("json");
-    assert_eq!(manifest["manifest"]["meta"]["dim"], 16, "{manifest}");
+    assert_eq!(manifest["manifest"]["meta"]["dim"], 8, "{manifest}");
 
-    // Refit with 8 components: no step is taken, so the encoder stays tensor for tensor.
+    // Refit with 4 components: no step is taken, so the encoder stays tensor for tensor.
     train(&[
         "--resume",
         "--epochs",
@@ -1208,9 +1209,9 @@ fn training_fits_the_search_projection() {
         "--embedding",
         "pooled",
         "--projection",
-        "8",
+        "4",
     ]);
-    assert_eq!(config()["projection"]["dim"], 8);
+    assert_eq!(config()["projection"]["dim"], 4);
     let refitted = tensors();
     let refitted = safetensors::SafeTensors::deserialize(&refitted).expect("valid");
     for name in model
@@ -1229,7 +1230,7 @@ fn training_fits_the_search_projection() {
             .tensor("projection.matrix")
             .expect("matrix")
             .shape(),
-        [256, 8]
+        [256, 4]
     );
 
     let refused = imgsearch(&[
@@ -1253,6 +1254,27 @@ fn training_fits_the_search_projection() {
         .join("too-long")
         .join("model.safetensors")
         .exists());
+
+    let few = tmp.path().join("few");
+    let report = summary(&ok(&[
+        "train",
+        s(&photos),
+        "--out",
+        s(&few),
+        "--batch",
+        "8",
+        "--epochs",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(report["projection"]["dim"], 128, "{report}");
+    assert_eq!(report["projection"]["fitted"], false, "{report}");
+    assert_eq!(report["projection"]["images"], images as u64, "{report}");
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(few.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(config["embedding"], "pooled", "{config}");
+    assert!(config.get("projection").is_none(), "{config}");
 }
 
 /// `train` starts from the bundled model unless told otherwise (`--from`), stops at a time

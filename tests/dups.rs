@@ -330,8 +330,8 @@ fn kill_9_during_move_leaves_each_file_in_place_or_moved_as_logged_and_undo_rest
 
 /// The pixel check: a crop to about 70% of the area and a mirrored copy of a photo are grouped
 /// with it by default, while another shot of the same sign by the same hand against the same
-/// wall (cosine 0.95 to the crop with the bundled model) is not, although the cosine alone
-/// groups it; a copy turned a quarter is grouped with its original.
+/// wall (cosine 0.85 to the crop with the bundled model) is not, although the cosine alone
+/// at 0.8 groups it; a copy turned a quarter is grouped with its original.
 #[test]
 fn the_pixel_check_keeps_crops_and_turns_and_drops_other_shots_of_one_scene() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -374,7 +374,7 @@ fn the_pixel_check_keeps_crops_and_turns_and_drops_other_shots_of_one_scene() {
     assert_eq!(summary["rotations"], true);
     assert_eq!(summary["copy_score"], 0.93, "{summary}");
 
-    // The cosine alone at 0.9 puts the other shot in a group: the check is what keeps it out.
+    // The cosine alone at 0.8 puts the other shot in a group: the check is what keeps it out.
     let out = ok(&[
         "dups",
         "--index",
@@ -382,7 +382,7 @@ fn the_pixel_check_keeps_crops_and_turns_and_drops_other_shots_of_one_scene() {
         "--json",
         "--no-verify",
         "--threshold",
-        "0.9",
+        "0.8",
     ]);
     let grouped: Vec<String> = lines(&out)
         .iter()

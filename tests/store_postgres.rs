@@ -555,6 +555,11 @@ fn another_model_another_dimension_and_a_newer_schema_are_refused() {
         "1",
         "--batch",
         "8",
+        // 128 pooled features, searched as they are: the store's dimension, other weights.
+        "--channels",
+        "64,128,128",
+        "--projection",
+        "none",
         "-q",
     ]);
     for args in [

@@ -563,6 +563,7 @@ pub fn tiny_config() -> ModelConfig {
         dim: 2,
         disc_hidden: 4,
         norm: Norm::Batch,
+        projection: None,
         training: None,
         ..ModelConfig::default()
     }

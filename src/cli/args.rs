@@ -416,7 +416,7 @@ pub struct TrainArgs {
     /// Components of the search projection fitted on the run's images at its end (PCA of
     /// the embeddings, partly whitened), `none` to search the embedding itself, or `auto`:
     /// the bundled model's length, or the embedding's when that is shorter. A run of fewer
-    /// images than twice the embedding's length fits none.
+    /// images than twice the components fits none.
     #[arg(long, value_name = "DIM|auto|none", value_parser = parse_projection,
           default_value_t = ProjectionChoice::Auto)]
     pub projection: ProjectionChoice,

@@ -106,9 +106,10 @@ fn train_model(args: TrainArgs, verbosity: Verbosity, device: &Device, p: &mut P
             p.dim, p.embedding_dim, p.images
         )),
         Some(p) => text.push_str(&format!(
-            "\nsearch projection: not fitted ({} images, fewer than the {} a {}-dim embedding needs); the model searches its embedding as it is",
+            "\nsearch projection: not fitted ({} images, fewer than the {} that {} components need); the model searches its {}-dim embedding as it is",
             p.images,
-            train::min_fit_images(p.embedding_dim),
+            train::min_fit_images(p.dim),
+            p.dim,
             p.embedding_dim
         )),
         None => {}

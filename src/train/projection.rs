@@ -16,11 +16,11 @@ use std::path::Path;
 /// enough for a stable covariance of a few hundred dimensions at a few seconds' embedding.
 pub const FIT_IMAGES: usize = 20_000;
 
-/// Images a projection of an `embedding_dim`-long embedding needs: twice its length, so the
-/// covariance has full rank with room to spare. With fewer, the trailing components are noise
-/// that partial whitening would magnify.
-pub fn min_fit_images(embedding_dim: usize) -> usize {
-    2 * embedding_dim
+/// Images a projection of `dim` components needs: twice as many, so every kept component has
+/// a variance estimated from many images. With fewer (or fewer images than components) the
+/// trailing components are noise that partial whitening would magnify.
+pub fn min_fit_images(dim: usize) -> usize {
+    2 * dim
 }
 
 /// Embeds up to [`FIT_IMAGES`] of `pixels` (unaugmented) with the model in `out`, searching
@@ -39,7 +39,7 @@ pub fn fit_into(
     config.embedding = embedding;
     config.projection = None;
     let embedding_dim = config.encoder_embedding_dim();
-    if pixels.len() < min_fit_images(embedding_dim) {
+    if pixels.len() < min_fit_images(request.dim) {
         save_model(out, &config, &weights)?;
         return Ok(ProjectionReport {
             dim: request.dim,

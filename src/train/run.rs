@@ -55,8 +55,8 @@ pub struct ProjectionReport {
     pub embedding_dim: usize,
     /// Images it was fitted on (all of them when `fitted` is false).
     pub images: usize,
-    /// False when the run had fewer than [`super::projection::min_fit_images`] images: the
-    /// model then searches its embedding unprojected.
+    /// False when the run had fewer than [`super::projection::min_fit_images`] of `dim`
+    /// images: the model then searches its embedding unprojected.
     pub fitted: bool,
 }
 
@@ -214,13 +214,23 @@ pub(super) fn starting_point(
     Ok((config, encoder))
 }
 
-/// The model a run starts from, for scoring before training: the checkpoint's on `--resume`,
-/// else the start's encoder (seeded random weights for scratch) at the run's input size.
+/// The model a run starts from, for scoring before training: the checkpoint's on `--resume`;
+/// a start model as it searches (its own projection included) when the run searches the same
+/// vector at the same input size; else the start's encoder (seeded random weights for
+/// scratch) at the run's input size and embedding.
 pub fn start_model(opts: &TrainOptions, device: &Device) -> Result<Model> {
     if opts.resume {
         return Model::load(&ModelSource::Path(opts.out.clone()), device);
     }
     let start = resolve_start(opts)?;
+    if let Start::Model(source) = &start {
+        let model = Model::load(source, device)?;
+        if model.config.embedding == opts.config.embedding
+            && model.config.preprocess.size == opts.config.preprocess.size
+        {
+            return Ok(model);
+        }
+    }
     let (config, tensors) = starting_point(opts, &start, device)?;
     let seed = opts.seed.unwrap_or(DEFAULT_SEED);
     let init = Arc::new(SeededInit::new(seed, tensors));
