@@ -224,6 +224,21 @@ extract() {
   done
 }
 
+# carve_tinyimagenet_tune: moves the first 10 files (by name) of each class of
+# data/tinyimagenet/train into data/tinyimagenet/tune, once: photos of the training classes that
+# no training run reads, for choosing settings without touching the val split.
+carve_tinyimagenet_tune() {
+  local class
+  [ -d data/tinyimagenet/tune ] && return 0
+  extract tinyimagenet/train || return
+  for class in data/tinyimagenet/train/*/; do
+    mkdir -p "data/tinyimagenet/tune.tmp/$(basename "$class")"
+    find "$class" -maxdepth 1 -type f | sort | head -10 |
+      xargs mv -t "data/tinyimagenet/tune.tmp/$(basename "$class")/" || return
+  done
+  mv data/tinyimagenet/tune.tmp data/tinyimagenet/tune
+}
+
 # Run as a command (not sourced): fetch what the arguments name.
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   set -euo pipefail
