@@ -203,32 +203,9 @@ pub fn load_pixels(
         cache: cache.map(Path::to_path_buf),
         ..Default::default()
     };
-    let old = match cache {
-        Some(path) => match Opened::open(path) {
-            Ok(Some(old)) if old.manifest.key == key => Some(old),
-            Ok(Some(_)) => {
-                stats.rebuilt = Some("preprocessing changed".into());
-                None
-            }
-            Ok(None) => {
-                stats.rebuilt = Some("no cache yet".into());
-                None
-            }
-            Err(reason) => {
-                let why = format!(
-                    "{}: unusable pixel cache ({reason}); rebuilding it",
-                    path.display()
-                );
-                on_event(Event::Warning(why));
-                stats.rebuilt = Some(format!("unusable: {reason}"));
-                None
-            }
-        },
-        None => None,
-    };
+    let mut old = cache.and_then(|path| open_previous(path, &key, &mut stats, on_event));
 
     // Everything already cached as it is now: read it in place.
-    let mut old = old;
     if let Some(Opened {
         map,
         manifest,
@@ -258,18 +235,7 @@ pub fn load_pixels(
         stats.rebuilt = Some("files changed".into());
     }
 
-    // Which files the old cache answers, and which must be decoded.
-    let reuse: Vec<Option<&Entry>> = {
-        let by_path: std::collections::HashMap<&Path, &Entry> = old
-            .iter()
-            .flat_map(|o| o.manifest.entries.iter())
-            .map(|e| (e.path.as_path(), e))
-            .collect();
-        files
-            .iter()
-            .map(|f| by_path.get(f.path.as_path()).copied().filter(|e| e.is(f)))
-            .collect()
-    };
+    let reuse = reusable_entries(old.as_ref(), files);
     let todo: Vec<PathBuf> = files
         .iter()
         .zip(&reuse)
@@ -278,62 +244,14 @@ pub fn load_pixels(
         .collect();
     stats.decoded = todo.len();
     stats.from_cache = files.len() - todo.len();
-    let aug = key.aug_size;
-    let preprocess = preprocess.clone();
-    let mut decoded = stream_with(todo, DECODE_BATCH, move |path| {
-        let image = decode_for(path, &preprocess)?;
-        let mut record = preprocess.to_rgb(&image);
-        record.extend(square_rgb(&image, aug));
-        Ok(record)
-    })
-    .flat_map(|batch| {
-        let mut results: Vec<(usize, std::result::Result<Vec<u8>, Failure>)> = batch
-            .items
-            .into_iter()
-            .map(|d| (d.index, Ok(d.rgb)))
-            .chain(batch.failures.into_iter().map(|(i, f)| (i, Err(f))))
-            .collect();
-        results.sort_by_key(|(i, _)| *i);
-        results.into_iter().map(|(_, r)| r)
-    });
-
-    let mut sink = match cache {
-        Some(path) => Sink::create(path).unwrap_or_else(|e| {
-            on_event(Event::Warning(format!(
-                "{}: cannot write the pixel cache ({e}); keeping pixels in memory",
-                path.display()
-            )));
-            Sink::heap()
-        }),
-        None => Sink::heap(),
-    };
+    let mut decoded = decode_records(todo, preprocess, key.aug_size);
+    let mut sink = open_sink(cache, on_event);
     let mut entries = Vec::with_capacity(files.len());
     let mut failures = Vec::new();
     let mut count = 0u64;
     for (file, reused) in files.iter().zip(reuse) {
-        let result =
-            match reused.map(|e| &e.outcome) {
-                Some(Outcome::Record(r)) => {
-                    let record = old.as_ref().and_then(|o| o.record(*r, &key));
-                    sink.write(record.ok_or_else(|| {
-                        Error::cache(&file.path, "pixel cache record out of range")
-                    })?)?;
-                    Ok(())
-                }
-                Some(Outcome::Failed(reason)) => Err(Failure {
-                    path: file.path.clone(),
-                    reason: reason.clone(),
-                }),
-                None => match decoded.next() {
-                    Some(Ok(record)) => {
-                        sink.write(&record)?;
-                        Ok(())
-                    }
-                    Some(Err(failure)) => Err(failure),
-                    None => return Err(Error::cache(&file.path, "the decoder stopped early")),
-                },
-            };
-        let outcome = match result {
+        let written = write_record(file, reused, old.as_ref(), &key, &mut decoded, &mut sink)?;
+        let outcome = match written {
             Ok(()) => {
                 count += 1;
                 Outcome::Record(count - 1)
@@ -371,6 +289,125 @@ pub fn load_pixels(
         failures,
         stats,
     })
+}
+
+/// The cache a previous run left at `path`, when it was made with the same preprocessing;
+/// `stats` and a warning say why it is not used otherwise.
+fn open_previous(
+    path: &Path,
+    key: &Key,
+    stats: &mut LoadStats,
+    on_event: &mut dyn FnMut(Event),
+) -> Option<Opened> {
+    match Opened::open(path) {
+        Ok(Some(old)) if old.manifest.key == *key => Some(old),
+        Ok(Some(_)) => {
+            stats.rebuilt = Some("preprocessing changed".into());
+            None
+        }
+        Ok(None) => {
+            stats.rebuilt = Some("no cache yet".into());
+            None
+        }
+        Err(reason) => {
+            let why = format!(
+                "{}: unusable pixel cache ({reason}); rebuilding it",
+                path.display()
+            );
+            on_event(Event::Warning(why));
+            stats.rebuilt = Some(format!("unusable: {reason}"));
+            None
+        }
+    }
+}
+
+/// For each file, the old cache's entry when it still answers for the file (same path, size
+/// and modification time); `None` means the file must be decoded.
+fn reusable_entries<'a>(old: Option<&'a Opened>, files: &[FileInfo]) -> Vec<Option<&'a Entry>> {
+    let by_path: std::collections::HashMap<&Path, &Entry> = old
+        .iter()
+        .flat_map(|o| o.manifest.entries.iter())
+        .map(|e| (e.path.as_path(), e))
+        .collect();
+    files
+        .iter()
+        .map(|f| by_path.get(f.path.as_path()).copied().filter(|e| e.is(f)))
+        .collect()
+}
+
+/// The cache records of `todo` (model input then augmentation source), decoded in parallel
+/// batches and yielded in file order, each a record or the reason it could not be made.
+fn decode_records(
+    todo: Vec<PathBuf>,
+    preprocess: &Preprocess,
+    aug_size: u32,
+) -> impl Iterator<Item = std::result::Result<Vec<u8>, Failure>> {
+    let preprocess = preprocess.clone();
+    stream_with(todo, DECODE_BATCH, move |path| {
+        let image = decode_for(path, &preprocess)?;
+        let mut record = preprocess.to_rgb(&image);
+        record.extend(square_rgb(&image, aug_size));
+        Ok(record)
+    })
+    .flat_map(|batch| {
+        let mut results: Vec<(usize, std::result::Result<Vec<u8>, Failure>)> = batch
+            .items
+            .into_iter()
+            .map(|d| (d.index, Ok(d.rgb)))
+            .chain(batch.failures.into_iter().map(|(i, f)| (i, Err(f))))
+            .collect();
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r)
+    })
+}
+
+/// Where the new records go: a new cache file at `cache`, or memory when there is none or it
+/// cannot be written (a warning says so; training goes on).
+fn open_sink(cache: Option<&Path>, on_event: &mut dyn FnMut(Event)) -> Sink {
+    match cache {
+        Some(path) => Sink::create(path).unwrap_or_else(|e| {
+            on_event(Event::Warning(format!(
+                "{}: cannot write the pixel cache ({e}); keeping pixels in memory",
+                path.display()
+            )));
+            Sink::heap()
+        }),
+        None => Sink::heap(),
+    }
+}
+
+/// Writes `file`'s record to `sink`, copied from the old cache when `reused` says it is
+/// there, else the next decoded one. The inner error is the file's own failure (skipped and
+/// counted); the outer one stops loading (the cache cannot be read or written).
+fn write_record(
+    file: &FileInfo,
+    reused: Option<&Entry>,
+    old: Option<&Opened>,
+    key: &Key,
+    decoded: &mut impl Iterator<Item = std::result::Result<Vec<u8>, Failure>>,
+    sink: &mut Sink,
+) -> Result<std::result::Result<(), Failure>> {
+    match reused.map(|e| &e.outcome) {
+        Some(Outcome::Record(r)) => {
+            let record = old
+                .and_then(|o| o.record(*r, key))
+                .ok_or_else(|| Error::cache(&file.path, "pixel cache record out of range"))?;
+            sink.write(record)?;
+            Ok(Ok(()))
+        }
+        Some(Outcome::Failed(reason)) => Ok(Err(Failure {
+            path: file.path.clone(),
+            reason: reason.clone(),
+        })),
+        None => match decoded.next() {
+            Some(Ok(record)) => {
+                sink.write(&record)?;
+                Ok(Ok(()))
+            }
+            Some(Err(failure)) => Ok(Err(failure)),
+            None => Err(Error::cache(&file.path, "the decoder stopped early")),
+        },
+    }
 }
 
 /// The files a manifest records as unreadable.
