@@ -97,9 +97,9 @@ impl Dim {
         })
     }
 
+    /// The loss terms of one batch: encode, draw the code from its Gaussian, then the mutual
+    /// information terms and the prior's.
     pub fn losses(&self, batch: &DimBatch) -> Result<DimLosses> {
-        let objective = &self.config.objective;
-        let device = batch.x.device();
         let EncoderOutput {
             local,
             mean,
@@ -119,6 +119,26 @@ impl Dim {
         let logvar = logvar.clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)?;
         let std = (&logvar * 0.5)?.exp()?;
         let z = (&mean + std.mul(batch.eps)?)?;
+        let (global, local_loss) = self.mutual_information(&local, &z, batch)?;
+        let (prior, prior_critic) = self.prior_losses(&mean, &logvar, &z, batch)?;
+        Ok(DimLosses {
+            global,
+            local: local_loss,
+            prior,
+            prior_critic,
+        })
+    }
+
+    /// The global and local mutual-information losses: the code `z` of each row against the
+    /// feature map of the other view of its image (positive) and of other images (negatives).
+    fn mutual_information(
+        &self,
+        local: &Tensor,
+        z: &Tensor,
+        batch: &DimBatch,
+    ) -> Result<(Tensor, Tensor)> {
+        let objective = &self.config.objective;
+        let device = batch.x.device();
         let rows = z.dim(0)?;
         let images = batch.perm.len();
         let views = batch.views.max(1);
@@ -129,7 +149,7 @@ impl Dim {
         let other = |r: usize, image: usize| ((r / images + 1) % views) * images + image;
         let index = |ids: Vec<u32>| Tensor::new(ids, device);
 
-        let (global, local_loss) = match &self.critics {
+        Ok(match &self.critics {
             Critics::Concat {
                 global,
                 local: critic,
@@ -140,17 +160,17 @@ impl Dim {
                         .map(|r| other(r, batch.perm[r % images] as usize) as u32)
                         .collect(),
                 )?;
-                let summary = global.summarise(&local)?;
+                let summary = global.summarise(local)?;
                 let g = mi_loss(
                     objective.estimator,
-                    &global.forward(&summary.index_select(&positive, 0)?, &z)?,
-                    &global.forward(&summary.index_select(&negative, 0)?, &z)?,
+                    &global.forward(&summary.index_select(&positive, 0)?, z)?,
+                    &global.forward(&summary.index_select(&negative, 0)?, z)?,
                 )?;
-                let projected = critic.project(&local)?;
+                let projected = critic.project(local)?;
                 let l = mi_loss(
                     objective.estimator,
-                    &critic.forward(&projected.index_select(&positive, 0)?, &z)?,
-                    &critic.forward(&projected.index_select(&negative, 0)?, &z)?,
+                    &critic.forward(&projected.index_select(&positive, 0)?, z)?,
+                    &critic.forward(&projected.index_select(&negative, 0)?, z)?,
                 )?;
                 (g, l)
             }
@@ -174,42 +194,47 @@ impl Dim {
                 }
                 let positive = Tensor::from_vec(positive, (rows, rows, 1), device)?;
                 let negative = Tensor::from_vec(negative, (rows, rows, 1), device)?;
-                let s = summary.summarise(&local)?.unsqueeze(1)?;
+                let s = summary.summarise(local)?.unsqueeze(1)?;
                 let g = matrix_mi_loss(
                     objective.estimator,
-                    &global.scores(&z, &s)?,
+                    &global.scores(z, &s)?,
                     &positive,
                     &negative,
                 )?;
                 let (b, m1, m2, c) = local.dims4()?;
                 let l = matrix_mi_loss(
                     objective.estimator,
-                    &critic.scores(&z, &local.reshape((b, m1 * m2, c))?)?,
+                    &critic.scores(z, &local.reshape((b, m1 * m2, c))?)?,
                     &positive,
                     &negative,
                 )?;
                 (g, l)
             }
-        };
-        let (prior, prior_critic) = match (objective.prior, &self.prior) {
-            (PriorKind::Kl, _) => (kl_to_standard_normal(&mean, &logvar)?, None),
+        })
+    }
+
+    /// The prior's loss on the code and, for the adversarial prior, its discriminator's loss.
+    fn prior_losses(
+        &self,
+        mean: &Tensor,
+        logvar: &Tensor,
+        z: &Tensor,
+        batch: &DimBatch,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let device = batch.x.device();
+        Ok(match (self.config.objective.prior, &self.prior) {
+            (PriorKind::Kl, _) => (kl_to_standard_normal(mean, logvar)?, None),
             (PriorKind::None, _) => (Tensor::zeros((), DType::F32, device)?, None),
             (PriorKind::Adversarial, Some(discriminator)) => {
                 let Some(samples) = batch.prior_samples else {
                     candle_core::bail!("the adversarial prior needs prior samples in the batch");
                 };
-                let game = discriminator.game(&z, samples)?;
+                let game = discriminator.game(z, samples)?;
                 (game.encoder, Some(game.discriminator))
             }
             (PriorKind::Adversarial, None) => {
                 candle_core::bail!("model built without its prior discriminator")
             }
-        };
-        Ok(DimLosses {
-            global,
-            local: local_loss,
-            prior,
-            prior_critic,
         })
     }
 }
