@@ -1,46 +1,24 @@
 //! End-to-end tests of the real `imgsearch` binary on real images from tests/fixtures
 //! (CIFAR-10, sign-language digit photos and AT&T face PNGs).
 
+mod common;
+
+use common::cli::{copy_dir, first_file, fixtures, lines as json_lines, s, summary, walk};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
+/// Every index here builds its search graph from 100 images up, so that the fixtures' small
+/// indexes go through the graph as large ones do.
+const GRAPH_FROM_100: &[(&str, &str)] = &[("IMGSEARCH_GRAPH_MIN", "100")];
 
 fn imgsearch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imgsearch"))
-        .args(args)
-        .env("IMGSEARCH_GRAPH_MIN", "100")
-        .output()
-        .expect("run imgsearch")
+    common::cli::run_with(args, GRAPH_FROM_100)
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = imgsearch(args);
-    assert!(
-        out.status.success(),
-        "imgsearch {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
-}
-
-fn json_lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect()
-}
-
-/// The `summary` record of a command's `--json` output: its last line.
-fn summary(stdout: &str) -> Value {
-    let lines = json_lines(stdout);
-    let last = lines.last().cloned().expect("a summary line");
-    assert_eq!(last["type"], "summary", "{stdout}");
-    last
+    common::cli::ok_with(args, GRAPH_FROM_100)
 }
 
 /// The `query` records of `query --json` output.
@@ -49,10 +27,6 @@ fn query_lines(stdout: &str) -> Vec<Value> {
         .into_iter()
         .filter(|l| l["type"] == "query")
         .collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 /// A model trained once for 1 epoch on the fixture training images, shared by the tests.
@@ -104,43 +78,8 @@ fn photo_folder(tmp: &Path) -> PathBuf {
     root
 }
 
-fn first_file(dir: &Path) -> PathBuf {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    files.remove(0)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
-
 fn count_files(dir: &Path) -> usize {
     walk(dir).len()
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read_dir") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// Checks one `query --json` line: k results, ranks 1..k, absolute paths, scores descending.

@@ -1,12 +1,12 @@
 //! The data layer on real fixture images: one preprocessing for every command, formats by
 //! content, greyscale to RGB, and failures reported with the file's name.
 
+mod common;
+
+use common::cli::fixtures;
+
 use imgsearch::data::{self, Augment, Preprocess};
 use std::path::{Path, PathBuf};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 fn some_images() -> Vec<PathBuf> {
     let scan = data::scan(&[fixtures().join("photos"), fixtures().join("test/cat")]).expect("scan");

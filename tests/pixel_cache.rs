@@ -1,13 +1,13 @@
 //! Training's pixel cache on real fixture photos: filled once, then read without decoding;
 //! brought up to date when a file or the preprocessing changes; rebuilt when damaged.
 
+mod common;
+
+use common::cli::fixtures;
+
 use imgsearch::data::{self, Event, Loaded, Preprocess, CACHE_FILE};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 /// Real photos plus one unreadable file, copied where the test may change them.
 fn photos(tmp: &Path) -> PathBuf {

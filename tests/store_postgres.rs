@@ -10,52 +10,13 @@
 
 mod common;
 
+use common::cli::{fixtures, lines as records, ok, run as imgsearch, s, summary, walk};
 use common::postgres::{free_port, postgres, Cluster};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn imgsearch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imgsearch"))
-        .args(args)
-        .env_remove("IMGSEARCH_STORE")
-        .output()
-        .expect("run imgsearch")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = imgsearch(args);
-    assert!(
-        out.status.success(),
-        "imgsearch {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-fn records(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
-}
-
-fn summary(stdout: &str) -> Value {
-    records(stdout)
-        .into_iter()
-        .rfind(|r| r["type"] == "summary")
-        .expect("a summary record")
-}
 
 /// `query --json` answers: for each query, its (path, score) list.
 fn answers(stdout: &str) -> Vec<Vec<(String, f64)>> {
@@ -115,19 +76,6 @@ fn query_images(root: &Path, n: usize) -> Vec<String> {
         .take(n)
         .map(|p| s(p).to_string())
         .collect()
-}
-
-fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(root).expect("read_dir").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn query_json(store: &[&str], images: &[String], k: usize) -> Vec<Vec<(String, f64)>> {

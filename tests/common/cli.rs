@@ -19,15 +19,28 @@ pub fn s(p: &Path) -> &str {
 
 /// Runs the binary with `args`.
 pub fn run(args: &[&str]) -> Output {
+    run_with(args, &[])
+}
+
+/// Runs the binary with `args` and the variables `env` set. `IMGSEARCH_STORE` is removed so
+/// that a store URL in the caller's environment never redirects a test's writes.
+pub fn run_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_imgsearch"))
         .args(args)
+        .env_remove("IMGSEARCH_STORE")
+        .envs(env.iter().copied())
         .output()
         .expect("run imgsearch")
 }
 
 /// Runs the binary, which must succeed; its stdout.
 pub fn ok(args: &[&str]) -> String {
-    let out = run(args);
+    ok_with(args, &[])
+}
+
+/// [`ok`] with the variables `env` set.
+pub fn ok_with(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = run_with(args, env);
     assert!(
         out.status.success(),
         "imgsearch {args:?}: {}",
@@ -98,4 +111,28 @@ pub fn images(dir: &Path, class: &str, n: usize) -> Vec<PathBuf> {
             to
         })
         .collect()
+}
+
+/// Every file under `dir`, in no particular order.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// The first file of `dir` by name.
+pub fn first_file(dir: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files.remove(0)
 }
