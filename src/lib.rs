@@ -14,6 +14,32 @@
 //! writes files atomically and maps them; [`progress`], bars and the events of long jobs;
 //! [`device`], the CPU or CUDA device; [`error`], the error type. The command line
 //! (`main.rs` and `src/cli/`) is a thin front end over [`pipeline`] and [`train`].
+//!
+//! Indexing a folder and asking for the neighbours of one of its images, as `imgsearch index`
+//! and `imgsearch query` do (`examples/library.rs` is the same as a program):
+//!
+//! ```
+//! use imgsearch::{index::SearchOptions, model::{Model, ModelSource}, pipeline, store};
+//! # fn main() -> imgsearch::Result<()> {
+//! let photos = std::path::PathBuf::from("tests/fixtures/test");
+//! let index = std::env::temp_dir().join(format!("imgsearch-doc-{}", std::process::id()));
+//!
+//! let model = Model::load(&ModelSource::Default, &candle_core::Device::Cpu)?;
+//! let options = pipeline::IndexOptions::new(index.clone(), vec![photos.clone()]);
+//! let summary = pipeline::index_folders(&model, &options, &mut |_event| {})?;
+//! assert_eq!(summary.added, 200);
+//!
+//! let store = store::open(&store::Location::Local(index.clone()))?;
+//! let cat = photos.join("cat/0000.jpg");
+//! let search = SearchOptions { k: 3, ..SearchOptions::default() };
+//! let answers = pipeline::query(&model, store.as_ref(), &[cat.clone()], &search)?;
+//! let hits = answers[0].result.as_ref().expect("a readable image");
+//! assert!(hits[0].path.ends_with("cat/0000.jpg")); // an image finds itself first
+//! # drop(store);
+//! # std::fs::remove_dir_all(&index).ok();
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod data;
 pub mod device;

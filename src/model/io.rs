@@ -114,6 +114,20 @@ impl Model {
     }
 
     /// L2-normalised embeddings of preprocessed images (RGB8 HWC at the model's input size).
+    ///
+    /// ```
+    /// use imgsearch::model::{Model, ModelSource};
+    /// # fn main() -> imgsearch::Result<()> {
+    /// let model = Model::load(&ModelSource::Default, &candle_core::Device::Cpu)?;
+    /// let photo = std::path::Path::new("tests/fixtures/test/dog/0000.jpg");
+    /// let pixels = imgsearch::data::load(photo, model.preprocess())?;
+    /// let vectors = model.embed([pixels.as_slice()].into_iter())?;
+    /// assert_eq!(vectors[0].len(), model.config.embedding_dim());
+    /// let norm: f32 = vectors[0].iter().map(|v| v * v).sum();
+    /// assert!((norm - 1.0).abs() < 1e-4);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn embed<'a>(
         &self,
         images: impl ExactSizeIterator<Item = &'a [u8]>,

@@ -164,6 +164,15 @@ impl Store for Index {
 
 /// Opens the store at `location` for reading (searching never writes, so a PostgreSQL
 /// read replica serves it).
+///
+/// A folder that holds no index is an error that names it:
+///
+/// ```
+/// use imgsearch::store::{open, Location};
+/// let missing = Location::Local("no/such/index".into());
+/// let error = open(&missing).err().expect("no index there");
+/// assert!(error.to_string().contains("no/such/index"), "{error}");
+/// ```
 pub fn open(location: &Location) -> Result<Box<dyn Store>> {
     Ok(match location {
         Location::Local(dir) => Box::new(Index::open(dir)?),
