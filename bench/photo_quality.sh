@@ -12,8 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/data.sh
-extract cifar10 clothing attfaces signdigits
-[ -d data/tinyimagenet/val ] || { mkdir -p data && tar -xf ../shared/data/tinyimagenet-val.tar -C data; }
+extract cifar10 clothing attfaces signdigits tinyimagenet/val
 cargo build --release -q
 bin=target/release/imgsearch
 model=${1:-}
