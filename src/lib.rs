@@ -45,11 +45,11 @@
 pub mod data;
 pub mod device;
 pub mod error;
+/// The on-disk index engine (the `imgsearch-index` crate, `crates/index`).
+pub use imgsearch_index as index;
 /// Atomic file replacement and read-only maps: the one place that writes files whole, kept in
 /// the index engine (which needs it first) and used from here by every other layer.
 pub use imgsearch_index::fsx;
-/// The on-disk index engine (the `imgsearch-index` crate, `crates/index`).
-pub use imgsearch_index as index;
 pub mod json;
 pub mod json_path;
 pub mod model;

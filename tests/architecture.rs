@@ -342,7 +342,10 @@ fn the_index_engine_depends_on_no_crate_of_imgsearch_and_no_image_or_model_libra
         .map(str::trim)
         .filter(|name| !name.is_empty() && !name.starts_with('#'))
         .collect();
-    assert!(dependencies.contains(&"memmap2"), "the checker read {dependencies:?}");
+    assert!(
+        dependencies.contains(&"memmap2"),
+        "the checker read {dependencies:?}"
+    );
     assert!(
         !manifest.contains("path ="),
         "crates/index has a path dependency: the engine must not depend on the crates above it"

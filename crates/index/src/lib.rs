@@ -45,8 +45,8 @@
 
 mod error;
 mod exact;
-pub mod fsx;
 mod fsutil;
+pub mod fsx;
 mod graph;
 mod lock;
 mod manifest;
