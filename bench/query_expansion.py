@@ -3,7 +3,7 @@
     imgsearch index data/cifar10/test --index I
     bench/.venv-peers/bin/python bench/query_expansion.py I     # any Python with numpy
 
-Reads the index's vectors and paths straight from its segment files (format: src/index/segment.rs),
+Reads the index's vectors and paths straight from its segment files (format: crates/index/src/segment.rs),
 takes each image's class from its parent folder, and scores exact-cosine P@9 and weighted kNN-200
 (weight exp(cos / 0.07)), every image queried with itself left out:
 - plain: the embeddings as indexed;

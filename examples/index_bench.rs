@@ -43,7 +43,7 @@ const K: usize = 10;
 const EF_LADDER: [usize; 14] = [
     10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024,
 ];
-/// Graph parameters of the engine (`src/index/graph/common.rs`, `src/index/graph/mod.rs`),
+/// Graph parameters of the engine (`crates/index/src/graph/common.rs`, `crates/index/src/graph/mod.rs`),
 /// passed to the peers.
 const M: usize = 16;
 const EF_CONSTRUCTION: usize = 200;

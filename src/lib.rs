@@ -4,7 +4,8 @@
 //! - [`data`]: scan folders, decode and preprocess images, stream batches.
 //! - [`model`]: the DIM encoder, its discriminators and objectives, config and weights.
 //! - [`train`]: the training loop, optimiser and checkpoints.
-//! - [`index`]: the on-disk index (manifest, mapped vectors, graph, atomic commits).
+//! - [`index`]: the on-disk index engine, its own crate (`crates/index`): manifest, mapped
+//!   vectors, graph, atomic commits.
 //! - [`store`]: the one interface searches read through: the local index, or PostgreSQL with
 //!   pgvector for collections beyond one machine.
 //! - [`pipeline`]: the jobs every front end runs (index, forget, query, eval, grid).
@@ -44,8 +45,11 @@
 pub mod data;
 pub mod device;
 pub mod error;
-pub mod fsx;
-pub mod index;
+/// The on-disk index engine (the `imgsearch-index` crate, `crates/index`).
+pub use imgsearch_index as index;
+/// Atomic file replacement and read-only maps: the one place that writes files whole, kept in
+/// the index engine (which needs it first) and used from here by every other layer.
+pub use imgsearch_index::fsx;
 pub mod json;
 pub mod json_path;
 pub mod model;

@@ -1,8 +1,10 @@
 //! The source tree's layering rules, checked on the files themselves: no import cycle between
-//! files of `src/`; CPU kernels (`src/ops`) that know nothing of the model, training, index or
-//! command line; a library free of clap and of options read from the environment; a thin
-//! `main.rs`; and a
-//! doc comment at the top of every module saying what it owns.
+//! files of `src/` or of the index engine (`crates/index/src/`); an index engine that depends on
+//! no other crate of imgsearch's and on no image or model library (that its code cannot name
+//! `imgsearch` the compiler guarantees once the manifest has no such dependency); CPU kernels
+//! (`src/ops`) that know nothing of the model, training, index or command line; libraries free
+//! of clap and of options read from the environment; a thin `main.rs`; and a doc comment at the
+//! top of every module saying what it owns.
 //!
 //! Imports are read from `use` declarations and inline `crate::`/`super::`/`self::` paths
 //! outside comments and the trailing `#[cfg(test)] mod tests`. A path resolves to the deepest
@@ -17,6 +19,16 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
+/// The index engine's crate (`crates/index`), a member of the workspace.
+fn index_crate() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/index")
+}
+
+/// Every crate's source folder: the main crate's, then the index engine's.
+fn source_roots() -> [PathBuf; 2] {
+    [src(), index_crate().join("src")]
+}
+
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read src") {
         let path = entry.expect("entry").path();
@@ -28,14 +40,14 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Files of `src/`, relative (`model/io.rs`), sorted.
-fn files() -> Vec<String> {
+/// Files of a crate's source folder `root`, relative to it (`model/io.rs`), sorted.
+fn files_in(root: &Path) -> Vec<String> {
     let mut all = Vec::new();
-    rust_files(&src(), &mut all);
+    rust_files(root, &mut all);
     let mut names: Vec<String> = all
         .iter()
         .map(|p| {
-            p.strip_prefix(src())
+            p.strip_prefix(root)
                 .expect("under src")
                 .to_string_lossy()
                 .replace('\\', "/")
@@ -45,9 +57,17 @@ fn files() -> Vec<String> {
     names
 }
 
+/// Every crate's files, each with its source folder.
+fn all_files() -> Vec<(PathBuf, String)> {
+    source_roots()
+        .into_iter()
+        .flat_map(|root| files_in(&root).into_iter().map(move |f| (root.clone(), f)))
+        .collect()
+}
+
 /// The code of a file without comments and without its trailing test module.
-fn code(file: &str) -> String {
-    let text = std::fs::read_to_string(src().join(file)).expect("read source");
+fn code_in(root: &Path, file: &str) -> String {
+    let text = std::fs::read_to_string(root.join(file)).expect("read source");
     let text = match text.find("#[cfg(test)]\nmod tests") {
         Some(at) => &text[..at],
         None => &text[..],
@@ -207,12 +227,17 @@ fn resolve(file: &str, path: &str, known: &BTreeSet<String>) -> Option<String> {
 }
 
 fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
-    let files = files();
+    import_graph_of(&src())
+}
+
+/// The import graph between the files of one crate's source folder `root`.
+fn import_graph_of(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let files = files_in(root);
     let known: BTreeSet<String> = files.iter().cloned().collect();
     files
         .iter()
         .map(|file| {
-            let targets = paths(&code(file))
+            let targets = paths(&code_in(root, file))
                 .iter()
                 .filter_map(|p| resolve(file, p, &known))
                 .filter(|t| t != file)
@@ -297,6 +322,46 @@ fn no_import_cycle_between_files_of_src() {
     if let Some(cycle) = find_cycle(&graph) {
         panic!("import cycle: {}", cycle.join(" -> "));
     }
+    let engine = import_graph_of(&index_crate().join("src"));
+    assert!(engine.len() > 10, "the checker read the index engine");
+    if let Some(cycle) = find_cycle(&engine) {
+        panic!("import cycle in crates/index: {}", cycle.join(" -> "));
+    }
+}
+
+#[test]
+fn the_index_engine_depends_on_no_crate_of_imgsearch_and_no_image_or_model_library() {
+    let manifest =
+        std::fs::read_to_string(index_crate().join("Cargo.toml")).expect("crates/index/Cargo.toml");
+    let dependencies: Vec<&str> = manifest
+        .lines()
+        .skip_while(|l| l.trim() != "[dependencies]")
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .filter_map(|l| l.split('=').next())
+        .map(str::trim)
+        .filter(|name| !name.is_empty() && !name.starts_with('#'))
+        .collect();
+    assert!(
+        dependencies.contains(&"memmap2"),
+        "the checker read {dependencies:?}"
+    );
+    assert!(
+        !manifest.contains("path ="),
+        "crates/index has a path dependency: the engine must not depend on the crates above it"
+    );
+    for name in dependencies {
+        assert!(
+            !name.starts_with("imgsearch"),
+            "crates/index depends on {name}: the engine must not depend on the crates above it"
+        );
+        assert!(
+            !["candle", "image", "jpeg", "gemm", "safetensors"]
+                .iter()
+                .any(|lib| name.starts_with(lib)),
+            "crates/index depends on {name}: the engine knows vectors, not images or models"
+        );
+    }
 }
 
 #[test]
@@ -316,11 +381,11 @@ fn kernels_know_nothing_of_the_layers_above() {
 
 #[test]
 fn the_library_is_free_of_clap_and_of_the_environment() {
-    for file in files() {
+    for (root, file) in all_files() {
         if in_binary(&file) {
             continue;
         }
-        let code = code(&file);
+        let code = code_in(&root, &file);
         assert!(!code.contains("clap"), "{file} uses clap");
         // The library takes every option as an argument; only the command line may read an
         // `IMGSEARCH_*` variable. (device.rs sets candle's own thread variable for `main`.)
@@ -339,8 +404,8 @@ fn main_is_thin_and_every_module_says_what_it_owns() {
         "main.rs has {} lines",
         main.lines().count()
     );
-    for file in files() {
-        let text = std::fs::read_to_string(src().join(&file)).expect("read");
+    for (root, file) in all_files() {
+        let text = std::fs::read_to_string(root.join(&file)).expect("read");
         assert!(
             text.starts_with("//!"),
             "{file} does not open with a //! doc comment"

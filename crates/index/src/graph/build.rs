@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::common::{entry_of, with_visited, Near, Visited, MAX_NB_CONNECTION_0};
-use crate::index::exact::{dot, prefetch};
+use crate::exact::{dot, prefetch};
 
 /// How the graph is built.
 #[derive(Clone, Copy, Debug)]

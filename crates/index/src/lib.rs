@@ -1,8 +1,18 @@
-//! The on-disk index: a directory of immutable segments named by a manifest, committed atomically.
+//! imgsearch's on-disk index engine: a directory of immutable segments of unit vectors named by
+//! a manifest, committed atomically, searched exactly or through a per-segment HNSW graph.
 //!
-//! This module owns the public API of the index ([`Index`] to read, [`IndexWriter`] to write,
-//! [`verify`] for a full integrity check) and its error type [`IndexError`]. The pieces live in
-//! small private modules:
+//! The engine owns vectors, their entries (image id, path, size, mtime), the files that hold
+//! them and the search over them. It knows nothing of images or models: callers hand it
+//! embeddings and an [`IndexMeta`] naming the model that made them, and it checks that every
+//! later writer and query agrees. It does not depend on the `imgsearch` crate; `imgsearch`
+//! re-exports it as `imgsearch::index`.
+//!
+//! The public surface: [`Index`] to read, [`IndexWriter`] to write, [`verify`] for a full
+//! integrity check, the error type [`IndexError`], the record types ([`Entry`], [`Hit`],
+//! [`ImageId`], [`IndexMeta`], [`SearchOptions`]), the dot product [`dot`] every comparison of
+//! embeddings uses, [`simd`] (the run-time CPU feature detection the kernels share) and [`fsx`]
+//! (atomic file replacement and read-only maps, which the rest of imgsearch writes through too).
+//! The pieces live in small private modules:
 //!
 //! - `manifest`: `manifest.json`, the single mutable file, swapped atomically on every commit;
 //! - `segment`: a segment's vectors file (`seg-NNNNNN.vec`) and entries file (`seg-NNNNNN.ent`);
@@ -36,19 +46,21 @@
 mod error;
 mod exact;
 mod fsutil;
+pub mod fsx;
 mod graph;
 mod lock;
 mod manifest;
 mod reader;
 mod segment;
+pub mod simd;
 mod tombstones;
 mod types;
 mod writer;
 
 pub use error::IndexError;
 /// The dot product every search path uses (AVX-512, AVX2 or portable, chosen at run time), shared
-/// with the pipeline's own comparisons of embeddings and pixels.
-pub(crate) use exact::dot;
+/// with imgsearch's own comparisons of embeddings and pixels.
+pub use exact::dot;
 pub use reader::{verify, verify_report, Index, VerifyReport};
 pub use types::{
     normalized, Entry, Hit, ImageId, IndexMeta, SearchOptions, DEFAULT_GRAPH_THRESHOLD,

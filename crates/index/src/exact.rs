@@ -8,23 +8,23 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::tombstones::Tombstones;
-use crate::device::SimdLevel;
+use crate::simd::SimdLevel;
 
 /// Segments with at least this many rows are scanned in parallel.
 const PARALLEL_MIN_ROWS: usize = 32_768;
 /// Rows per parallel work item.
 const BLOCK_ROWS: usize = 8_192;
 
-/// Dot product: AVX-512 or AVX2 + FMA when the CPU has them ([`crate::device::simd_level`],
+/// Dot product: AVX-512 or AVX2 + FMA when the CPU has them ([`crate::simd::simd_level`],
 /// detected once, then a cached flag), otherwise a portable loop the compiler vectorises with the
 /// SSE every x86-64 has. The build and every search spend most of their time here, and a
 /// portable binary cannot assume either.
 #[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     #[cfg(target_arch = "x86_64")]
-    match crate::device::simd_level() {
+    match crate::simd::simd_level() {
         // SAFETY: `dot_avx512` only needs AVX-512 F, which this level means the CPU has.
         SimdLevel::Avx512 => return unsafe { dot_avx512(a, b) },
         // SAFETY: `dot_avx2` only needs the AVX2 and FMA instructions, which the CPU has.
@@ -240,7 +240,7 @@ fn scan_rows(
     rows: Range<usize>,
 ) -> TopK {
     #[cfg(target_arch = "x86_64")]
-    match crate::device::simd_level() {
+    match crate::simd::simd_level() {
         // SAFETY: the CPU has AVX-512 F, all `scan_rows_avx512` requires.
         SimdLevel::Avx512 => {
             return unsafe { scan_rows_avx512(data, dim, query, k, deleted, rows) }
@@ -327,7 +327,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn simd_dots_match_portable() {
-        let level = crate::device::cpu_simd_level();
+        let level = crate::simd::cpu_simd_level();
         if level < SimdLevel::Avx512 {
             eprintln!("SKIPPED: this CPU has no AVX-512, so dot_avx512 is not compared here");
         }
