@@ -65,6 +65,10 @@ pub trait Store: Send + Sync {
     fn describe(&self) -> String;
     /// Whether it is a local index or a PostgreSQL database.
     fn kind(&self) -> StoreKind;
+    /// The folder of a local index (errors name it as a path); `None` for a database.
+    fn folder(&self) -> Option<&Path> {
+        None
+    }
     /// The model and preprocessing the vectors came from.
     fn meta(&self) -> &IndexMeta;
     /// Entries stored when this handle was opened.
@@ -113,6 +117,9 @@ impl Store for Index {
     }
     fn kind(&self) -> StoreKind {
         StoreKind::Local
+    }
+    fn folder(&self) -> Option<&Path> {
+        Some(self.dir())
     }
     fn meta(&self) -> &IndexMeta {
         Index::meta(self)
