@@ -7,6 +7,7 @@
 //! (`--store`, or the `IMGSEARCH_STORE` environment variable). Writing differs by kind and
 //! stays with each: the local index commits segments ([`crate::index::IndexWriter`]); the
 //! PostgreSQL store is filled through its jobs table by workers ([`crate::pipeline::jobs`]).
+//! Front ends write through one interface whatever the kind, [`crate::pipeline::StoreWriter`].
 
 pub mod postgres;
 
