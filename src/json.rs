@@ -1,5 +1,5 @@
 //! The JSON Lines records of every command's `--json` output (and of the HTTP API's results):
-//! one builder per record type, schema version [`SCHEMA_VERSION`], documented in
+//! a typed record (`Serialize`) or a builder per record type, schema version [`SCHEMA_VERSION`], documented in
 //! `docs/JSON.md`. Every record is one object with a `"type"`; every command ends with a
 //! `"summary"` record that names the command and the schema version.
 //!
