@@ -24,7 +24,9 @@
 //! imagededup: PHash at its default threshold).
 //! Prints numbers; asserts nothing.
 
-use anyhow::{bail, Context, Result};
+#[path = "common/fail.rs"]
+mod fail;
+use fail::{bail, Context, Result};
 use image::{imageops, DynamicImage, Rgb, RgbImage};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

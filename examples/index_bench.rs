@@ -22,6 +22,8 @@
 //! smaller segments are scanned exactly).
 //! Prints numbers; asserts nothing.
 
+#[path = "common/fail.rs"]
+mod fail;
 #[path = "common/simd.rs"]
 mod simd;
 #[path = "common/vectors.rs"]
@@ -34,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use fail::{bail, Context, Result};
 use imgsearch::index::{Entry, Index, IndexMeta, IndexWriter, SearchOptions};
 use rayon::prelude::*;
 

@@ -20,12 +20,14 @@
 //! worker processes (`target/release/imgsearch worker`, built beforehand). Prints numbers;
 //! asserts nothing.
 
+#[path = "common/fail.rs"]
+mod fail;
 #[path = "../tests/common/postgres.rs"]
 mod pg;
 #[path = "common/vectors.rs"]
 mod vectors;
 
-use anyhow::{bail, Context, Result};
+use fail::{bail, Context, Result};
 use imgsearch::data::FileInfo;
 use imgsearch::index::{Entry, Index, IndexMeta, IndexWriter, SearchOptions};
 use imgsearch::store::postgres::{create_sharded, Job, PgQueue};

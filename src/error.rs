@@ -39,6 +39,10 @@ pub enum Error {
     /// Options that cannot work together (exit code 2, like a command-line usage error).
     #[error("{0}")]
     Usage(String),
+    /// The HTTP server could not start or keep running: its address taken, its threads not
+    /// started (a runtime failure, exit code 1).
+    #[error("{0}")]
+    Server(String),
     #[error(transparent)]
     Index(Box<crate::index::IndexError>),
     #[error("tensor error: {}", candle_message(.0))]

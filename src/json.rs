@@ -1,5 +1,5 @@
 //! The JSON Lines records of every command's `--json` output (and of the HTTP API's results):
-//! one builder per record type, schema version [`SCHEMA_VERSION`], documented in
+//! a typed record (`Serialize`) or a builder per record type, schema version [`SCHEMA_VERSION`], documented in
 //! `docs/JSON.md`. Every record is one object with a `"type"`; every command ends with a
 //! `"summary"` record that names the command and the schema version.
 //!
@@ -13,7 +13,9 @@ pub use crate::json_path::put_path;
 use crate::pipeline::dups::{DupsOptions, Group, Outcome};
 use crate::pipeline::jobs::WorkSummary;
 use crate::pipeline::{EvalReport, ForgetSummary, IndexSummary, QueryAnswer, Row};
+use crate::store::Location;
 use crate::train::{ProbeScore, TrainReport};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -175,11 +177,27 @@ pub fn store_init_summary(store: &str, shards: &[String], dim: usize) -> Value {
 }
 
 /// `serve` is listening: the one line it writes before serving (its summary comes first, as
-/// the command then runs until stopped).
-pub fn serve_summary(index: &Path, url: &str, images: usize) -> Value {
-    let mut f = fields(json!({"url": url, "images": images}));
-    put_path(&mut f, "index", index);
-    summary("serve", f)
+/// the command then runs until stopped). `{"url", "images", "index"}`, and `"store"` for a
+/// PostgreSQL store (its index then null).
+#[derive(Serialize)]
+pub struct ServeRecord {
+    #[serde(flatten)]
+    head: Head,
+    pub url: String,
+    pub images: usize,
+    #[serde(flatten)]
+    pub place: Place,
+}
+
+impl ServeRecord {
+    pub fn new(location: &Location, url: String, images: usize) -> Self {
+        ServeRecord {
+            head: Head::summary("serve"),
+            url,
+            images,
+            place: Place::of(location),
+        }
+    }
 }
 
 pub fn undo_summary(restored: &[PathBuf], left: usize) -> Value {
@@ -230,21 +248,105 @@ fn fields(value: Value) -> Record {
     }
 }
 
-pub fn index_summary(index: &Path, s: &IndexSummary) -> Value {
-    let mut f = fields(json!({
-        "total": s.total,
-        "added": s.added,
-        "updated": s.updated,
-        "removed": s.removed,
-        "skipped": s.skipped,
-        "links_not_followed": s.links_not_followed,
-        "scanned": path_list(&s.scanned),
-        "missing": path_list(&s.missing),
-        "repair": s.repair.as_ref().map_or(Value::Null, repair),
-        "seconds": s.seconds,
-    }));
-    put_path(&mut f, "index", index);
-    summary("index", f)
+/// What `index` did: `{"total", "added", "updated", "removed", "skipped",
+/// "links_not_followed", "scanned", "missing", "repair", "seconds", "index"}`, and for a
+/// PostgreSQL store `"store"` and `"queued_only"` (its index then null).
+#[derive(Serialize)]
+pub struct IndexRecord {
+    #[serde(flatten)]
+    head: Head,
+    pub total: usize,
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+    pub skipped: usize,
+    pub links_not_followed: usize,
+    pub scanned: Value,
+    pub missing: Value,
+    pub repair: Value,
+    pub seconds: f64,
+    #[serde(flatten)]
+    pub place: Place,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued_only: Option<bool>,
+    /// The files were queued for workers, not embedded (said in the text form).
+    #[serde(skip)]
+    pub queued: bool,
+}
+
+impl IndexRecord {
+    pub fn new(location: &Location, s: &IndexSummary, queued: bool) -> Self {
+        let place = Place::of(location);
+        IndexRecord {
+            head: Head::summary("index"),
+            total: s.total,
+            added: s.added,
+            updated: s.updated,
+            removed: s.removed,
+            skipped: s.skipped,
+            links_not_followed: s.links_not_followed,
+            scanned: path_list(&s.scanned),
+            missing: path_list(&s.missing),
+            repair: s.repair.as_ref().map_or(Value::Null, repair),
+            seconds: s.seconds,
+            queued_only: place.store.is_some().then_some(queued),
+            place,
+            queued,
+        }
+    }
+}
+
+/// The first fields of a record: its `"type"`, and for a summary the `"command"` and the
+/// `"schema"` version.
+#[derive(Serialize)]
+struct Head {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    command: &'static str,
+    schema: u64,
+}
+
+impl Head {
+    fn summary(command: &'static str) -> Self {
+        Head {
+            kind: "summary",
+            command,
+            schema: SCHEMA_VERSION,
+        }
+    }
+}
+
+/// Where a summary's store is: `"index"` (its folder; `"index_bytes"` when the path is not
+/// UTF-8), or for a PostgreSQL store a null index and `"store"`, the URL without its password.
+#[derive(Serialize)]
+pub struct Place {
+    pub index: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_bytes: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+}
+
+impl Place {
+    pub fn of(location: &Location) -> Self {
+        match location {
+            Location::Local(dir) => {
+                let mut r = Map::new();
+                put_path(&mut r, "index", dir);
+                let text = |key: &str| r.get(key).and_then(Value::as_str).map(str::to_string);
+                Place {
+                    index: text("index"),
+                    index_bytes: text("index_bytes"),
+                    store: None,
+                }
+            }
+            Location::Postgres(_) => Place {
+                index: None,
+                index_bytes: None,
+                store: Some(location.describe()),
+            },
+        }
+    }
 }
 
 fn repair(report: &RepairReport) -> Value {

@@ -282,6 +282,19 @@ fn hostile_and_bad_requests_get_clear_4xx_and_the_server_keeps_serving() {
     );
 }
 
+/// A port another server holds is a runtime failure (exit 1, as any runtime error; 2 is for
+/// usage errors), said in one line that names the address.
+#[test]
+fn a_port_already_in_use_exits_1_naming_the_address() {
+    let served = serve(&["photos/signdigits-3"], &[]);
+    let addr = served.addr.to_string();
+    let stderr = common::cli::fails(&["serve", "--index", s(&served.index), "--bind", &addr]);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("error: cannot listen on "), "{stderr}");
+    assert!(lines[0].contains(&addr), "{stderr}");
+}
+
 #[test]
 fn a_new_generation_is_served_without_a_restart() {
     let served = serve(&["photos/signdigits-3"], &[]);

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)] // each benchmark uses part of it
 
-use anyhow::{bail, Result};
+use crate::fail::{bail, Result};
 use imgsearch::index::Index;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

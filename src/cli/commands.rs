@@ -139,17 +139,12 @@ fn index_folders(
     let model = Model::load(&ModelSource::from_flag(args.model.clone()), device)?;
     let opts = args.options(verbosity);
     let location = args.store.location(&opts.index);
-    let s = match &location {
-        Location::Local(_) => pipeline::index_folders(&model, &opts, &mut |e| p.event(e))?,
-        Location::Postgres(url) => {
-            let worker = jobs::WorkerOptions {
-                pause: std::time::Duration::from_millis(args.batch_delay_ms),
-                ..jobs::WorkerOptions::new(opts.batch)
-            };
-            let worker = (!args.queue_only).then_some(&worker);
-            jobs::index_postgres_with(&model, url, &opts, worker, &mut |e| p.event(e))?
-        }
+    let worker = jobs::WorkerOptions {
+        pause: std::time::Duration::from_millis(args.batch_delay_ms),
+        ..jobs::WorkerOptions::new(opts.batch)
     };
+    let writer = pipeline::writer(&location, (!args.queue_only).then_some(worker));
+    let s = writer.index_folders(&model, &opts, &mut |e| p.event(e))?;
     if let Some(repair) = &s.repair {
         if let Some(reason) = &repair.manifest_lost {
             p.note(&format!(
@@ -175,42 +170,13 @@ fn index_folders(
             s.links_not_followed
         ));
     }
-    let text = if args.queue_only {
-        format!(
-            "{} files queued in {} ({} new, {} changed), {} removed, {} skipped, {} images stored: \
-             `imgsearch worker --store URL` embeds them",
-            s.added + s.updated,
-            described(&location),
-            s.added,
-            s.updated,
-            s.removed,
-            s.skipped,
-            s.total
-        )
-    } else {
-        format!(
-            "{} images in {}: {} added, {} updated, {} removed, {} skipped, {:.1} s",
-            s.total,
-            described(&location),
-            s.added,
-            s.updated,
-            s.removed,
-            s.skipped,
-            s.seconds
-        )
-    };
-    let mut record = json::index_summary(&opts.index, &s);
-    if let Location::Postgres(_) = &location {
-        record["index"] = serde_json::Value::Null;
-        record["store"] = location.describe().into();
-        record["queued_only"] = args.queue_only.into();
-    }
-    p.summary(record, &text)?;
+    p.report(&json::IndexRecord::new(&location, &s, args.queue_only))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn forget(args: &ForgetArgs, p: &mut Printer) -> Outcome {
-    let s = pipeline::forget(&args.index, &args.dirs)?;
+    let writer = pipeline::writer(&Location::Local(args.index.clone()), None);
+    let s = writer.forget(&args.dirs)?;
     let folders: Vec<String> = s.folders.iter().map(|f| shown(f)).collect();
     let text = format!(
         "forgot {}: {} entries removed, {} left in {}",
@@ -221,14 +187,6 @@ fn forget(args: &ForgetArgs, p: &mut Printer) -> Outcome {
     );
     p.summary(json::forget_summary(&args.index, &s), &text)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// How a summary names a store: the folder as shown everywhere, or the URL without password.
-fn described(location: &Location) -> String {
-    match location {
-        Location::Local(dir) => shown(dir),
-        Location::Postgres(_) => location.describe(),
-    }
 }
 
 fn query(args: &QueryArgs, device: &Device, p: &mut Printer) -> Outcome {
@@ -358,60 +316,113 @@ fn verify(args: &VerifyArgs, p: &mut Printer) -> Outcome {
 }
 
 fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
-    use pipeline::dups::{self, DupsOptions, Outcome as Done};
     if let Some(log) = &args.undo {
-        let dups::Undone { restored, left } = dups::undo(log)?;
-        for (path, why) in &left {
-            p.error(&format!("{} not restored: {why}", shown(path)), Some(path))?;
-        }
-        let text = format!("{} files restored, {} not", restored.len(), left.len());
-        p.summary(json::undo_summary(&restored, left.len()), &text)?;
-        return Ok(if left.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
+        return undo_dups(log, p);
     }
     let store = store::open_verified(&args.store.location(&args.index))?;
-    let opts = DupsOptions {
-        threshold: args.threshold.unwrap_or(if args.no_verify {
-            dups::UNVERIFIED_THRESHOLD
-        } else {
-            dups::DEFAULT_THRESHOLD
-        }),
-        rotations: !args.no_rotations,
-        verify: (!args.no_verify).then_some(args.copy_score),
-        ..DupsOptions::default()
-    };
+    let opts = dups_options(args);
     let model = if opts.rotations {
         Some(pipeline::model_for_store(store.as_ref(), None, device)?)
     } else {
         None
     };
-    let groups = dups::find_groups(store.as_ref(), model.as_ref(), &opts)?;
-    let (outcomes, action, log) = if let Some(dest) = &args.r#move {
+    let groups = pipeline::dups::find_groups(store.as_ref(), model.as_ref(), &opts)?;
+    let done = act_on_duplicates(args, &groups, &store.roots())?;
+    print_groups(args, &groups, done.outcomes.as_deref(), p)?;
+    if !args.csv {
+        let text = dups_text(&groups, &done);
+        let record = json::dups_summary(&groups, &opts, done.action, done.log.as_deref());
+        p.summary(record, &text)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dups --undo LOG`: moves the copies a `--move` run moved back where they were.
+fn undo_dups(log: &Path, p: &mut Printer) -> Outcome {
+    let pipeline::dups::Undone { restored, left } = pipeline::dups::undo(log)?;
+    for (path, why) in &left {
+        p.error(&format!("{} not restored: {why}", shown(path)), Some(path))?;
+    }
+    let text = format!("{} files restored, {} not", restored.len(), left.len());
+    p.summary(json::undo_summary(&restored, left.len()), &text)?;
+    Ok(if left.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The finder's options from the flags: a lower threshold when the pixel check is off.
+fn dups_options(args: &DupsArgs) -> pipeline::dups::DupsOptions {
+    use pipeline::dups::{DupsOptions, DEFAULT_THRESHOLD, UNVERIFIED_THRESHOLD};
+    DupsOptions {
+        threshold: args.threshold.unwrap_or(if args.no_verify {
+            UNVERIFIED_THRESHOLD
+        } else {
+            DEFAULT_THRESHOLD
+        }),
+        rotations: !args.no_rotations,
+        verify: (!args.no_verify).then_some(args.copy_score),
+        ..DupsOptions::default()
+    }
+}
+
+/// What was done with the copies: per group and copy an outcome (none for a dry run), the
+/// action's name, and the undo log of a move.
+struct Acted {
+    outcomes: Option<Vec<Vec<pipeline::dups::Outcome>>>,
+    action: &'static str,
+    log: Option<std::path::PathBuf>,
+}
+
+/// Moves or hard-links the copies as the flags ask; nothing for a dry run.
+fn act_on_duplicates(
+    args: &DupsArgs,
+    groups: &[pipeline::dups::Group],
+    roots: &[std::path::PathBuf],
+) -> imgsearch::Result<Acted> {
+    use pipeline::dups;
+    Ok(if let Some(dest) = &args.r#move {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let log = dest.join(format!("imgsearch-undo-{stamp}.jsonl"));
-        let done = dups::move_duplicates(&groups, &store.roots(), dest, &log)?;
-        (Some(done), "move", Some(log))
+        let done = dups::move_duplicates(groups, roots, dest, &log)?;
+        Acted {
+            outcomes: Some(done),
+            action: "move",
+            log: Some(log),
+        }
     } else if args.hardlink {
-        (Some(dups::hardlink_duplicates(&groups)?), "hardlink", None)
+        Acted {
+            outcomes: Some(dups::hardlink_duplicates(groups)?),
+            action: "hardlink",
+            log: None,
+        }
     } else {
-        (None, "none", None)
-    };
-    let outcome_of = |g: usize, d: usize| outcomes.as_ref().and_then(|o| o[g].get(d));
+        Acted {
+            outcomes: None,
+            action: "none",
+            log: None,
+        }
+    })
+}
+
+/// Each group as a JSON record, CSV rows, or a `group N keep PATH` line and its copies.
+fn print_groups(
+    args: &DupsArgs,
+    groups: &[pipeline::dups::Group],
+    outcomes: Option<&[Vec<pipeline::dups::Outcome>]>,
+    p: &mut Printer,
+) -> Result<(), Failure> {
+    use pipeline::dups::Outcome as Done;
     if args.csv {
         p.line("group,keep,path,score,action")?;
     }
     for (g, group) in groups.iter().enumerate() {
+        let done = outcomes.map(|o| o[g].as_slice());
         if p.json {
-            p.record(&json::group(
-                g + 1,
-                group,
-                outcomes.as_ref().map(|o| o[g].as_slice()),
-            ))?;
+            p.record(&json::group(g + 1, group, done))?;
             continue;
         }
         let keep = shown(&group.keep().path);
@@ -419,32 +430,34 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
             p.line(&format!("group {} keep {keep}", g + 1))?;
         }
         for (d, dup) in group.duplicates().iter().enumerate() {
-            let action = match outcome_of(g, d) {
+            let action = match done.and_then(|o| o.get(d)) {
                 None | Some(Done::Reported) => "none".to_string(),
                 Some(Done::Moved(to)) => format!("moved to {}", shown(to)),
                 Some(Done::Linked) => "linked".to_string(),
                 Some(Done::Left(why)) => format!("left: {why}"),
             };
-            if args.csv {
-                p.line(&format!(
+            let line = if args.csv {
+                format!(
                     "{},{},{},{:.4},{}",
                     g + 1,
                     csv_field(&keep),
                     csv_field(&shown(&dup.path)),
                     dup.score,
                     csv_field(&action)
-                ))?;
+                )
             } else {
-                p.line(&format!(
-                    "  {:.4}  {}  [{action}]",
-                    dup.score,
-                    shown(&dup.path)
-                ))?;
-            }
+                format!("  {:.4}  {}  [{action}]", dup.score, shown(&dup.path))
+            };
+            p.line(&line)?;
         }
     }
+    Ok(())
+}
+
+/// The closing line of `dups`: how many groups and copies, and what was done with them.
+fn dups_text(groups: &[pipeline::dups::Group], done: &Acted) -> String {
     let copies: usize = groups.iter().map(|g| g.duplicates().len()).sum();
-    let text = match (&log, action) {
+    match (&done.log, done.action) {
         (Some(log), _) => format!(
             "{} groups, {copies} copies moved; undo with: imgsearch dups --undo {}",
             groups.len(),
@@ -455,14 +468,7 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
             "{} groups, {copies} copies (a dry run: --move DEST would move the copies, --hardlink link identical ones)",
             groups.len()
         ),
-    };
-    if !args.csv {
-        p.summary(
-            json::dups_summary(&groups, &opts, action, log.as_deref()),
-            &text,
-        )?;
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn worker(args: &WorkerArgs, verbosity: Verbosity, device: &Device, p: &mut Printer) -> Outcome {
@@ -559,17 +565,11 @@ fn serve(args: ServeArgs, verbosity: Verbosity, device: Device, p: &mut Printer)
         );
     }
     let url = format!("http://{addr}/");
-    let text = format!(
-        "serving {} images of {} at {url} (Ctrl-C stops)",
+    p.report(&json::ServeRecord::new(
+        &location,
+        url.clone(),
         server.images(),
-        described(&location)
-    );
-    let mut record = json::serve_summary(&args.index, &url, server.images());
-    if let Location::Postgres(_) = &location {
-        record["index"] = serde_json::Value::Null;
-        record["store"] = location.describe().into();
-    }
-    p.summary(record, &text)?;
+    ))?;
     p.flush()?;
     if args.open {
         if let Err(e) = std::process::Command::new("xdg-open").arg(&url).spawn() {

@@ -6,6 +6,7 @@
 pub mod args;
 mod commands;
 mod printer;
+mod reports;
 
 use args::Cli;
 use printer::Printer;

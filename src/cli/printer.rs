@@ -9,9 +9,16 @@
 use imgsearch::index::Hit;
 use imgsearch::json;
 use imgsearch::progress::Event;
+use serde::Serialize;
 use serde_json::Value;
 use std::io::{self, Write};
 use std::path::Path;
+
+/// A command's result as one value: its JSON record, or the text people read.
+pub trait Report: Serialize {
+    /// The plain form, without a final line break.
+    fn text(&self) -> String;
+}
 
 /// Where a command's output goes, and in which form.
 pub struct Printer {
@@ -125,6 +132,18 @@ impl Printer {
             self.record(&record)
         } else if !self.quiet {
             self.line(text)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A command's report: its record with `--json`, else its text unless quiet.
+    pub fn report(&mut self, report: &impl Report) -> io::Result<()> {
+        if self.json {
+            serde_json::to_writer(&mut self.out, report)?;
+            self.out.write_all(b"\n")
+        } else if !self.quiet {
+            self.line(&report.text())
         } else {
             Ok(())
         }

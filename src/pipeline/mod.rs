@@ -9,6 +9,7 @@
 //! - `grid`: contact sheets of queries and their neighbours;
 //! - `dups`: near-duplicate groups, and moving or hard-linking the copies;
 //! - `thumbnails`: thumbnails of indexed images, cached in a folder of bounded size;
+//! - `writer`: the write side of a store, one interface for a local index and PostgreSQL;
 //! - `limits`: the bounds of search and duplicate-scan numbers, one check for every front end.
 
 pub mod dups;
@@ -19,6 +20,7 @@ pub mod jobs;
 pub mod limits;
 pub mod query;
 pub mod thumbnails;
+pub mod writer;
 
 pub use eval::{evaluate_model, evaluate_pixels, ClassScore, EvalOptions, EvalReport};
 pub use grid::{contact_sheet, query_rows, random_rows, Row, DEFAULT_TILE};
@@ -27,3 +29,4 @@ pub use indexing::{
     DEFAULT_BATCH, DEFAULT_MODEL_NAME,
 };
 pub use query::{model_for_store, query, QueryAnswer, QUERY_BATCH};
+pub use writer::{writer, StoreWriter};

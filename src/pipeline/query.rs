@@ -7,7 +7,7 @@ use crate::data;
 use crate::error::{Error, Result};
 use crate::index::{Hit, IndexError, SearchOptions};
 use crate::model::{Model, ModelSource};
-use crate::store::{Store, StoreKind};
+use crate::store::Store;
 use candle_core::Device;
 use std::path::{Path, PathBuf};
 
@@ -41,25 +41,25 @@ pub fn model_for_store(
         }
     };
     let model = Model::load(&source, device)?;
-    if model.id != meta.model_id && store.kind() == StoreKind::Postgres {
-        return Err(Error::Store {
-            store: store.describe(),
-            reason: format!(
-                "the store was built with model {} ({}) but the current model is {} ({}): \
-                 use the same model, or another database",
-                meta.model_id, meta.model_name, model.id, model.name
-            ),
-        });
-    }
     if model.id != meta.model_id {
-        return Err(IndexError::ModelMismatch {
-            dir: PathBuf::from(store.describe()),
-            index_model_id: meta.model_id.clone(),
-            index_model_name: meta.model_name.clone(),
-            model_id: model.id.clone(),
-            model_name: model.name.clone(),
-        }
-        .into());
+        return Err(match store.folder() {
+            Some(dir) => IndexError::ModelMismatch {
+                dir: dir.to_path_buf(),
+                index_model_id: meta.model_id.clone(),
+                index_model_name: meta.model_name.clone(),
+                model_id: model.id.clone(),
+                model_name: model.name.clone(),
+            }
+            .into(),
+            None => Error::Store {
+                store: store.describe(),
+                reason: format!(
+                    "the store was built with model {} ({}) but the current model is {} ({}): \
+                     use the same model, or another database",
+                    meta.model_id, meta.model_name, model.id, model.name
+                ),
+            },
+        });
     }
     Ok(model)
 }

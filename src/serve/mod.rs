@@ -96,10 +96,10 @@ pub fn bind(opts: ServeOptions) -> Result<Server> {
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .thread_name("imgsearch-serve")
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the server's runtime: {e}")))?;
+        .map_err(|e| Error::Server(format!("cannot start the server's runtime: {e}")))?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(opts.bind))
-        .map_err(|e| Error::Usage(format!("cannot listen on {}: {e}", opts.bind)))?;
+        .map_err(|e| Error::Server(format!("cannot listen on {}: {e}", opts.bind)))?;
     Ok(Server {
         runtime,
         listener,
@@ -143,7 +143,7 @@ impl Server {
     pub fn local_addr(&self) -> Result<SocketAddr> {
         self.listener
             .local_addr()
-            .map_err(|e| Error::Usage(format!("cannot read the bound address: {e}")))
+            .map_err(|e| Error::Server(format!("cannot read the bound address: {e}")))
     }
 
     pub fn images(&self) -> usize {

@@ -59,7 +59,7 @@ impl Shared {
             &device,
         )?);
         let embedder = Embedder::start(heavy_workers)
-            .map_err(|e| Error::Usage(format!("cannot start the embedding threads: {e}")))?;
+            .map_err(|e| Error::Server(format!("cannot start the embedding threads: {e}")))?;
         Ok(Shared {
             embedder,
             requested_model,

@@ -7,6 +7,7 @@
 //! (`--store`, or the `IMGSEARCH_STORE` environment variable). Writing differs by kind and
 //! stays with each: the local index commits segments ([`crate::index::IndexWriter`]); the
 //! PostgreSQL store is filled through its jobs table by workers ([`crate::pipeline::jobs`]).
+//! Front ends write through one interface whatever the kind, [`crate::pipeline::StoreWriter`].
 
 pub mod postgres;
 
@@ -65,6 +66,10 @@ pub trait Store: Send + Sync {
     fn describe(&self) -> String;
     /// Whether it is a local index or a PostgreSQL database.
     fn kind(&self) -> StoreKind;
+    /// The folder of a local index (errors name it as a path); `None` for a database.
+    fn folder(&self) -> Option<&Path> {
+        None
+    }
     /// The model and preprocessing the vectors came from.
     fn meta(&self) -> &IndexMeta;
     /// Entries stored when this handle was opened.
@@ -113,6 +118,9 @@ impl Store for Index {
     }
     fn kind(&self) -> StoreKind {
         StoreKind::Local
+    }
+    fn folder(&self) -> Option<&Path> {
+        Some(self.dir())
     }
     fn meta(&self) -> &IndexMeta {
         Index::meta(self)
