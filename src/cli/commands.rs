@@ -372,6 +372,18 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
             ExitCode::FAILURE
         });
     }
+    let mut ignored = dups::Ignored::load(&args.index)?;
+    if !args.ignore.is_empty() {
+        let added = ignored.add_group(&args.ignore)?;
+        ignored.save(&args.index)?;
+        let text = format!(
+            "{added} pairs ignored from now on, {} in all",
+            ignored.len()
+        );
+        let record = serde_json::json!({"ignored_new": added, "ignored_total": ignored.len()});
+        p.summary(record, &text)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = store::open_verified(&args.store.location(&args.index))?;
     let opts = DupsOptions {
         threshold: args.threshold.unwrap_or(if args.no_verify {
@@ -388,7 +400,7 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
     } else {
         None
     };
-    let groups = dups::find_groups(store.as_ref(), model.as_ref(), &opts)?;
+    let groups = dups::find_groups(store.as_ref(), model.as_ref(), &opts, &ignored)?;
     let (outcomes, action, log) = if let Some(dest) = &args.r#move {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

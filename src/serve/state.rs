@@ -130,7 +130,12 @@ impl Shared {
             rotations: false,
             ..DupsOptions::default()
         };
-        let groups = Arc::new(find_groups(generation.store.as_ref(), None, &opts)?);
+        let groups = Arc::new(find_groups(
+            generation.store.as_ref(),
+            None,
+            &opts,
+            &imgsearch::pipeline::dups::Ignored::default(),
+        )?);
         *self.dups.lock().unwrap_or_else(|p| p.into_inner()) = Some(DupsMemo {
             generation: key,
             threshold,
