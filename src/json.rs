@@ -200,6 +200,26 @@ impl ServeRecord {
     }
 }
 
+/// What `dups --ignore` recorded: `{"ignored_new", "ignored_total"}`, the pairs it added to
+/// the index folder's ignore file and how many the file holds now.
+#[derive(Serialize)]
+pub struct IgnoreRecord {
+    #[serde(flatten)]
+    head: Head,
+    pub ignored_new: usize,
+    pub ignored_total: usize,
+}
+
+impl IgnoreRecord {
+    pub fn new(ignored_new: usize, ignored_total: usize) -> Self {
+        IgnoreRecord {
+            head: Head::summary("ignore"),
+            ignored_new,
+            ignored_total,
+        }
+    }
+}
+
 pub fn undo_summary(restored: &[PathBuf], left: usize) -> Value {
     summary(
         "undo",

@@ -431,3 +431,60 @@ fn the_pixel_check_keeps_crops_and_turns_and_drops_other_shots_of_one_scene() {
     ]);
     assert!(!out.contains("\"type\":\"group\""), "{out}");
 }
+
+#[test]
+fn ignored_pairs_are_remembered_in_the_index_folder_and_never_grouped_again() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lib = library(tmp.path());
+    let index = tmp.path().join("index");
+    ok(&["index", s(&lib.root), "--index", s(&index), "--quiet"]);
+    let together = |out: &str, a: &Path, b: &Path| {
+        lines(out).iter().filter(|r| r["type"] == "group").any(|g| {
+            let mut members = group_paths(g);
+            members.push(g["keep"].as_str().expect("keep").to_string());
+            members.contains(&s(a).to_string()) && members.contains(&s(b).to_string())
+        })
+    };
+    let dry = ["dups", "--index", s(&index), "--threshold", "0.9", "--json"];
+    let out = ok(&dry);
+    assert!(together(&out, &lib.original, &lib.small), "{out}");
+
+    let out = ok(&[
+        "dups",
+        "--index",
+        s(&index),
+        "--ignore",
+        s(&lib.original),
+        s(&lib.small),
+        "--json",
+    ]);
+    assert_eq!(
+        lines(&out).pop().expect("summary")["ignored_new"],
+        1,
+        "{out}"
+    );
+    let file: Value = serde_json::from_slice(
+        &std::fs::read(index.join("dups-ignored.json")).expect("the ignore file"),
+    )
+    .expect("json");
+    assert_eq!(file["version"], 1);
+    assert_eq!(file["pairs"].as_array().expect("pairs").len(), 1);
+
+    // A later run never puts the pair in one group; the other copies are still grouped.
+    let out = ok(&dry);
+    assert!(!together(&out, &lib.original, &lib.small), "{out}");
+    assert!(together(&out, &lib.original, &lib.recompressed), "{out}");
+
+    // A damaged file: a one-line error naming it, no panic.
+    std::fs::write(index.join("dups-ignored.json"), "not json").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_imgsearch"))
+        .args(dry)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("dups-ignored.json"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -214,6 +214,10 @@ fn every_command_speaks_the_documented_schema() {
     let model = tmp.path().join("model");
     let (notes, nowhere) = (photos.join("notes.jpg"), tmp.path().join("nowhere"));
     let dest = tmp.path().join("dups");
+    let (dog0, dog1) = (
+        photos.join("cifar/dog/0000.jpg"),
+        photos.join("cifar/dog/0001.jpg"),
+    );
     let (test_set, train_set) = (fixtures().join("test"), fixtures().join("train"));
 
     let runs: Vec<(Vec<&str>, i32)> = vec![
@@ -246,6 +250,10 @@ fn every_command_speaks_the_documented_schema() {
                 "--move",
                 s(&dest),
             ],
+            0,
+        ),
+        (
+            vec!["dups", "--index", i, "--ignore", s(&dog0), s(&dog1)],
             0,
         ),
         (vec!["forget", s(&extra), "--index", i], 0),

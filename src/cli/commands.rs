@@ -319,6 +319,10 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
     if let Some(log) = &args.undo {
         return undo_dups(log, p);
     }
+    let mut ignored = pipeline::dups::Ignored::load(&args.index)?;
+    if !args.ignore.is_empty() {
+        return ignore_pairs(args, &mut ignored, p);
+    }
     let store = store::open_verified(&args.store.location(&args.index))?;
     let opts = dups_options(args);
     let model = if opts.rotations {
@@ -326,7 +330,7 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
     } else {
         None
     };
-    let groups = pipeline::dups::find_groups(store.as_ref(), model.as_ref(), &opts)?;
+    let groups = pipeline::dups::find_groups(store.as_ref(), model.as_ref(), &opts, &ignored)?;
     let done = act_on_duplicates(args, &groups, &store.roots())?;
     print_groups(args, &groups, done.outcomes.as_deref(), p)?;
     if !args.csv {
@@ -334,6 +338,19 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
         let record = json::dups_summary(&groups, &opts, done.action, done.log.as_deref());
         p.summary(record, &text)?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dups --ignore A B ...`: every pair among the images named is recorded as "not duplicates"
+/// in the index folder, so later runs never group them.
+fn ignore_pairs(
+    args: &DupsArgs,
+    ignored: &mut pipeline::dups::Ignored,
+    p: &mut Printer,
+) -> Outcome {
+    let added = ignored.add_group(&args.ignore)?;
+    ignored.save(&args.index)?;
+    p.report(&json::IgnoreRecord::new(added, ignored.len()))?;
     Ok(ExitCode::SUCCESS)
 }
 

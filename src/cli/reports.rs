@@ -2,7 +2,7 @@
 //! beside the record it shows, so a command builds one value and the printer picks the form.
 
 use super::printer::{escaped, Report};
-use imgsearch::json::{IndexRecord, Place, ServeRecord};
+use imgsearch::json::{IgnoreRecord, IndexRecord, Place, ServeRecord};
 
 /// How text names a store: its folder as paths are shown, or the URL without its password.
 fn place(place: &Place) -> String {
@@ -49,6 +49,15 @@ impl Report for ServeRecord {
             self.images,
             place(&self.place),
             self.url
+        )
+    }
+}
+
+impl Report for IgnoreRecord {
+    fn text(&self) -> String {
+        format!(
+            "{} pairs ignored from now on, {} in all",
+            self.ignored_new, self.ignored_total
         )
     }
 }

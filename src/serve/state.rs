@@ -7,7 +7,7 @@
 
 use super::embedder::Embedder;
 use imgsearch::model::Model;
-use imgsearch::pipeline::dups::{find_groups, DupsOptions, Group};
+use imgsearch::pipeline::dups::{find_groups, DupsOptions, Group, Ignored};
 use imgsearch::pipeline::model_for_store;
 use imgsearch::pipeline::thumbnails::Thumbnails;
 use imgsearch::store::{self, Location, Store};
@@ -130,7 +130,18 @@ impl Shared {
             rotations: false,
             ..DupsOptions::default()
         };
-        let groups = Arc::new(find_groups(generation.store.as_ref(), None, &opts)?);
+        // Pairs `imgsearch dups --ignore` recorded beside a local index are not shown here
+        // either (a PostgreSQL store keeps no such file).
+        let ignored = match generation.store.folder() {
+            Some(dir) => Ignored::load(dir)?,
+            None => Ignored::default(),
+        };
+        let groups = Arc::new(find_groups(
+            generation.store.as_ref(),
+            None,
+            &opts,
+            &ignored,
+        )?);
         *self.dups.lock().unwrap_or_else(|p| p.into_inner()) = Some(DupsMemo {
             generation: key,
             threshold,

@@ -240,4 +240,8 @@ pub struct DupsArgs {
     /// CSV on stdout: group,keep,path,score,action.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
+    /// Record these images (a pair or a whole group) as not duplicates of each other, in
+    /// dups-ignored.json in the index folder: later runs never group them together.
+    #[arg(long, value_name = "IMAGE", num_args = 2.., conflicts_with_all = ["move", "hardlink", "undo"])]
+    pub ignore: Vec<PathBuf>,
 }

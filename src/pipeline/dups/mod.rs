@@ -17,12 +17,14 @@
 
 mod actions;
 mod candidates;
+mod ignored;
 mod linking;
 mod ordering;
 mod verdicts;
 mod verify;
 
 pub use actions::{hardlink_duplicates, move_duplicates, undo, Outcome, Undone};
+pub use ignored::{Ignored, IGNORED_FILE};
 pub use verify::{copy_score, Fingerprint};
 
 use crate::error::{Error, Result};
@@ -100,11 +102,12 @@ impl Group {
 }
 
 /// The near-duplicate groups of the index, largest first. `model` (the index's own) is needed
-/// for [`DupsOptions::rotations`].
+/// for [`DupsOptions::rotations`]. No group holds a pair that `ignored` says is not a duplicate.
 pub fn find_groups(
     store: &dyn Store,
     model: Option<&Model>,
     opts: &DupsOptions,
+    ignored: &Ignored,
 ) -> Result<Vec<Group>> {
     if !(opts.threshold > 0.0 && opts.threshold <= 1.0) {
         return Err(Error::Usage(format!(
@@ -115,9 +118,11 @@ pub fn find_groups(
     let library = Library::load(store, model, opts)?;
     let mut pairs = candidates::candidate_pairs(store, &library, opts)?;
     let verdicts = Verdicts::judge(&library, &pairs, opts);
-    pairs.retain(|&(_, i, j)| verdicts.passed(i, j));
+    let said_apart =
+        |a: usize, b: usize| ignored.contains(&library.entries[a].path, &library.entries[b].path);
+    pairs.retain(|&(_, i, j)| verdicts.passed(i, j) && !said_apart(i, j));
     let clusters = linking::complete_linkage(library.len(), &pairs, |a, b| {
-        verdicts.duplicates(&library, a, b)
+        !said_apart(a, b) && verdicts.duplicates(&library, a, b)
     });
     Ok(ordering::ordered_groups(&library, &verdicts, clusters))
 }
