@@ -420,39 +420,51 @@ fn training_is_reproducible_and_resumes() {
     let a = tmp.path().join("a");
     let b = tmp.path().join("b");
     for out in [&a, &b] {
-        ok(&[
-            "train",
-            s(&train),
-            "--out",
-            s(out),
-            "--epochs",
-            "1",
-            "--batch",
-            "8",
-            "--seed",
-            "3",
-            "--lr-schedule",
-            "constant",
-            "--quiet",
-        ]);
+        train_at_a_constant_rate(&train, out, "1");
     }
-    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).expect("weights");
     assert_eq!(
-        weights(&a),
-        weights(&b),
+        model_weights(&a),
+        model_weights(&b),
         "same seed, same data: same weights"
     );
 
     // Two epochs in one go equal one epoch then --resume to two. (A constant rate: the cosine
     // schedule's horizon is --epochs, so a first run of one epoch would decay to zero.)
     let full = tmp.path().join("full");
+    train_at_a_constant_rate(&train, &full, "2");
+    resuming_keeps_batch_seed_and_schedule(&train, &a);
+    // The checkpoint holds the last epoch's parameters and moments (the model beside it is
+    // the epoch the label-free probe liked best, which may be an earlier one).
+    assert_eq!(
+        checkpoint_weights(&a),
+        checkpoint_weights(&full),
+        "resume continues exactly"
+    );
+    assert_ne!(checkpoint_weights(&a), checkpoint_weights(&b));
+    let kept_model = model_weights(&a);
+    a_divergence_keeps_the_last_good_epoch(&train, &a, &full, &kept_model);
+    a_corrupt_checkpoint_is_named(&train, &a);
+}
+
+/// The model file's bytes.
+fn model_weights(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("model.safetensors")).expect("weights")
+}
+
+/// The checkpoint's bytes: the last epoch's parameters and Adam moments.
+fn checkpoint_weights(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("checkpoint.safetensors")).expect("checkpoint")
+}
+
+/// Trains on `train` into `out` for `epochs` at batch 8, seed 3 and a constant rate.
+fn train_at_a_constant_rate(train: &Path, out: &Path, epochs: &str) {
     ok(&[
         "train",
-        s(&train),
+        s(train),
         "--out",
-        s(&full),
+        s(out),
         "--epochs",
-        "2",
+        epochs,
         "--batch",
         "8",
         "--seed",
@@ -461,13 +473,16 @@ fn training_is_reproducible_and_resumes() {
         "constant",
         "--quiet",
     ]);
-    // A resumed run keeps its batch, seed and schedule without being told them again, and
-    // refuses a different batch.
+}
+
+/// A resumed run keeps its batch, seed and schedule without being told them again, and refuses
+/// a different batch; resuming `a` to two epochs records them.
+fn resuming_keeps_batch_seed_and_schedule(train: &Path, a: &Path) {
     let out = imgsearch(&[
         "train",
-        s(&train),
+        s(train),
         "--out",
-        s(&a),
+        s(a),
         "--epochs",
         "2",
         "--batch",
@@ -477,14 +492,14 @@ fn training_is_reproducible_and_resumes() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("--batch 16") && stderr.contains("batch 8") && stderr.contains(s(&a)),
+        stderr.contains("--batch 16") && stderr.contains("batch 8") && stderr.contains(s(a)),
         "{stderr}"
     );
     ok(&[
         "train",
-        s(&train),
+        s(train),
         "--out",
-        s(&a),
+        s(a),
         "--epochs",
         "2",
         "--resume",
@@ -499,20 +514,16 @@ fn training_is_reproducible_and_resumes() {
         (&record["seed"], &record["batch"], &record["schedule"]),
         (&Value::from(3), &Value::from(8), &Value::from("constant"))
     );
-    // The checkpoint holds the last epoch's parameters and moments (the model beside it is
-    // the epoch the label-free probe liked best, which may be an earlier one).
-    let trained =
-        |dir: &Path| std::fs::read(dir.join("checkpoint.safetensors")).expect("checkpoint");
-    assert_eq!(trained(&a), trained(&full), "resume continues exactly");
-    assert_ne!(trained(&a), trained(&b));
-    let kept_model = weights(&a);
+}
 
-    // A loss that blows up stops training with a clear error; the last good checkpoint stays.
+/// A loss that blows up stops training with a clear error; the last good checkpoint and model
+/// stay.
+fn a_divergence_keeps_the_last_good_epoch(train: &Path, a: &Path, full: &Path, kept_model: &[u8]) {
     let out = imgsearch(&[
         "train",
-        s(&train),
+        s(train),
         "--out",
-        s(&a),
+        s(a),
         "--epochs",
         "3",
         "--batch",
@@ -533,13 +544,15 @@ fn training_is_reproducible_and_resumes() {
             .expect("json");
     assert_eq!(state["epochs_done"], 2);
     assert_eq!(
-        trained(&a),
-        trained(&full),
+        checkpoint_weights(a),
+        checkpoint_weights(full),
         "the checkpoint of the last good epoch is kept"
     );
-    assert_eq!(weights(&a), kept_model, "and so is the model");
+    assert_eq!(model_weights(a), kept_model, "and so is the model");
+}
 
-    // A corrupt checkpoint is refused with a message naming it.
+/// A corrupt checkpoint is refused with a message naming it.
+fn a_corrupt_checkpoint_is_named(train: &Path, a: &Path) {
     let ckpt = a.join("checkpoint.safetensors");
     let mut bytes = std::fs::read(&ckpt).expect("read");
     let mid = bytes.len() / 2;
@@ -547,9 +560,9 @@ fn training_is_reproducible_and_resumes() {
     std::fs::write(&ckpt, bytes).expect("write");
     let out = imgsearch(&[
         "train",
-        s(&train),
+        s(train),
         "--out",
-        s(&a),
+        s(a),
         "--epochs",
         "3",
         "--resume",
