@@ -933,11 +933,6 @@ fn identify<'a>(images: &'a [(Vec<u8>, PathBuf)], drawn: &[u8], what: &str) -> &
 
 #[test]
 fn contact_sheets_draw_each_query_beside_its_neighbours() {
-    // The sheet's layout, as grid.rs draws it: a 4 px gap, the query, a wider gap, the
-    // neighbours; 14 px of score under each row.
-    const GAP: u32 = 4;
-    const LABEL: u32 = 14;
-    const SIZE: u32 = 32; // the fixtures' CIFAR images
     let tmp = tempfile::tempdir().expect("tempdir");
     let images = fixtures().join("test");
     let index = tmp.path().join("index");
@@ -946,27 +941,53 @@ fn contact_sheets_draw_each_query_beside_its_neighbours() {
         .into_iter()
         .map(|path| {
             let rgb = image::open(&path).expect("fixture decodes").to_rgb8();
-            assert_eq!(rgb.dimensions(), (SIZE, SIZE));
+            assert_eq!(rgb.dimensions(), (FIXTURE_SIDE, FIXTURE_SIDE));
             (rgb.into_raw(), path.canonicalize().expect("canon"))
         })
         .collect();
-    let column_x = |c: u32, tile: u32| GAP + c * (tile + GAP) + if c > 0 { 3 * GAP } else { 0 };
-    let row_y = |r: u32, tile: u32| GAP + r * (tile + LABEL + GAP);
     let k = 4;
-    let columns = k as u32 + 1;
+    query_sheet_shows_the_ranked_neighbours(tmp.path(), &images, &index, &fixtures, k);
+    grid_sheet_rows_are_queries_and_their_neighbours(tmp.path(), &index, &fixtures, k);
+}
 
-    // `query --grid` (64 px tiles): one row, the query, then its neighbours in the order
-    // `query --json` ranks them (the query itself first, as it is indexed).
+// The sheet's layout, as grid.rs draws it: a 4 px gap, the query, a wider gap, the
+// neighbours; 14 px of score under each row.
+const SHEET_GAP: u32 = 4;
+const SHEET_LABEL: u32 = 14;
+/// The fixtures' CIFAR images' side.
+const FIXTURE_SIDE: u32 = 32;
+
+/// Where column `c` of a sheet of `tile` px tiles starts.
+fn sheet_column_x(c: u32, tile: u32) -> u32 {
+    SHEET_GAP + c * (tile + SHEET_GAP) + if c > 0 { 3 * SHEET_GAP } else { 0 }
+}
+
+/// Where row `r` of a sheet of `tile` px tiles starts.
+fn sheet_row_y(r: u32, tile: u32) -> u32 {
+    SHEET_GAP + r * (tile + SHEET_LABEL + SHEET_GAP)
+}
+
+/// `query --grid` (64 px tiles): one row, the query, then its neighbours in the order
+/// `query --json` ranks them (the query itself first, as it is indexed), a frame round the
+/// query and a score under each neighbour.
+fn query_sheet_shows_the_ranked_neighbours(
+    tmp: &Path,
+    images: &Path,
+    index: &Path,
+    fixtures: &[(Vec<u8>, PathBuf)],
+    k: usize,
+) {
+    let columns = k as u32 + 1;
     let tile = 64;
     let query = images.join("cat/0003.jpg").canonicalize().expect("canon");
-    let sheet_path = tmp.path().join("query.png");
+    let sheet_path = tmp.join("query.png");
     let lines = query_lines(&ok(&[
         "query",
         s(&query),
         "-k",
         &k.to_string(),
         "--index",
-        s(&index),
+        s(index),
         "--json",
         "--grid",
         s(&sheet_path),
@@ -979,14 +1000,14 @@ fn contact_sheets_draw_each_query_beside_its_neighbours() {
     assert_eq!(
         sheet.dimensions(),
         (
-            GAP + columns * (tile + GAP) + 3 * GAP,
-            GAP + tile + LABEL + GAP
+            SHEET_GAP + columns * (tile + SHEET_GAP) + 3 * SHEET_GAP,
+            SHEET_GAP + tile + SHEET_LABEL + SHEET_GAP
         )
     );
     let drawn: Vec<&Path> = (0..columns)
         .map(|c| {
-            let px = drawn_image(&sheet, column_x(c, tile), row_y(0, tile), tile, SIZE);
-            identify(&fixtures, &px, &format!("column {c}"))
+            let px = drawn_image(&sheet, sheet_column_x(c, tile), sheet_row_y(0, tile), tile, FIXTURE_SIDE);
+            identify(fixtures, &px, &format!("column {c}"))
         })
         .collect();
     assert_eq!(drawn[0], query);
@@ -994,28 +1015,36 @@ fn contact_sheets_draw_each_query_beside_its_neighbours() {
         assert_eq!(drawn[c + 1], path, "column {}", c + 1);
     }
     // The query's frame, and ink under each neighbour (its score).
-    assert_eq!(sheet.get_pixel(GAP - 2, GAP - 2).0, [200, 30, 30]);
+    assert_eq!(sheet.get_pixel(SHEET_GAP - 2, SHEET_GAP - 2).0, [200, 30, 30]);
     for c in 1..columns {
-        let inked = (0..LABEL)
+        let inked = (0..SHEET_LABEL)
             .flat_map(|dy| (0..tile).map(move |dx| (dx, dy)))
             .filter(|&(dx, dy)| {
-                let (x, y) = (column_x(c, tile) + dx, row_y(0, tile) + tile + dy);
+                let (x, y) = (sheet_column_x(c, tile) + dx, sheet_row_y(0, tile) + tile + dy);
                 sheet.get_pixel(x, y).0 != [255, 255, 255]
             })
             .count();
         assert!(inked > 0, "no score under column {c}");
     }
+}
 
-    // `grid` (32 px tiles here): random rows, each a query and its k nearest neighbours
-    // without itself; the same seed draws the same sheet.
-    let tile = SIZE;
+/// `grid` (32 px tiles here): random rows, each a query and its k nearest neighbours without
+/// itself; the same seed draws the same sheet.
+fn grid_sheet_rows_are_queries_and_their_neighbours(
+    tmp: &Path,
+    index: &Path,
+    fixtures: &[(Vec<u8>, PathBuf)],
+    k: usize,
+) {
+    let columns = k as u32 + 1;
+    let tile = FIXTURE_SIDE;
     let rows = 3;
     let draw = |seed: &str, out: &Path| {
         ok(&[
             "--quiet",
             "grid",
             "--index",
-            s(&index),
+            s(index),
             "--rows",
             &rows.to_string(),
             "-k",
@@ -1029,20 +1058,20 @@ fn contact_sheets_draw_each_query_beside_its_neighbours() {
         ]);
         image::open(out).expect("grid decodes").to_rgb8()
     };
-    let sheet = draw("5", &tmp.path().join("a.png"));
-    assert_eq!(sheet, draw("5", &tmp.path().join("b.png")));
+    let sheet = draw("5", &tmp.join("a.png"));
+    assert_eq!(sheet, draw("5", &tmp.join("b.png")));
     assert_eq!(
         sheet.dimensions(),
         (
-            GAP + columns * (tile + GAP) + 3 * GAP,
-            GAP + rows * (tile + LABEL + GAP)
+            SHEET_GAP + columns * (tile + SHEET_GAP) + 3 * SHEET_GAP,
+            SHEET_GAP + rows * (tile + SHEET_LABEL + SHEET_GAP)
         )
     );
     for r in 0..rows {
         let row: Vec<&Path> = (0..columns)
             .map(|c| {
-                let px = drawn_image(&sheet, column_x(c, tile), row_y(r, tile), tile, SIZE);
-                identify(&fixtures, &px, &format!("row {r} column {c}"))
+                let px = drawn_image(&sheet, sheet_column_x(c, tile), sheet_row_y(r, tile), tile, FIXTURE_SIDE);
+                identify(fixtures, &px, &format!("row {r} column {c}"))
             })
             .collect();
         let answer = query_lines(&ok(&[
@@ -1051,7 +1080,7 @@ fn contact_sheets_draw_each_query_beside_its_neighbours() {
             "-k",
             &(k + 1).to_string(),
             "--index",
-            s(&index),
+            s(index),
             "--json",
         ]));
         let expected: Vec<PathBuf> = check_results(&answer[0], k + 1)
