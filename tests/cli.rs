@@ -1214,11 +1214,17 @@ fn training_fits_the_search_projection() {
         [256, 4]
     );
 
+    projection_refusals_and_fallbacks(tmp.path(), &photos, images);
+}
+
+/// A projection longer than the embedding is a usage error that writes no model; with no
+/// `--projection` and fewer images than the default needs, none is fitted.
+fn projection_refusals_and_fallbacks(tmp: &Path, photos: &Path, images: usize) {
     let refused = imgsearch(&[
         "train",
-        s(&photos),
+        s(photos),
         "--out",
-        s(&tmp.path().join("too-long")),
+        s(&tmp.join("too-long")),
         "--embedding",
         "mean",
         "--projection",
@@ -1231,15 +1237,14 @@ fn training_fits_the_search_projection() {
         String::from_utf8_lossy(&refused.stderr)
     );
     assert!(!tmp
-        .path()
         .join("too-long")
         .join("model.safetensors")
         .exists());
 
-    let few = tmp.path().join("few");
+    let few = tmp.join("few");
     let report = summary(&ok(&[
         "train",
-        s(&photos),
+        s(photos),
         "--out",
         s(&few),
         "--batch",
