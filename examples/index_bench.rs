@@ -411,12 +411,7 @@ fn tune_and_time(
             exact: false,
             min_score: None,
         };
-        one.install(|| {
-            queries
-                .iter()
-                .map(|q| search_rows(idx, q, &opts))
-                .collect()
-        })
+        one.install(|| queries.iter().map(|q| search_rows(idx, q, &opts)).collect())
     };
     let mut chosen = None;
     for ef in EF_LADDER {

@@ -302,7 +302,11 @@ fn start_server(index: &Path) -> (ServerProcess, u32, String, u64) {
 /// The query and result ids of 100 random rows of 5: the ids the by-id clients search for.
 async fn random_ids(client: &HttpClient, base: &str) -> Vec<String> {
     let rows = client
-        .get(format!("{base}api/random?rows=100&k=5&seed=1").parse().unwrap())
+        .get(
+            format!("{base}api/random?rows=100&k=5&seed=1")
+                .parse()
+                .unwrap(),
+        )
         .await
         .expect("random rows");
     let rows: Value =

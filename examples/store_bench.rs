@@ -461,8 +461,7 @@ impl Bench<'_> {
         create_sharded(&url, &shards, self.dim)?;
         let name = if bulk_load {
             PgQueue::prepare(&url, &meta(self.dim))?;
-            let (rate, built, marginal) =
-                bulk(&url, &[(&a, "bench"), (&b, "bench")], self.base)?;
+            let (rate, built, marginal) = bulk(&url, &[(&a, "bench"), (&b, "bench")], self.base)?;
             println!(
                 "pgvector two shards, bulk: {rate:.0} inserts/s without the index, CREATE INDEX {built:.1} s \
                  (both shards at once), then {marginal:.0} inserts/s into the built indexes"

@@ -505,7 +505,11 @@ fn refuses_zero_sizes_and_tiny_inputs(tmp: &Path, dir: &Path, query: &Path, inde
         "0",
     );
     fails_saying(&["query", s(query), "--index", s(index), "-k", "0"], 2, "0");
-    fails_saying(&["query", s(query), "--index", s(index), "--ef", "0"], 2, "0");
+    fails_saying(
+        &["query", s(query), "--index", s(index), "--ef", "0"],
+        2,
+        "0",
+    );
     // Training on one image fails before writing a pixel cache.
     let one = tmp.join("one");
     images(&one, "cat", 1);

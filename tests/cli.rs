@@ -1006,7 +1006,13 @@ fn query_sheet_shows_the_ranked_neighbours(
     );
     let drawn: Vec<&Path> = (0..columns)
         .map(|c| {
-            let px = drawn_image(&sheet, sheet_column_x(c, tile), sheet_row_y(0, tile), tile, FIXTURE_SIDE);
+            let px = drawn_image(
+                &sheet,
+                sheet_column_x(c, tile),
+                sheet_row_y(0, tile),
+                tile,
+                FIXTURE_SIDE,
+            );
             identify(fixtures, &px, &format!("column {c}"))
         })
         .collect();
@@ -1015,12 +1021,18 @@ fn query_sheet_shows_the_ranked_neighbours(
         assert_eq!(drawn[c + 1], path, "column {}", c + 1);
     }
     // The query's frame, and ink under each neighbour (its score).
-    assert_eq!(sheet.get_pixel(SHEET_GAP - 2, SHEET_GAP - 2).0, [200, 30, 30]);
+    assert_eq!(
+        sheet.get_pixel(SHEET_GAP - 2, SHEET_GAP - 2).0,
+        [200, 30, 30]
+    );
     for c in 1..columns {
         let inked = (0..SHEET_LABEL)
             .flat_map(|dy| (0..tile).map(move |dx| (dx, dy)))
             .filter(|&(dx, dy)| {
-                let (x, y) = (sheet_column_x(c, tile) + dx, sheet_row_y(0, tile) + tile + dy);
+                let (x, y) = (
+                    sheet_column_x(c, tile) + dx,
+                    sheet_row_y(0, tile) + tile + dy,
+                );
                 sheet.get_pixel(x, y).0 != [255, 255, 255]
             })
             .count();
@@ -1070,7 +1082,13 @@ fn grid_sheet_rows_are_queries_and_their_neighbours(
     for r in 0..rows {
         let row: Vec<&Path> = (0..columns)
             .map(|c| {
-                let px = drawn_image(&sheet, sheet_column_x(c, tile), sheet_row_y(r, tile), tile, FIXTURE_SIDE);
+                let px = drawn_image(
+                    &sheet,
+                    sheet_column_x(c, tile),
+                    sheet_row_y(r, tile),
+                    tile,
+                    FIXTURE_SIDE,
+                );
                 identify(fixtures, &px, &format!("row {r} column {c}"))
             })
             .collect();
@@ -1236,10 +1254,7 @@ fn projection_refusals_and_fallbacks(tmp: &Path, photos: &Path, images: usize) {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    assert!(!tmp
-        .join("too-long")
-        .join("model.safetensors")
-        .exists());
+    assert!(!tmp.join("too-long").join("model.safetensors").exists());
 
     let few = tmp.join("few");
     let report = summary(&ok(&[
@@ -1271,21 +1286,6 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let photos = fixtures().join("photos");
     let images = count_files(&photos);
-    let eval_of = |extra: &[&str]| -> Value {
-        let mut args = vec!["eval", s(&photos), "--json"];
-        args.extend_from_slice(extra);
-        summary(&ok(&args))
-    };
-    // The same scores up to the order of a floating-point sum.
-    let same = |a: &Value, b: &Value| {
-        ["precision_at_k", "knn_accuracy"].iter().all(|key| {
-            match (a[key].as_f64(), b[key].as_f64()) {
-                (Some(x), Some(y)) => (x - y).abs() < 1e-9,
-                _ => false,
-            }
-        })
-    };
-
     let tuned = tmp.path().join("tuned");
     let report = summary(&ok(&[
         "train",
@@ -1312,10 +1312,16 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
         }
     }
     // Before training the model is the bundled one, scored as `eval` scores it.
-    assert!(same(&report["eval"]["before"], &eval_of(&[])), "{report}");
+    assert!(
+        same_scores(&report["eval"]["before"], &eval_scores(&photos, &[])),
+        "{report}"
+    );
     // After: the model saved in --out, which is the epoch the probe picked.
     assert!(
-        same(&report["eval"]["after"], &eval_of(&["--model", s(&tuned)])),
+        same_scores(
+            &report["eval"]["after"],
+            &eval_scores(&photos, &["--model", s(&tuned)])
+        ),
         "{report}"
     );
     let config: Value =
@@ -1345,23 +1351,45 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
     assert_eq!(report["start"], "scratch");
     assert_eq!(report["out_of_time"], false);
     assert!(
-        same(
+        same_scores(
             &report["eval"]["before"],
-            &eval_of(&["--baseline", "random"])
+            &eval_scores(&photos, &["--baseline", "random"])
         ),
         "{report}"
     );
 
-    // From a model folder: its weights go on training. `--keep last` leaves the last epoch in
-    // --out: the checkpoint's encoder, tensor for tensor.
-    let again = tmp.path().join("again");
+    continuing_from_a_folder_keeps_the_last_epoch(tmp.path(), &photos, &tuned);
+    other_architectures_and_bad_starts_are_refused(tmp.path(), &photos);
+}
+
+/// `imgsearch eval` of the photos with the extra arguments, as JSON.
+fn eval_scores(photos: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["eval", s(photos), "--json"];
+    args.extend_from_slice(extra);
+    summary(&ok(&args))
+}
+
+/// The same scores up to the order of a floating-point sum.
+fn same_scores(a: &Value, b: &Value) -> bool {
+    ["precision_at_k", "knn_accuracy"]
+        .iter()
+        .all(|key| match (a[key].as_f64(), b[key].as_f64()) {
+            (Some(x), Some(y)) => (x - y).abs() < 1e-9,
+            _ => false,
+        })
+}
+
+/// From a model folder: its weights go on training. `--keep last` leaves the last epoch in
+/// --out: the checkpoint's encoder, tensor for tensor.
+fn continuing_from_a_folder_keeps_the_last_epoch(tmp: &Path, photos: &Path, tuned: &Path) {
+    let again = tmp.join("again");
     let report = summary(&ok(&[
         "train",
-        s(&photos),
+        s(photos),
         "--out",
         s(&again),
         "--from",
-        s(&tuned),
+        s(tuned),
         "--batch",
         "8",
         "--epochs",
@@ -1399,11 +1427,14 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
             "{name}"
         );
     }
+}
 
-    // Another architecture trains from scratch unless a start is named, which it cannot fit.
+/// Another architecture trains from scratch unless a start is named, which it cannot fit; a
+/// missing start folder and a budget that is not a positive number of minutes are refused.
+fn other_architectures_and_bad_starts_are_refused(tmp: &Path, photos: &Path) {
     let small = ["--channels", "16,32,64", "--dim", "16", "--batch", "8"];
-    let mut args = vec!["train", s(&photos), "--epochs", "1", "--json", "--out"];
-    let small_out = tmp.path().join("small");
+    let mut args = vec!["train", s(photos), "--epochs", "1", "--json", "--out"];
+    let small_out = tmp.join("small");
     args.push(s(&small_out));
     args.extend_from_slice(&small);
     assert_eq!(summary(&ok(&args))["start"], "scratch");
@@ -1415,19 +1446,19 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
         stderr.contains("--from default") && stderr.contains("channels"),
         "{stderr}"
     );
-    let missing = tmp.path().join("no-such-model");
+    let missing = tmp.join("no-such-model");
     let out = imgsearch(&[
         "train",
-        s(&photos),
+        s(photos),
         "--out",
-        s(&tmp.path().join("x")),
+        s(&tmp.join("x")),
         "--from",
         s(&missing),
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-model"));
     for bad in ["0", "-1", "soon"] {
-        let out = imgsearch(&["train", s(&photos), "--minutes", bad]);
+        let out = imgsearch(&["train", s(photos), "--minutes", bad]);
         assert_eq!(out.status.code(), Some(2), "--minutes {bad}");
     }
 }

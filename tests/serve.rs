@@ -481,7 +481,10 @@ async fn upload_then_click(
         .into_iter()
         .map(|(p, _)| p)
         .collect();
-    let input = client.find(Id("file")).await.map_err(failed("the file input"))?;
+    let input = client
+        .find(Id("file"))
+        .await
+        .map_err(failed("the file input"))?;
     input
         .send_keys(s(&photo))
         .await
@@ -562,7 +565,10 @@ async fn a_bad_file_is_named(client: &fantoccini::Client, served: &Served) -> St
     // A file that is not an image: the page says so.
     let bad = served.tmp.path().join("not-a-photo.jpg");
     std::fs::write(&bad, "this is text, not a JPEG").unwrap();
-    let input = client.find(Id("file")).await.map_err(failed("the file input"))?;
+    let input = client
+        .find(Id("file"))
+        .await
+        .map_err(failed("the file input"))?;
     input
         .send_keys(s(&bad))
         .await
@@ -580,7 +586,11 @@ async fn a_bad_file_is_named(client: &fantoccini::Client, served: &Served) -> St
 }
 
 /// The random and index views draw from the API (and the random view is the screenshot).
-async fn the_other_views_draw(client: &fantoccini::Client, served: &Served, base: &str) -> Step<()> {
+async fn the_other_views_draw(
+    client: &fantoccini::Client,
+    served: &Served,
+    base: &str,
+) -> Step<()> {
     use fantoccini::Locator::Css;
     // The other views draw from the API.
     client
