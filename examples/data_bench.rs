@@ -21,22 +21,7 @@ use std::time::Instant;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     imgsearch::device::tune_allocator();
     imgsearch::device::tune_threads();
-    let mut index_dirs = Vec::new();
-    let mut train_dir = PathBuf::from("data/signdigits/test");
-    let mut epochs = 2usize;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--index" => index_dirs.push(PathBuf::from(value()?)),
-            "--train" => train_dir = PathBuf::from(value()?),
-            "--epochs" => epochs = value()?.parse()?,
-            other => return Err(format!("unknown argument {other}").into()),
-        }
-    }
-    if index_dirs.is_empty() {
-        index_dirs = vec!["data/cifar10/test".into(), "data/signdigits/test".into()];
-    }
+    let args = Args::parse()?;
     let device = Device::Cpu;
     let tmp = std::env::temp_dir().join(format!("imgsearch-data-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
@@ -48,43 +33,99 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "bundled model loaded in {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    for (n, dir) in index_dirs.iter().enumerate() {
-        let paths: Vec<PathBuf> = data::scan(std::slice::from_ref(dir))?
-            .files
-            .into_iter()
-            .map(|f| f.path)
-            .collect();
-        let bytes: u64 = paths
-            .iter()
-            .map(|p| std::fs::read(p).map_or(0, |b| b.len() as u64))
-            .sum();
-        let (ok, decode) = time(|| decode_only(&paths, model.preprocess()));
-        let (_, full) = time(|| full_decode_only(&paths, model.preprocess()));
-        let opts = IndexOptions {
-            verbosity: Verbosity { quiet: true },
-            ..IndexOptions::new(tmp.join(format!("index-{n}")), vec![dir.clone()])
-        };
-        let (summary, index) = time(|| index_folders(&model, &opts, &mut |_| {}));
-        let summary = summary?;
-        let embed = embed_only(&model, &paths)?;
-        println!(
-            "{}: {} files, {:.1} MB; decode-only {:.0} images/s ({ok} decoded; {:.0} with every \
-             JPEG decoded at full size); embed-only {:.0} images/s; index job {:.0} images/s \
-             ({} added, {} skipped, {:.2} s)",
-            dir.display(),
-            paths.len(),
-            bytes as f64 / 1e6,
-            paths.len() as f64 / decode,
-            paths.len() as f64 / full,
-            embed,
-            paths.len() as f64 / index,
-            summary.added,
-            summary.skipped,
-            index
-        );
+    for (n, dir) in args.index_dirs.iter().enumerate() {
+        bench_indexing(&model, dir, &tmp.join(format!("index-{n}")))?;
     }
+    bench_training(&args, &device, &tmp.join("model"))?;
+    std::fs::remove_dir_all(&tmp)?;
+    Ok(())
+}
 
-    let out = tmp.join("model");
+/// The command line: folders to index, the folder to train on and for how many epochs.
+struct Args {
+    index_dirs: Vec<PathBuf>,
+    train_dir: PathBuf,
+    epochs: usize,
+}
+
+impl Args {
+    /// Reads `--index DIR` (repeatable), `--train DIR` and `--epochs N`, with the bench's defaults.
+    fn parse() -> Result<Self, Box<dyn std::error::Error>> {
+        let mut index_dirs = Vec::new();
+        let mut train_dir = PathBuf::from("data/signdigits/test");
+        let mut epochs = 2usize;
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--index" => index_dirs.push(PathBuf::from(value()?)),
+                "--train" => train_dir = PathBuf::from(value()?),
+                "--epochs" => epochs = value()?.parse()?,
+                other => return Err(format!("unknown argument {other}").into()),
+            }
+        }
+        if index_dirs.is_empty() {
+            index_dirs = vec!["data/cifar10/test".into(), "data/signdigits/test".into()];
+        }
+        Ok(Self {
+            index_dirs,
+            train_dir,
+            epochs,
+        })
+    }
+}
+
+/// Times decoding alone, embedding alone and the whole index job over one folder, and prints one
+/// line of rates for it.
+fn bench_indexing(
+    model: &Model,
+    dir: &Path,
+    index_dir: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let paths: Vec<PathBuf> = data::scan(&[dir.to_path_buf()])?
+        .files
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    let bytes: u64 = paths
+        .iter()
+        .map(|p| std::fs::read(p).map_or(0, |b| b.len() as u64))
+        .sum();
+    let (ok, decode) = time(|| decode_only(&paths, model.preprocess()));
+    let (_, full) = time(|| full_decode_only(&paths, model.preprocess()));
+    let opts = IndexOptions {
+        verbosity: Verbosity { quiet: true },
+        ..IndexOptions::new(index_dir.to_path_buf(), vec![dir.to_path_buf()])
+    };
+    let (summary, index) = time(|| index_folders(model, &opts, &mut |_| {}));
+    let summary = summary?;
+    let embed = embed_only(model, &paths)?;
+    println!(
+        "{}: {} files, {:.1} MB; decode-only {:.0} images/s ({ok} decoded; {:.0} with every \
+         JPEG decoded at full size); embed-only {:.0} images/s; index job {:.0} images/s \
+         ({} added, {} skipped, {:.2} s)",
+        dir.display(),
+        paths.len(),
+        bytes as f64 / 1e6,
+        paths.len() as f64 / decode,
+        paths.len() as f64 / full,
+        embed,
+        paths.len() as f64 / index,
+        summary.added,
+        summary.skipped,
+        index
+    );
+    Ok(())
+}
+
+/// Trains from scratch for the asked epochs, then resumes for one more, printing how long loading
+/// (decoding into the cache, then reading the cache back) and the training steps took.
+fn bench_training(
+    args: &Args,
+    device: &Device,
+    out: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (train_dir, epochs) = (&args.train_dir, args.epochs);
     let mut opts = TrainOptions {
         start: Some(train::Start::Scratch),
         epochs: Some(epochs),
@@ -95,9 +136,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         augment: data::Augment::none(),
         views: 1,
         verbosity: Verbosity { quiet: true },
-        ..TrainOptions::new(vec![train_dir.clone()], out.clone())
+        ..TrainOptions::new(vec![train_dir.clone()], out.to_path_buf())
     };
-    let first = train::train(&opts, &device, &mut |_| {})?;
+    let first = train::train(&opts, device, &mut |_| {})?;
     let per_epoch = &first.epoch_images_per_second;
     let images = first.images as f64;
     let epoch1 = images / (first.load.seconds + images / per_epoch[0]);
@@ -119,7 +160,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     opts.resume = true;
     opts.epochs = Some(epochs + 1);
-    let resumed = train::train(&opts, &device, &mut |_| {})?;
+    let resumed = train::train(&opts, device, &mut |_| {})?;
     println!(
         "  --resume: load from cache {:.4} s, {} decoded, {} from cache; epoch {} {:.1} images/s",
         resumed.load.seconds,
@@ -132,7 +173,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .copied()
             .unwrap_or(0.0)
     );
-    std::fs::remove_dir_all(&tmp)?;
     Ok(())
 }
 

@@ -302,15 +302,7 @@ fn main() -> Result<()> {
         .keep
         .clone()
         .unwrap_or_else(|| tmp.path().join("index"));
-    let meta = match &args.meta_from {
-        Some(d) => Index::open(d)?.meta().clone(),
-        None => IndexMeta {
-            model_id: "bench".into(),
-            model_name: "bench".into(),
-            dim,
-            preprocess: serde_json::json!({}),
-        },
-    };
+    let meta = index_meta(&args, dim)?;
     // Not measured (NaN in the table) when a kept index is reused.
     let build_s = if args.reuse && dir.join("manifest.json").exists() {
         println!("ours: reusing the index in {} (no build)", dir.display());
@@ -321,10 +313,58 @@ fn main() -> Result<()> {
         t.elapsed().as_secs_f64()
     };
 
+    time_opens(&dir)?;
+    let idx = Index::open(&dir)?;
+    let truth = exact_truth(&idx, &queries, threads)?;
+    let (ef, rec, qps1, qpsn) = tune_and_time(&idx, &queries, &truth, args.recall)?;
+
+    let out = tempfile::tempdir()?;
+    let queries_npy = out.path().join("queries.npy");
+    write_f32_npy(&queries_npy, &queries)?;
+    let cold = cold_process(&dir, &queries_npy, ef)?;
+    let mut rows = vec![Measured {
+        name: "imgsearch".into(),
+        build_s,
+        ef,
+        recall: rec,
+        qps1,
+        qpsn,
+        cold_ms: num(&cold, "cold_ms"),
+        cold_rss_mb: num(&cold, "cold_rss_mb"),
+    }];
+    drop(idx);
+
+    if let Some(python) = &args.peers {
+        run_peers(python, &args, out.path(), base, &truth, threads, &mut rows)?;
+    }
+    print_table(&rows, threads);
+    Ok(())
+}
+
+/// A number from the JSON the cold child and the peers print; NaN where it is missing.
+fn num(v: &serde_json::Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+/// The index's metadata: copied from `--meta-from`'s index, or a stand-in for raw vectors.
+fn index_meta(args: &Args, dim: usize) -> Result<IndexMeta> {
+    Ok(match &args.meta_from {
+        Some(d) => Index::open(d)?.meta().clone(),
+        None => IndexMeta {
+            model_id: "bench".into(),
+            model_name: "bench".into(),
+            dim,
+            preprocess: serde_json::json!({}),
+        },
+    })
+}
+
+/// Opens the index five times with a warm page cache and prints the median, min and max.
+fn time_opens(dir: &Path) -> Result<()> {
     let mut opens = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        drop(Index::open(&dir)?);
+        drop(Index::open(dir)?);
         opens.push(t.elapsed().as_secs_f64() * 1e3);
     }
     opens.sort_by(f64::total_cmp);
@@ -332,8 +372,11 @@ fn main() -> Result<()> {
         "ours: open (warm cache) median {:.3} ms (min {:.3}, max {:.3})",
         opens[2], opens[0], opens[4]
     );
-    let idx = Index::open(&dir)?;
+    Ok(())
+}
 
+/// Each query's exact top-k rows (the recall reference), timing and printing the exact scan.
+fn exact_truth(idx: &Index, queries: &[Vec<f32>], threads: usize) -> Result<Vec<Vec<usize>>> {
     let exact = SearchOptions {
         k: K,
         ef: 0,
@@ -343,7 +386,7 @@ fn main() -> Result<()> {
     let t = Instant::now();
     let truth: Vec<Vec<usize>> = queries
         .iter()
-        .map(|q| search_rows(&idx, q, &exact))
+        .map(|q| search_rows(idx, q, &exact))
         .collect::<Result<_>>()?;
     let secs = t.elapsed().as_secs_f64();
     println!(
@@ -351,7 +394,17 @@ fn main() -> Result<()> {
         queries.len() as f64 / secs,
         secs * 1e3 / queries.len() as f64
     );
+    Ok(truth)
+}
 
+/// Climbs the ef ladder single-threaded until recall@10 reaches the target, then times that ef
+/// on one thread and on all: returns (ef, its recall, single-thread QPS, all-thread QPS).
+fn tune_and_time(
+    idx: &Index,
+    queries: &[Vec<f32>],
+    truth: &[Vec<usize>],
+    target: f64,
+) -> Result<(usize, f64, f64, f64)> {
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let run = |ef: usize| -> Result<Vec<Vec<usize>>> {
         let opts = SearchOptions {
@@ -360,25 +413,20 @@ fn main() -> Result<()> {
             exact: false,
             min_score: None,
         };
-        one.install(|| {
-            queries
-                .iter()
-                .map(|q| search_rows(&idx, q, &opts))
-                .collect()
-        })
+        one.install(|| queries.iter().map(|q| search_rows(idx, q, &opts)).collect())
     };
     let mut chosen = None;
     for ef in EF_LADDER {
         let t = Instant::now();
         let found = run(ef)?;
         let secs = t.elapsed().as_secs_f64();
-        let r = recall(&found, &truth);
+        let r = recall(&found, truth);
         println!(
             "ours: ef {ef:>4}: {:>8.0} QPS single-thread, recall@10 {r:.4}",
             queries.len() as f64 / secs
         );
         chosen = Some((ef, r));
-        if r >= args.recall {
+        if r >= target {
             break;
         }
     }
@@ -403,14 +451,16 @@ fn main() -> Result<()> {
             .collect::<Result<(), _>>()?;
     }
     let qpsn = (reps * queries.len()) as f64 / t.elapsed().as_secs_f64();
+    Ok((ef, rec, qps1, qpsn))
+}
 
-    let out = tempfile::tempdir()?;
-    let queries_npy = out.path().join("queries.npy");
-    write_f32_npy(&queries_npy, &queries)?;
+/// Runs this bench again as a fresh process that opens the index and answers one query, prints
+/// its times and memory, and returns its JSON.
+fn cold_process(dir: &Path, queries_npy: &Path, ef: usize) -> Result<serde_json::Value> {
     let child = Command::new(std::env::current_exe()?)
         .arg("--cold-child")
-        .arg(&dir)
-        .arg(&queries_npy)
+        .arg(dir)
+        .arg(queries_npy)
         .arg(ef.to_string())
         .output()?;
     if !child.status.success() {
@@ -420,7 +470,6 @@ fn main() -> Result<()> {
         );
     }
     let cold: serde_json::Value = serde_json::from_slice(&child.stdout)?;
-    let num = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN);
     println!(
         "ours: cold process: open {:.2} ms, open + first query {:.2} ms, RSS {:.1} MB before open, \
          {:.1} MB after open, {:.1} MB after the query (private {:.1} MB, mapped index and binary \
@@ -434,67 +483,66 @@ fn main() -> Result<()> {
         num(&cold, "file_mb"),
         num(&cold, "cold_rss_mb")
     );
-    let mut rows = vec![Measured {
-        name: "imgsearch".into(),
-        build_s,
-        ef,
-        recall: rec,
-        qps1,
-        qpsn,
-        cold_ms: num(&cold, "cold_ms"),
-        cold_rss_mb: num(&cold, "cold_rss_mb"),
-    }];
-    drop(idx);
+    Ok(cold)
+}
 
-    if let Some(python) = &args.peers {
-        write_f32_npy(&out.path().join("base.npy"), &base)?;
-        let ids: Vec<u8> = truth
-            .iter()
-            .flat_map(|t| (0..K).map(move |j| t.get(j).map_or(-1, |&i| i as i64)))
-            .flat_map(i64::to_le_bytes)
-            .collect();
-        write_npy(&out.path().join("truth.npy"), "<i8", (truth.len(), K), &ids)?;
-        drop(base);
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/peers.py");
-        let mut child = Command::new(python)
-            .arg(&script)
-            .arg(out.path())
-            .args(["--recall", &args.recall.to_string()])
-            .args(["--threads", &threads.to_string()])
-            .args(["--m", &M.to_string()])
-            .args(["--ef-construction", &EF_CONSTRUCTION.to_string()])
-            .args(["--only", &args.only])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot run {python} {}", script.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-            let v: serde_json::Value = serde_json::from_str(&line?)?;
-            let name = v["name"].as_str().unwrap_or("?").to_string();
-            for step in v["ladder"].as_array().into_iter().flatten() {
-                println!(
-                    "{name}: ef {:>4}: {:>8.0} QPS single-thread, recall@10 {:.4}",
-                    num(step, "ef"),
-                    num(step, "qps1"),
-                    num(step, "recall")
-                );
-            }
-            rows.push(Measured {
-                name,
-                build_s: num(&v, "build_s"),
-                ef: v["ef"].as_u64().unwrap_or(0) as usize,
-                recall: num(&v, "recall"),
-                qps1: num(&v, "qps1"),
-                qpsn: num(&v, "qpsn"),
-                cold_ms: num(&v, "cold_ms"),
-                cold_rss_mb: num(&v, "cold_rss_mb"),
-            });
+/// Writes the vectors and the exact top-k as .npy files, frees the vectors, and runs
+/// bench/peers.py on them, printing each peer's ef ladder and adding its row to `rows`.
+fn run_peers(
+    python: &str,
+    args: &Args,
+    out: &Path,
+    base: Vec<Vec<f32>>,
+    truth: &[Vec<usize>],
+    threads: usize,
+    rows: &mut Vec<Measured>,
+) -> Result<()> {
+    write_f32_npy(&out.join("base.npy"), &base)?;
+    let ids: Vec<u8> = truth
+        .iter()
+        .flat_map(|t| (0..K).map(move |j| t.get(j).map_or(-1, |&i| i as i64)))
+        .flat_map(i64::to_le_bytes)
+        .collect();
+    write_npy(&out.join("truth.npy"), "<i8", (truth.len(), K), &ids)?;
+    drop(base);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/peers.py");
+    let mut child = Command::new(python)
+        .arg(&script)
+        .arg(out)
+        .args(["--recall", &args.recall.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .args(["--m", &M.to_string()])
+        .args(["--ef-construction", &EF_CONSTRUCTION.to_string()])
+        .args(["--only", &args.only])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {python} {}", script.display()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let v: serde_json::Value = serde_json::from_str(&line?)?;
+        let name = v["name"].as_str().unwrap_or("?").to_string();
+        for step in v["ladder"].as_array().into_iter().flatten() {
+            println!(
+                "{name}: ef {:>4}: {:>8.0} QPS single-thread, recall@10 {:.4}",
+                num(step, "ef"),
+                num(step, "qps1"),
+                num(step, "recall")
+            );
         }
-        if !child.wait()?.success() {
-            bail!("{} failed", script.display());
-        }
+        rows.push(Measured {
+            name,
+            build_s: num(&v, "build_s"),
+            ef: v["ef"].as_u64().unwrap_or(0) as usize,
+            recall: num(&v, "recall"),
+            qps1: num(&v, "qps1"),
+            qpsn: num(&v, "qpsn"),
+            cold_ms: num(&v, "cold_ms"),
+            cold_rss_mb: num(&v, "cold_rss_mb"),
+        });
     }
-    print_table(&rows, threads);
+    if !child.wait()?.success() {
+        bail!("{} failed", script.display());
+    }
     Ok(())
 }
 

@@ -211,30 +211,7 @@ fn main() {
     assert!(binary().exists(), "build first: cargo build --release");
     let index = root().join("target/bench-cifar60k-index");
     ensure_index(&index);
-
-    let mut server = ServerProcess(
-        Command::new(binary())
-            .args([
-                "serve",
-                "--json",
-                "--quiet",
-                "--bind",
-                "127.0.0.1:0",
-                "--index",
-            ])
-            .arg(&index)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the server"),
-    );
-    let pid = server.0.id();
-    let mut line = String::new();
-    std::io::BufReader::new(server.0.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let summary: Value = serde_json::from_str(&line).expect("summary");
-    let base = summary["url"].as_str().expect("url").to_string();
-    let images = summary["images"].as_u64().unwrap_or(0);
+    let (_server, pid, base, images) = start_server(&index);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -248,50 +225,13 @@ fn main() {
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build_http();
         // 512 ids from random rows, 64 CIFAR-10 test images to upload.
-        let rows = client
-            .get(format!("{base}api/random?rows=100&k=5&seed=1").parse().unwrap())
-            .await
-            .expect("random rows");
-        let rows: Value =
-            serde_json::from_slice(&rows.into_body().collect().await.unwrap().to_bytes()).unwrap();
-        let ids: Vec<String> = rows["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|r| {
-                std::iter::once(r["query_id"].as_str().unwrap().to_string()).chain(
-                    r["results"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|h| h["id"].as_str().unwrap().to_string()),
-                )
-            })
-            .collect();
-        let test = root().join("data/cifar10/test/cat");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&test)
-            .expect("data/cifar10/test/cat")
-            .flatten()
-            .map(|f| f.path())
-            .collect();
-        files.sort();
-        let uploads: Vec<Bytes> = files
-            .iter()
-            .take(64)
-            .map(|f| multipart("cat.jpg", &std::fs::read(f).unwrap()))
-            .collect();
+        let ids = random_ids(&client, &base).await;
+        let uploads = cat_uploads();
 
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-            })
-            .unwrap_or_default();
         println!(
-            "imgsearch serve, {images} images, {secs} s per run, {} cores ({cpu}); clients in the same process",
-            std::thread::available_parallelism().map_or(0, |n| n.get())
+            "imgsearch serve, {images} images, {secs} s per run, {} cores ({}); clients in the same process",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model()
         );
         println!();
         println!("| search | clients | requests | req/s | p50 ms | p99 ms | server RSS MB | server CPU ms/request | upload: wait / decode / queue / embed / search (mean ms, share of mean latency), mean batch |");
@@ -311,30 +251,7 @@ fn main() {
                 ms.sort_by(f64::total_cmp);
                 let p50 = percentile(&ms, 0.5);
                 let phases = if matches!(*mode, Mode::ByUpload(_)) {
-                    let mean = |key: &str| {
-                        samples
-                            .iter()
-                            .filter_map(|s| s.phases.iter().find(|(n, _)| n == key).map(|(_, d)| *d))
-                            .sum::<f64>()
-                            / samples.len().max(1) as f64
-                    };
-                    let mean_ms = ms.iter().sum::<f64>() / ms.len() as f64;
-                    let share = |key: &str| 100.0 * mean(key) / mean_ms;
-                    format!(
-                        "{:.2} / {:.2} / {:.2} / {:.2} / {:.2} of {:.2} ({:.0}% / {:.0}% / {:.0}% / {:.0}% / {:.0}%), batch {:.1}",
-                        mean("wait"),
-                        mean("decode"),
-                        mean("queue"),
-                        mean("embed"),
-                        mean("search"),
-                        mean_ms,
-                        share("wait"),
-                        share("decode"),
-                        share("queue"),
-                        share("embed"),
-                        share("search"),
-                        mean("batch"),
-                    )
+                    upload_phases(&samples, &ms)
                 } else {
                     String::new()
                 };
@@ -351,6 +268,120 @@ fn main() {
         println!();
         println!("server peak RSS: {:.0} MB", rss_kb(pid, "VmHWM:") as f64 / 1024.0);
     });
+}
+
+/// Starts `imgsearch serve` on the index and reads its listening line: the server (stopped when
+/// dropped), its pid, its base URL and how many images it serves.
+fn start_server(index: &Path) -> (ServerProcess, u32, String, u64) {
+    let mut server = ServerProcess(
+        Command::new(binary())
+            .args([
+                "serve",
+                "--json",
+                "--quiet",
+                "--bind",
+                "127.0.0.1:0",
+                "--index",
+            ])
+            .arg(index)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the server"),
+    );
+    let pid = server.0.id();
+    let mut line = String::new();
+    std::io::BufReader::new(server.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let summary: Value = serde_json::from_str(&line).expect("summary");
+    let base = summary["url"].as_str().expect("url").to_string();
+    let images = summary["images"].as_u64().unwrap_or(0);
+    (server, pid, base, images)
+}
+
+/// The query and result ids of 100 random rows of 5: the ids the by-id clients search for.
+async fn random_ids(client: &HttpClient, base: &str) -> Vec<String> {
+    let rows = client
+        .get(
+            format!("{base}api/random?rows=100&k=5&seed=1")
+                .parse()
+                .unwrap(),
+        )
+        .await
+        .expect("random rows");
+    let rows: Value =
+        serde_json::from_slice(&rows.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            std::iter::once(r["query_id"].as_str().unwrap().to_string()).chain(
+                r["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| h["id"].as_str().unwrap().to_string()),
+            )
+        })
+        .collect()
+}
+
+/// The first 64 CIFAR-10 test cats as multipart bodies: what the by-upload clients send.
+fn cat_uploads() -> Vec<Bytes> {
+    let test = root().join("data/cifar10/test/cat");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&test)
+        .expect("data/cifar10/test/cat")
+        .flatten()
+        .map(|f| f.path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .take(64)
+        .map(|f| multipart("cat.jpg", &std::fs::read(f).unwrap()))
+        .collect()
+}
+
+/// The CPU's model name from /proc/cpuinfo, for the table's heading.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// The upload column: mean milliseconds of each server phase, each one's share of the mean
+/// latency, and the mean embedding batch.
+fn upload_phases(samples: &[Sample], ms: &[f64]) -> String {
+    let mean = |key: &str| {
+        samples
+            .iter()
+            .filter_map(|s| s.phases.iter().find(|(n, _)| n == key).map(|(_, d)| *d))
+            .sum::<f64>()
+            / samples.len().max(1) as f64
+    };
+    let mean_ms = ms.iter().sum::<f64>() / ms.len() as f64;
+    let share = |key: &str| 100.0 * mean(key) / mean_ms;
+    format!(
+        "{:.2} / {:.2} / {:.2} / {:.2} / {:.2} of {:.2} ({:.0}% / {:.0}% / {:.0}% / {:.0}% / {:.0}%), batch {:.1}",
+        mean("wait"),
+        mean("decode"),
+        mean("queue"),
+        mean("embed"),
+        mean("search"),
+        mean_ms,
+        share("wait"),
+        share("decode"),
+        share("queue"),
+        share("embed"),
+        share("search"),
+        mean("batch"),
+    )
 }
 
 /// The server, stopped when this goes out of scope (a panicking run included).

@@ -316,14 +316,58 @@ fn main() -> Result<()> {
     let truth = exact(&base, &queries);
     println!("| store | ef | recall@10 | QPS 1 client | QPS 8 clients |");
     println!("|---|---|---|---|---|");
+    let bench = Bench {
+        bin: &bin,
+        base: &base,
+        queries: &queries,
+        truth: &truth,
+        dim,
+    };
     let want = |what: &str| args.only.iter().any(|o| o == what);
     let (mut local_line, mut sizes_line) = (String::new(), String::new());
 
     if want("local") {
+        local_line = bench.local()?;
+    }
+    let bulk_load = args.load == "bulk";
+    if want("one") {
+        sizes_line = bench.one_node(bulk_load)?;
+    }
+    if want("bulk") && !bulk_load {
+        bench.one_node_index_after_load()?;
+    }
+    if want("two") {
+        bench.two_shards(bulk_load)?;
+    }
+    for line in [&local_line, &sizes_line] {
+        if !line.is_empty() {
+            println!("{line}");
+        }
+    }
+    if want("workers") {
+        bench_workers(&bin, &args.images)?;
+    }
+    Ok(())
+}
+
+/// What every store's run shares: the PostgreSQL binaries, the vectors, the queries and their
+/// exact neighbours.
+struct Bench<'a> {
+    bin: &'a Path,
+    base: &'a [Vec<f32>],
+    queries: &'a [Vec<f32>],
+    truth: &'a [Vec<usize>],
+    dim: usize,
+}
+
+impl Bench<'_> {
+    /// Builds a local index of the vectors and reports its rows; returns its bytes-per-image line.
+    fn local(&self) -> Result<String> {
+        let base = self.base;
         let tmp = tempfile::tempdir()?;
         let dir = tmp.path().join("index");
         let t = Instant::now();
-        let mut writer = IndexWriter::open(&dir, meta(dim))?;
+        let mut writer = IndexWriter::open(&dir, meta(self.dim))?;
         for (i, v) in base.iter().enumerate() {
             let entry = Entry {
                 path: row_path(i),
@@ -338,7 +382,7 @@ fn main() -> Result<()> {
             .filter_map(|e| e.ok()?.metadata().ok())
             .map(|m| m.len())
             .sum();
-        local_line = format!(
+        let local_line = format!(
             "local index, bytes per image: {:.0} (vectors, entries and graph)",
             bytes as f64 / base.len() as f64
         );
@@ -346,48 +390,54 @@ fn main() -> Result<()> {
         report(
             &format!("local index ({rate:.0} inserts/s)"),
             &open,
-            &queries,
-            &truth,
+            self.queries,
+            self.truth,
         )?;
+        Ok(local_line)
     }
-    let bulk_load = args.load == "bulk";
-    if want("one") {
-        let node = pg::Cluster::start_with(&bin, SETTINGS);
+
+    /// Loads one pgvector node (row by row, or in bulk) and reports its rows; returns its
+    /// bytes-per-image line.
+    fn one_node(&self, bulk_load: bool) -> Result<String> {
+        let base = self.base;
+        let node = pg::Cluster::start_with(self.bin, SETTINGS);
         let url = node.database("bench");
         let name = if bulk_load {
-            PgQueue::prepare(&url, &meta(dim))?;
-            let (rate, built, marginal) = bulk(&url, &[(&node, "bench")], &base)?;
+            PgQueue::prepare(&url, &meta(self.dim))?;
+            let (rate, built, marginal) = bulk(&url, &[(&node, "bench")], base)?;
             println!(
                 "pgvector one node, bulk: {rate:.0} inserts/s without the index, CREATE INDEX {built:.1} s, \
                  then {marginal:.0} inserts/s into the built index"
             );
             format!("pgvector, one node (bulk load, {built:.0} s index build)")
         } else {
-            let rate = insert(&url, &base)?;
+            let rate = insert(&url, base)?;
             format!("pgvector, one node ({rate:.0} inserts/s)")
         };
         let open = || -> Result<Box<dyn Store>> { Ok(Box::new(PgStore::open(&url)?)) };
-        report(&name, &open, &queries, &truth)?;
+        report(&name, &open, self.queries, self.truth)?;
         let sizes = node.client("bench").query_one(
             "SELECT pg_table_size('imgsearch_images'), pg_relation_size('imgsearch_images_embedding'),
                     pg_relation_size('imgsearch_images_pkey') + pg_relation_size('imgsearch_images_id')",
             &[],
         )?;
         let per_row = |i: usize| sizes.get::<_, i64>(i) as f64 / base.len() as f64;
-        sizes_line = format!(
+        Ok(format!(
             "pgvector one node, bytes per image: table {:.0}, HNSW index {:.0}, path and id indexes {:.0}",
             per_row(0),
             per_row(1),
             per_row(2)
-        );
+        ))
     }
-    if want("bulk") && !bulk_load {
+
+    /// A first load of many images on one node, reported beside the row-by-row load.
+    fn one_node_index_after_load(&self) -> Result<()> {
         // A first load of many images: without the HNSW index, built once at the end (pgvector
         // builds in parallel and in memory, much faster than maintaining it row by row).
-        let node = pg::Cluster::start_with(&bin, SETTINGS);
+        let node = pg::Cluster::start_with(self.bin, SETTINGS);
         let url = node.database("bench");
-        PgQueue::prepare(&url, &meta(dim))?;
-        let (rate, built, marginal) = bulk(&url, &[(&node, "bench")], &base)?;
+        PgQueue::prepare(&url, &meta(self.dim))?;
+        let (rate, built, marginal) = bulk(&url, &[(&node, "bench")], self.base)?;
         println!(
             "pgvector one node, bulk: {rate:.0} inserts/s without the index, CREATE INDEX {built:.1} s, \
              then {marginal:.0} inserts/s into the built index"
@@ -396,70 +446,70 @@ fn main() -> Result<()> {
         report(
             "pgvector, one node, index built after the load",
             &open,
-            &queries,
-            &truth,
-        )?;
+            self.queries,
+            self.truth,
+        )
     }
-    if want("two") {
+
+    /// A coordinator over two pgvector shards, loaded row by row or in bulk, and its rows.
+    fn two_shards(&self, bulk_load: bool) -> Result<()> {
         let (coord, a, b) = (
-            pg::Cluster::start_with(&bin, SETTINGS),
-            pg::Cluster::start_with(&bin, SETTINGS),
-            pg::Cluster::start_with(&bin, SETTINGS),
+            pg::Cluster::start_with(self.bin, SETTINGS),
+            pg::Cluster::start_with(self.bin, SETTINGS),
+            pg::Cluster::start_with(self.bin, SETTINGS),
         );
         let url = coord.database("bench");
         let shards = [a.database("bench"), b.database("bench")];
-        create_sharded(&url, &shards, dim)?;
+        create_sharded(&url, &shards, self.dim)?;
         let name = if bulk_load {
-            PgQueue::prepare(&url, &meta(dim))?;
-            let (rate, built, marginal) = bulk(&url, &[(&a, "bench"), (&b, "bench")], &base)?;
+            PgQueue::prepare(&url, &meta(self.dim))?;
+            let (rate, built, marginal) = bulk(&url, &[(&a, "bench"), (&b, "bench")], self.base)?;
             println!(
                 "pgvector two shards, bulk: {rate:.0} inserts/s without the index, CREATE INDEX {built:.1} s \
                  (both shards at once), then {marginal:.0} inserts/s into the built indexes"
             );
             format!("pgvector, two shards (bulk load, {built:.0} s index build)")
         } else {
-            let rate = insert(&url, &base)?;
+            let rate = insert(&url, self.base)?;
             format!("pgvector, two shards ({rate:.0} inserts/s)")
         };
         let open = || -> Result<Box<dyn Store>> { Ok(Box::new(PgStore::open(&url)?)) };
-        report(&name, &open, &queries, &truth)?;
+        report(&name, &open, self.queries, self.truth)
     }
-    for line in [&local_line, &sizes_line] {
-        if !line.is_empty() {
-            println!("{line}");
-        }
+}
+
+/// Embedding real images through the job queue with one and two workers, against a local
+/// `imgsearch index` of the same images.
+fn bench_workers(bin: &Path, images: &Path) -> Result<()> {
+    if !images.exists() {
+        println!(
+            "workers: {} not found (fetch CIFAR-10: bench/data.sh cifar10/test)",
+            images.display()
+        );
+        return Ok(());
     }
-    if want("workers") {
-        if !args.images.exists() {
-            println!(
-                "workers: {} not found (fetch CIFAR-10: bench/data.sh cifar10/test)",
-                args.images.display()
-            );
-            return Ok(());
-        }
-        println!();
-        println!("| workers | images | images/s |");
-        println!("|---|---|---|");
-        for count in [1, 2] {
-            let node = pg::Cluster::start(&bin);
-            let url = node.database("embed");
-            let (images, rate) = workers(&url, &args.images, count)?;
-            println!("| {count} | {images} | {rate:.0} |");
-        }
-        let tmp = tempfile::tempdir()?;
-        let t = Instant::now();
-        let status = std::process::Command::new("target/release/imgsearch")
-            .args(["index", "--quiet", "--index"])
-            .arg(tmp.path().join("index"))
-            .arg(&args.images)
-            .status()?;
-        if status.success() {
-            let n = Index::open(&tmp.path().join("index"))?.len();
-            println!(
-                "| local `imgsearch index` (same images) | {n} | {:.0} |",
-                n as f64 / t.elapsed().as_secs_f64()
-            );
-        }
+    println!();
+    println!("| workers | images | images/s |");
+    println!("|---|---|---|");
+    for count in [1, 2] {
+        let node = pg::Cluster::start(bin);
+        let url = node.database("embed");
+        let (embedded, rate) = workers(&url, images, count)?;
+        println!("| {count} | {embedded} | {rate:.0} |");
+    }
+    let tmp = tempfile::tempdir()?;
+    let t = Instant::now();
+    let status = std::process::Command::new("target/release/imgsearch")
+        .args(["index", "--quiet", "--index"])
+        .arg(tmp.path().join("index"))
+        .arg(images)
+        .status()?;
+    if status.success() {
+        let n = Index::open(&tmp.path().join("index"))?.len();
+        println!(
+            "| local `imgsearch index` (same images) | {n} | {:.0} |",
+            n as f64 / t.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -360,69 +360,91 @@ fn messages_say_what_is_wrong() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("d");
     let files = images(&dir, "horse", 12);
-    let fails = |args: &[&str], code: i32, needle: &str| {
-        let out = run(args);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
-        assert!(!stderr(&out).contains("panicked"));
-    };
+    refuses_files_and_unbuilt_indexes(tmp.path(), &dir, &files[0]);
+    let index = names_a_moved_model_folder(tmp.path(), &dir, &files[0]);
+    names_a_truncated_config(tmp.path(), &dir);
+    names_nan_and_missing_weights(tmp.path(), &dir);
+    refuses_zero_sizes_and_tiny_inputs(tmp.path(), &dir, &files[0], &index);
+}
+
+/// Runs imgsearch, expecting exit status `code`, `needle` in its stderr and no panic.
+fn fails_saying(args: &[&str], code: i32, needle: &str) {
+    let out = run(args);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+    assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"));
+}
+
+/// `--index` naming a regular file, and an index folder that is being built or was never built.
+fn refuses_files_and_unbuilt_indexes(tmp: &Path, dir: &Path, query: &Path) {
     // --index naming a regular file.
-    let file = tmp.path().join("plain-file");
+    let file = tmp.join("plain-file");
     std::fs::write(&file, b"x").expect("write");
-    fails(
-        &["index", s(&dir), "--index", s(&file)],
+    fails_saying(
+        &["index", s(dir), "--index", s(&file)],
         1,
         "is a file, not an index folder",
     );
-    fails(
-        &["query", s(&files[0]), "--index", s(&file)],
+    fails_saying(
+        &["query", s(query), "--index", s(&file)],
         1,
         "is a file, not an index folder",
     );
     // A query while the first build holds the lock and has not committed.
-    let building = tmp.path().join("building");
+    let building = tmp.join("building");
     std::fs::create_dir_all(&building).expect("mkdir");
     let lock = std::fs::File::create(building.join("writer.lock")).expect("lock file");
     lock.try_lock().expect("lock");
-    fails(
-        &["query", s(&files[0]), "--index", s(&building)],
+    fails_saying(
+        &["query", s(query), "--index", s(&building)],
         1,
         "being built",
     );
     drop(lock);
-    fails(
-        &["query", s(&files[0]), "--index", s(&building)],
+    fails_saying(
+        &["query", s(query), "--index", s(&building)],
         1,
         "run `imgsearch index DIR` first",
     );
-    // A model folder moved after indexing.
-    let model = model_folder(&tmp.path().join("my-model"));
-    let index = tmp.path().join("index");
-    ok(&["index", s(&dir), "--index", s(&index), "--model", s(&model)]);
-    std::fs::rename(&model, tmp.path().join("elsewhere")).expect("move");
-    fails(
-        &["query", s(&files[0]), "--index", s(&index)],
+}
+
+/// A model folder moved after indexing; returns the index built with it.
+fn names_a_moved_model_folder(tmp: &Path, dir: &Path, query: &Path) -> PathBuf {
+    let model = model_folder(&tmp.join("my-model"));
+    let index = tmp.join("index");
+    ok(&["index", s(dir), "--index", s(&index), "--model", s(&model)]);
+    std::fs::rename(&model, tmp.join("elsewhere")).expect("move");
+    fails_saying(
+        &["query", s(query), "--index", s(&index)],
         1,
         "no longer there",
     );
-    // A truncated config.json is named as such.
-    let broken = model_folder(&tmp.path().join("broken"));
+    index
+}
+
+/// A truncated config.json is named as such.
+fn names_a_truncated_config(tmp: &Path, dir: &Path) {
+    let broken = model_folder(&tmp.join("broken"));
     let config = std::fs::read(broken.join("config.json")).expect("read");
     std::fs::write(broken.join("config.json"), &config[..config.len() / 2]).expect("truncate");
-    fails(
+    fails_saying(
         &[
             "index",
-            s(&dir),
+            s(dir),
             "--index",
-            s(&tmp.path().join("i2")),
+            s(&tmp.join("i2")),
             "--model",
             s(&broken),
         ],
         1,
         "config.json",
     );
-    // NaN weights are the model's fault, not the first image's.
-    let nan = model_folder(&tmp.path().join("nan"));
+}
+
+/// NaN weights are the model's fault, not the first image's; missing weights are one line
+/// naming the file and the tensor.
+fn names_nan_and_missing_weights(tmp: &Path, dir: &Path) {
+    let nan = model_folder(&tmp.join("nan"));
     let bytes = std::fs::read(nan.join("model.safetensors")).expect("read");
     let tensors = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
     let mut owned: Vec<OwnedTensor> = tensors
@@ -435,9 +457,9 @@ fn messages_say_what_is_wrong() {
     write_tensors(&nan.join("model.safetensors"), &owned);
     let out = run(&[
         "index",
-        s(&dir),
+        s(dir),
         "--index",
-        s(&tmp.path().join("i3")),
+        s(&tmp.join("i3")),
         "--model",
         s(&nan),
     ]);
@@ -450,10 +472,10 @@ fn messages_say_what_is_wrong() {
     assert!(!stderr(&out).contains("0000.jpg"));
     // Weights that lack a tensor the config needs: one line naming the file and the tensor, even
     // with RUST_BACKTRACE set (candle then attaches a backtrace to its errors).
-    let partial = model_folder(&tmp.path().join("partial"));
+    let partial = model_folder(&tmp.join("partial"));
     write_tensors(&partial.join("model.safetensors"), &owned[1..]);
     let out = Command::new(env!("CARGO_BIN_EXE_imgsearch"))
-        .args(["eval", s(&dir), "--model", s(&partial)])
+        .args(["eval", s(dir), "--model", s(&partial)])
         .env("RUST_BACKTRACE", "1")
         .output()
         .expect("run imgsearch");
@@ -465,45 +487,45 @@ fn messages_say_what_is_wrong() {
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(!err.contains("\\n"), "{err}");
-    // Zero is not a batch, a k or a beam width.
-    fails(
+}
+
+/// Zero is not a batch, a k or a beam width; training on one image, or at an input size the
+/// encoder cannot use, fails before writing a pixel cache.
+fn refuses_zero_sizes_and_tiny_inputs(tmp: &Path, dir: &Path, query: &Path, index: &Path) {
+    fails_saying(
         &[
             "index",
-            s(&dir),
+            s(dir),
             "--index",
-            s(&tmp.path().join("i4")),
+            s(&tmp.join("i4")),
             "--batch",
             "0",
         ],
         2,
         "0",
     );
-    fails(
-        &["query", s(&files[0]), "--index", s(&index), "-k", "0"],
-        2,
-        "0",
-    );
-    fails(
-        &["query", s(&files[0]), "--index", s(&index), "--ef", "0"],
+    fails_saying(&["query", s(query), "--index", s(index), "-k", "0"], 2, "0");
+    fails_saying(
+        &["query", s(query), "--index", s(index), "--ef", "0"],
         2,
         "0",
     );
     // Training on one image fails before writing a pixel cache.
-    let one = tmp.path().join("one");
+    let one = tmp.join("one");
     images(&one, "cat", 1);
-    let out_dir = tmp.path().join("m1");
-    fails(
+    let out_dir = tmp.join("m1");
+    fails_saying(
         &["train", s(&one), "--out", s(&out_dir)],
         2,
         "at least --batch",
     );
     assert!(!out_dir.join("pixels.cache").exists());
     // An input size the encoder cannot use is refused before any image is decoded.
-    let m16 = tmp.path().join("m16");
-    fails(
+    let m16 = tmp.join("m16");
+    fails_saying(
         &[
             "train",
-            s(&dir),
+            s(dir),
             "--out",
             s(&m16),
             "--size",

@@ -420,39 +420,51 @@ fn training_is_reproducible_and_resumes() {
     let a = tmp.path().join("a");
     let b = tmp.path().join("b");
     for out in [&a, &b] {
-        ok(&[
-            "train",
-            s(&train),
-            "--out",
-            s(out),
-            "--epochs",
-            "1",
-            "--batch",
-            "8",
-            "--seed",
-            "3",
-            "--lr-schedule",
-            "constant",
-            "--quiet",
-        ]);
+        train_at_a_constant_rate(&train, out, "1");
     }
-    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).expect("weights");
     assert_eq!(
-        weights(&a),
-        weights(&b),
+        model_weights(&a),
+        model_weights(&b),
         "same seed, same data: same weights"
     );
 
     // Two epochs in one go equal one epoch then --resume to two. (A constant rate: the cosine
     // schedule's horizon is --epochs, so a first run of one epoch would decay to zero.)
     let full = tmp.path().join("full");
+    train_at_a_constant_rate(&train, &full, "2");
+    resuming_keeps_batch_seed_and_schedule(&train, &a);
+    // The checkpoint holds the last epoch's parameters and moments (the model beside it is
+    // the epoch the label-free probe liked best, which may be an earlier one).
+    assert_eq!(
+        checkpoint_weights(&a),
+        checkpoint_weights(&full),
+        "resume continues exactly"
+    );
+    assert_ne!(checkpoint_weights(&a), checkpoint_weights(&b));
+    let kept_model = model_weights(&a);
+    a_divergence_keeps_the_last_good_epoch(&train, &a, &full, &kept_model);
+    a_corrupt_checkpoint_is_named(&train, &a);
+}
+
+/// The model file's bytes.
+fn model_weights(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("model.safetensors")).expect("weights")
+}
+
+/// The checkpoint's bytes: the last epoch's parameters and Adam moments.
+fn checkpoint_weights(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("checkpoint.safetensors")).expect("checkpoint")
+}
+
+/// Trains on `train` into `out` for `epochs` at batch 8, seed 3 and a constant rate.
+fn train_at_a_constant_rate(train: &Path, out: &Path, epochs: &str) {
     ok(&[
         "train",
-        s(&train),
+        s(train),
         "--out",
-        s(&full),
+        s(out),
         "--epochs",
-        "2",
+        epochs,
         "--batch",
         "8",
         "--seed",
@@ -461,13 +473,16 @@ fn training_is_reproducible_and_resumes() {
         "constant",
         "--quiet",
     ]);
-    // A resumed run keeps its batch, seed and schedule without being told them again, and
-    // refuses a different batch.
+}
+
+/// A resumed run keeps its batch, seed and schedule without being told them again, and refuses
+/// a different batch; resuming `a` to two epochs records them.
+fn resuming_keeps_batch_seed_and_schedule(train: &Path, a: &Path) {
     let out = imgsearch(&[
         "train",
-        s(&train),
+        s(train),
         "--out",
-        s(&a),
+        s(a),
         "--epochs",
         "2",
         "--batch",
@@ -477,14 +492,14 @@ fn training_is_reproducible_and_resumes() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("--batch 16") && stderr.contains("batch 8") && stderr.contains(s(&a)),
+        stderr.contains("--batch 16") && stderr.contains("batch 8") && stderr.contains(s(a)),
         "{stderr}"
     );
     ok(&[
         "train",
-        s(&train),
+        s(train),
         "--out",
-        s(&a),
+        s(a),
         "--epochs",
         "2",
         "--resume",
@@ -499,20 +514,16 @@ fn training_is_reproducible_and_resumes() {
         (&record["seed"], &record["batch"], &record["schedule"]),
         (&Value::from(3), &Value::from(8), &Value::from("constant"))
     );
-    // The checkpoint holds the last epoch's parameters and moments (the model beside it is
-    // the epoch the label-free probe liked best, which may be an earlier one).
-    let trained =
-        |dir: &Path| std::fs::read(dir.join("checkpoint.safetensors")).expect("checkpoint");
-    assert_eq!(trained(&a), trained(&full), "resume continues exactly");
-    assert_ne!(trained(&a), trained(&b));
-    let kept_model = weights(&a);
+}
 
-    // A loss that blows up stops training with a clear error; the last good checkpoint stays.
+/// A loss that blows up stops training with a clear error; the last good checkpoint and model
+/// stay.
+fn a_divergence_keeps_the_last_good_epoch(train: &Path, a: &Path, full: &Path, kept_model: &[u8]) {
     let out = imgsearch(&[
         "train",
-        s(&train),
+        s(train),
         "--out",
-        s(&a),
+        s(a),
         "--epochs",
         "3",
         "--batch",
@@ -533,13 +544,15 @@ fn training_is_reproducible_and_resumes() {
             .expect("json");
     assert_eq!(state["epochs_done"], 2);
     assert_eq!(
-        trained(&a),
-        trained(&full),
+        checkpoint_weights(a),
+        checkpoint_weights(full),
         "the checkpoint of the last good epoch is kept"
     );
-    assert_eq!(weights(&a), kept_model, "and so is the model");
+    assert_eq!(model_weights(a), kept_model, "and so is the model");
+}
 
-    // A corrupt checkpoint is refused with a message naming it.
+/// A corrupt checkpoint is refused with a message naming it.
+fn a_corrupt_checkpoint_is_named(train: &Path, a: &Path) {
     let ckpt = a.join("checkpoint.safetensors");
     let mut bytes = std::fs::read(&ckpt).expect("read");
     let mid = bytes.len() / 2;
@@ -547,9 +560,9 @@ fn training_is_reproducible_and_resumes() {
     std::fs::write(&ckpt, bytes).expect("write");
     let out = imgsearch(&[
         "train",
-        s(&train),
+        s(train),
         "--out",
-        s(&a),
+        s(a),
         "--epochs",
         "3",
         "--resume",
@@ -920,11 +933,6 @@ fn identify<'a>(images: &'a [(Vec<u8>, PathBuf)], drawn: &[u8], what: &str) -> &
 
 #[test]
 fn contact_sheets_draw_each_query_beside_its_neighbours() {
-    // The sheet's layout, as grid.rs draws it: a 4 px gap, the query, a wider gap, the
-    // neighbours; 14 px of score under each row.
-    const GAP: u32 = 4;
-    const LABEL: u32 = 14;
-    const SIZE: u32 = 32; // the fixtures' CIFAR images
     let tmp = tempfile::tempdir().expect("tempdir");
     let images = fixtures().join("test");
     let index = tmp.path().join("index");
@@ -933,27 +941,53 @@ fn contact_sheets_draw_each_query_beside_its_neighbours() {
         .into_iter()
         .map(|path| {
             let rgb = image::open(&path).expect("fixture decodes").to_rgb8();
-            assert_eq!(rgb.dimensions(), (SIZE, SIZE));
+            assert_eq!(rgb.dimensions(), (FIXTURE_SIDE, FIXTURE_SIDE));
             (rgb.into_raw(), path.canonicalize().expect("canon"))
         })
         .collect();
-    let column_x = |c: u32, tile: u32| GAP + c * (tile + GAP) + if c > 0 { 3 * GAP } else { 0 };
-    let row_y = |r: u32, tile: u32| GAP + r * (tile + LABEL + GAP);
     let k = 4;
-    let columns = k as u32 + 1;
+    query_sheet_shows_the_ranked_neighbours(tmp.path(), &images, &index, &fixtures, k);
+    grid_sheet_rows_are_queries_and_their_neighbours(tmp.path(), &index, &fixtures, k);
+}
 
-    // `query --grid` (64 px tiles): one row, the query, then its neighbours in the order
-    // `query --json` ranks them (the query itself first, as it is indexed).
+// The sheet's layout, as grid.rs draws it: a 4 px gap, the query, a wider gap, the
+// neighbours; 14 px of score under each row.
+const SHEET_GAP: u32 = 4;
+const SHEET_LABEL: u32 = 14;
+/// The fixtures' CIFAR images' side.
+const FIXTURE_SIDE: u32 = 32;
+
+/// Where column `c` of a sheet of `tile` px tiles starts.
+fn sheet_column_x(c: u32, tile: u32) -> u32 {
+    SHEET_GAP + c * (tile + SHEET_GAP) + if c > 0 { 3 * SHEET_GAP } else { 0 }
+}
+
+/// Where row `r` of a sheet of `tile` px tiles starts.
+fn sheet_row_y(r: u32, tile: u32) -> u32 {
+    SHEET_GAP + r * (tile + SHEET_LABEL + SHEET_GAP)
+}
+
+/// `query --grid` (64 px tiles): one row, the query, then its neighbours in the order
+/// `query --json` ranks them (the query itself first, as it is indexed), a frame round the
+/// query and a score under each neighbour.
+fn query_sheet_shows_the_ranked_neighbours(
+    tmp: &Path,
+    images: &Path,
+    index: &Path,
+    fixtures: &[(Vec<u8>, PathBuf)],
+    k: usize,
+) {
+    let columns = k as u32 + 1;
     let tile = 64;
     let query = images.join("cat/0003.jpg").canonicalize().expect("canon");
-    let sheet_path = tmp.path().join("query.png");
+    let sheet_path = tmp.join("query.png");
     let lines = query_lines(&ok(&[
         "query",
         s(&query),
         "-k",
         &k.to_string(),
         "--index",
-        s(&index),
+        s(index),
         "--json",
         "--grid",
         s(&sheet_path),
@@ -966,14 +1000,20 @@ fn contact_sheets_draw_each_query_beside_its_neighbours() {
     assert_eq!(
         sheet.dimensions(),
         (
-            GAP + columns * (tile + GAP) + 3 * GAP,
-            GAP + tile + LABEL + GAP
+            SHEET_GAP + columns * (tile + SHEET_GAP) + 3 * SHEET_GAP,
+            SHEET_GAP + tile + SHEET_LABEL + SHEET_GAP
         )
     );
     let drawn: Vec<&Path> = (0..columns)
         .map(|c| {
-            let px = drawn_image(&sheet, column_x(c, tile), row_y(0, tile), tile, SIZE);
-            identify(&fixtures, &px, &format!("column {c}"))
+            let px = drawn_image(
+                &sheet,
+                sheet_column_x(c, tile),
+                sheet_row_y(0, tile),
+                tile,
+                FIXTURE_SIDE,
+            );
+            identify(fixtures, &px, &format!("column {c}"))
         })
         .collect();
     assert_eq!(drawn[0], query);
@@ -981,28 +1021,42 @@ fn contact_sheets_draw_each_query_beside_its_neighbours() {
         assert_eq!(drawn[c + 1], path, "column {}", c + 1);
     }
     // The query's frame, and ink under each neighbour (its score).
-    assert_eq!(sheet.get_pixel(GAP - 2, GAP - 2).0, [200, 30, 30]);
+    assert_eq!(
+        sheet.get_pixel(SHEET_GAP - 2, SHEET_GAP - 2).0,
+        [200, 30, 30]
+    );
     for c in 1..columns {
-        let inked = (0..LABEL)
+        let inked = (0..SHEET_LABEL)
             .flat_map(|dy| (0..tile).map(move |dx| (dx, dy)))
             .filter(|&(dx, dy)| {
-                let (x, y) = (column_x(c, tile) + dx, row_y(0, tile) + tile + dy);
+                let (x, y) = (
+                    sheet_column_x(c, tile) + dx,
+                    sheet_row_y(0, tile) + tile + dy,
+                );
                 sheet.get_pixel(x, y).0 != [255, 255, 255]
             })
             .count();
         assert!(inked > 0, "no score under column {c}");
     }
+}
 
-    // `grid` (32 px tiles here): random rows, each a query and its k nearest neighbours
-    // without itself; the same seed draws the same sheet.
-    let tile = SIZE;
+/// `grid` (32 px tiles here): random rows, each a query and its k nearest neighbours without
+/// itself; the same seed draws the same sheet.
+fn grid_sheet_rows_are_queries_and_their_neighbours(
+    tmp: &Path,
+    index: &Path,
+    fixtures: &[(Vec<u8>, PathBuf)],
+    k: usize,
+) {
+    let columns = k as u32 + 1;
+    let tile = FIXTURE_SIDE;
     let rows = 3;
     let draw = |seed: &str, out: &Path| {
         ok(&[
             "--quiet",
             "grid",
             "--index",
-            s(&index),
+            s(index),
             "--rows",
             &rows.to_string(),
             "-k",
@@ -1016,20 +1070,26 @@ fn contact_sheets_draw_each_query_beside_its_neighbours() {
         ]);
         image::open(out).expect("grid decodes").to_rgb8()
     };
-    let sheet = draw("5", &tmp.path().join("a.png"));
-    assert_eq!(sheet, draw("5", &tmp.path().join("b.png")));
+    let sheet = draw("5", &tmp.join("a.png"));
+    assert_eq!(sheet, draw("5", &tmp.join("b.png")));
     assert_eq!(
         sheet.dimensions(),
         (
-            GAP + columns * (tile + GAP) + 3 * GAP,
-            GAP + rows * (tile + LABEL + GAP)
+            SHEET_GAP + columns * (tile + SHEET_GAP) + 3 * SHEET_GAP,
+            SHEET_GAP + rows * (tile + SHEET_LABEL + SHEET_GAP)
         )
     );
     for r in 0..rows {
         let row: Vec<&Path> = (0..columns)
             .map(|c| {
-                let px = drawn_image(&sheet, column_x(c, tile), row_y(r, tile), tile, SIZE);
-                identify(&fixtures, &px, &format!("row {r} column {c}"))
+                let px = drawn_image(
+                    &sheet,
+                    sheet_column_x(c, tile),
+                    sheet_row_y(r, tile),
+                    tile,
+                    FIXTURE_SIDE,
+                );
+                identify(fixtures, &px, &format!("row {r} column {c}"))
             })
             .collect();
         let answer = query_lines(&ok(&[
@@ -1038,7 +1098,7 @@ fn contact_sheets_draw_each_query_beside_its_neighbours() {
             "-k",
             &(k + 1).to_string(),
             "--index",
-            s(&index),
+            s(index),
             "--json",
         ]));
         let expected: Vec<PathBuf> = check_results(&answer[0], k + 1)
@@ -1172,11 +1232,17 @@ fn training_fits_the_search_projection() {
         [256, 4]
     );
 
+    projection_refusals_and_fallbacks(tmp.path(), &photos, images);
+}
+
+/// A projection longer than the embedding is a usage error that writes no model; with no
+/// `--projection` and fewer images than the default needs, none is fitted.
+fn projection_refusals_and_fallbacks(tmp: &Path, photos: &Path, images: usize) {
     let refused = imgsearch(&[
         "train",
-        s(&photos),
+        s(photos),
         "--out",
-        s(&tmp.path().join("too-long")),
+        s(&tmp.join("too-long")),
         "--embedding",
         "mean",
         "--projection",
@@ -1188,16 +1254,12 @@ fn training_fits_the_search_projection() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    assert!(!tmp
-        .path()
-        .join("too-long")
-        .join("model.safetensors")
-        .exists());
+    assert!(!tmp.join("too-long").join("model.safetensors").exists());
 
-    let few = tmp.path().join("few");
+    let few = tmp.join("few");
     let report = summary(&ok(&[
         "train",
-        s(&photos),
+        s(photos),
         "--out",
         s(&few),
         "--batch",
@@ -1224,21 +1286,6 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let photos = fixtures().join("photos");
     let images = count_files(&photos);
-    let eval_of = |extra: &[&str]| -> Value {
-        let mut args = vec!["eval", s(&photos), "--json"];
-        args.extend_from_slice(extra);
-        summary(&ok(&args))
-    };
-    // The same scores up to the order of a floating-point sum.
-    let same = |a: &Value, b: &Value| {
-        ["precision_at_k", "knn_accuracy"].iter().all(|key| {
-            match (a[key].as_f64(), b[key].as_f64()) {
-                (Some(x), Some(y)) => (x - y).abs() < 1e-9,
-                _ => false,
-            }
-        })
-    };
-
     let tuned = tmp.path().join("tuned");
     let report = summary(&ok(&[
         "train",
@@ -1265,10 +1312,16 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
         }
     }
     // Before training the model is the bundled one, scored as `eval` scores it.
-    assert!(same(&report["eval"]["before"], &eval_of(&[])), "{report}");
+    assert!(
+        same_scores(&report["eval"]["before"], &eval_scores(&photos, &[])),
+        "{report}"
+    );
     // After: the model saved in --out, which is the epoch the probe picked.
     assert!(
-        same(&report["eval"]["after"], &eval_of(&["--model", s(&tuned)])),
+        same_scores(
+            &report["eval"]["after"],
+            &eval_scores(&photos, &["--model", s(&tuned)])
+        ),
         "{report}"
     );
     let config: Value =
@@ -1298,23 +1351,45 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
     assert_eq!(report["start"], "scratch");
     assert_eq!(report["out_of_time"], false);
     assert!(
-        same(
+        same_scores(
             &report["eval"]["before"],
-            &eval_of(&["--baseline", "random"])
+            &eval_scores(&photos, &["--baseline", "random"])
         ),
         "{report}"
     );
 
-    // From a model folder: its weights go on training. `--keep last` leaves the last epoch in
-    // --out: the checkpoint's encoder, tensor for tensor.
-    let again = tmp.path().join("again");
+    continuing_from_a_folder_keeps_the_last_epoch(tmp.path(), &photos, &tuned);
+    other_architectures_and_bad_starts_are_refused(tmp.path(), &photos);
+}
+
+/// `imgsearch eval` of the photos with the extra arguments, as JSON.
+fn eval_scores(photos: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["eval", s(photos), "--json"];
+    args.extend_from_slice(extra);
+    summary(&ok(&args))
+}
+
+/// The same scores up to the order of a floating-point sum.
+fn same_scores(a: &Value, b: &Value) -> bool {
+    ["precision_at_k", "knn_accuracy"]
+        .iter()
+        .all(|key| match (a[key].as_f64(), b[key].as_f64()) {
+            (Some(x), Some(y)) => (x - y).abs() < 1e-9,
+            _ => false,
+        })
+}
+
+/// From a model folder: its weights go on training. `--keep last` leaves the last epoch in
+/// --out: the checkpoint's encoder, tensor for tensor.
+fn continuing_from_a_folder_keeps_the_last_epoch(tmp: &Path, photos: &Path, tuned: &Path) {
+    let again = tmp.join("again");
     let report = summary(&ok(&[
         "train",
-        s(&photos),
+        s(photos),
         "--out",
         s(&again),
         "--from",
-        s(&tuned),
+        s(tuned),
         "--batch",
         "8",
         "--epochs",
@@ -1352,11 +1427,14 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
             "{name}"
         );
     }
+}
 
-    // Another architecture trains from scratch unless a start is named, which it cannot fit.
+/// Another architecture trains from scratch unless a start is named, which it cannot fit; a
+/// missing start folder and a budget that is not a positive number of minutes are refused.
+fn other_architectures_and_bad_starts_are_refused(tmp: &Path, photos: &Path) {
     let small = ["--channels", "16,32,64", "--dim", "16", "--batch", "8"];
-    let mut args = vec!["train", s(&photos), "--epochs", "1", "--json", "--out"];
-    let small_out = tmp.path().join("small");
+    let mut args = vec!["train", s(photos), "--epochs", "1", "--json", "--out"];
+    let small_out = tmp.join("small");
     args.push(s(&small_out));
     args.extend_from_slice(&small);
     assert_eq!(summary(&ok(&args))["start"], "scratch");
@@ -1368,19 +1446,19 @@ fn training_fine_tunes_the_bundled_model_within_a_budget() {
         stderr.contains("--from default") && stderr.contains("channels"),
         "{stderr}"
     );
-    let missing = tmp.path().join("no-such-model");
+    let missing = tmp.join("no-such-model");
     let out = imgsearch(&[
         "train",
-        s(&photos),
+        s(photos),
         "--out",
-        s(&tmp.path().join("x")),
+        s(&tmp.join("x")),
         "--from",
         s(&missing),
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-model"));
     for bad in ["0", "-1", "soon"] {
-        let out = imgsearch(&["train", s(&photos), "--minutes", bad]);
+        let out = imgsearch(&["train", s(photos), "--minutes", bad]);
         assert_eq!(out.status.code(), Some(2), "--minutes {bad}");
     }
 }

@@ -221,7 +221,29 @@ fn hostile_and_bad_requests_get_clear_4xx_and_the_server_keeps_serving() {
     }
 
     // Uploads that are not images, truncated, missing or too large: 400/413 naming the problem.
-    let jpeg = std::fs::read(&photo).unwrap();
+    bad_uploads_are_named(&served, &photo);
+
+    // Still serving.
+    assert_eq!(get(served.addr, "/api/stats").status, 200);
+
+    // A client that connects and sends nothing is dropped after the header timeout.
+    let mut idle = TcpStream::connect(served.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let _ = idle.read_to_end(&mut buf);
+    let waited = start.elapsed();
+    assert!(
+        waited < Duration::from_secs(25),
+        "an idle connection was held {waited:?}"
+    );
+}
+
+/// Uploads that are not images, truncated, missing or too large, and bodies that are not
+/// multipart: 400/413 naming the problem.
+fn bad_uploads_are_named(served: &Served, photo: &Path) {
+    let jpeg = std::fs::read(photo).unwrap();
     let text = upload(served.addr, "", "image", "notes.txt", b"just some text");
     assert_eq!(text.status, 400);
     let message = text.json()["message"].as_str().unwrap().to_string();
@@ -264,22 +286,6 @@ fn hostile_and_bad_requests_get_clear_4xx_and_the_server_keeps_serving() {
     );
     let not_multipart = raw(served.addr, "POST /api/search HTTP/1.1", b"{}");
     assert!(not_multipart.status >= 400 && not_multipart.status < 500);
-
-    // Still serving.
-    assert_eq!(get(served.addr, "/api/stats").status, 200);
-
-    // A client that connects and sends nothing is dropped after the header timeout.
-    let mut idle = TcpStream::connect(served.addr).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let start = Instant::now();
-    let mut buf = Vec::new();
-    let _ = idle.read_to_end(&mut buf);
-    let waited = start.elapsed();
-    assert!(
-        waited < Duration::from_secs(25),
-        "an idle connection was held {waited:?}"
-    );
 }
 
 /// A port another server holds is a runtime failure (exit 1, as any runtime error; 2 is for
@@ -458,14 +464,29 @@ async fn grid_paths(client: &fantoccini::Client) -> Vec<String> {
 }
 
 async fn page_session(client: &fantoccini::Client, served: &Served) -> Step<()> {
-    use fantoccini::Locator::{Css, Id};
-    let e = |what: &str| {
-        let what = what.to_string();
-        move |err: fantoccini::error::CmdError| format!("{what}: {err}")
-    };
     let base = format!("http://{}/", served.addr);
-    client.goto(&base).await.map_err(e("open the page"))?;
+    client.goto(&base).await.map_err(failed("open the page"))?;
+    let (expected, second, expected_clicked) = upload_then_click(client, served).await?;
+    back_forward_and_reload(client, &expected, &expected_clicked).await?;
+    a_bad_file_is_named(client, served).await?;
+    the_other_views_draw(client, served, &base).await?;
+    an_out_of_range_min_is_no_bound(client, &base, &second, &expected_clicked).await?;
+    duplicates_fit_a_phone(client, served, &base, Path::new(&expected[0])).await
+}
 
+/// Turns a WebDriver error into the step's message, saying what was being done.
+fn failed(what: &str) -> impl FnOnce(fantoccini::error::CmdError) -> String {
+    let what = what.to_string();
+    move |err| format!("{what}: {err}")
+}
+
+/// Uploads a photo and clicks its second result, checking both grids against `imgsearch query`;
+/// returns the upload's neighbours, the clicked id and the clicked image's neighbours.
+async fn upload_then_click(
+    client: &fantoccini::Client,
+    served: &Served,
+) -> Step<(Vec<String>, String, Vec<String>)> {
+    use fantoccini::Locator::{Css, Id};
     // Upload a photo through the file picker: the page shows the neighbours that
     // `imgsearch query --json -k 12` prints.
     let photo = first_photo(served, "photos/signdigits-6");
@@ -473,11 +494,14 @@ async fn page_session(client: &fantoccini::Client, served: &Served) -> Step<()> 
         .into_iter()
         .map(|(p, _)| p)
         .collect();
-    let input = client.find(Id("file")).await.map_err(e("the file input"))?;
+    let input = client
+        .find(Id("file"))
+        .await
+        .map_err(failed("the file input"))?;
     input
         .send_keys(s(&photo))
         .await
-        .map_err(e("pick the photo"))?;
+        .map_err(failed("pick the photo"))?;
     let shown = wait_for("12 results", || async {
         let paths = grid_paths(client).await;
         (paths.len() == 12).then_some(paths)
@@ -486,7 +510,7 @@ async fn page_session(client: &fantoccini::Client, served: &Served) -> Step<()> 
     if shown != expected {
         return Err(format!("page shows {shown:?}, query printed {expected:?}"));
     }
-    let upload_url = client.current_url().await.map_err(e("url"))?;
+    let upload_url = client.current_url().await.map_err(failed("url"))?;
     if !upload_url.as_str().contains("view=upload") {
         return Err(format!("after an upload the URL is {upload_url}"));
     }
@@ -495,16 +519,16 @@ async fn page_session(client: &fantoccini::Client, served: &Served) -> Step<()> 
     let cards = client
         .find_all(Css("#grid .result img"))
         .await
-        .map_err(e("cards"))?;
+        .map_err(failed("cards"))?;
     let second = client
         .find_all(Css("#grid .result"))
         .await
-        .map_err(e("cards"))?[1]
+        .map_err(failed("cards"))?[1]
         .attr("data-id")
         .await
-        .map_err(e("data-id"))?
+        .map_err(failed("data-id"))?
         .ok_or("no data-id")?;
-    cards[1].click().await.map_err(e("click a result"))?;
+    cards[1].click().await.map_err(failed("click a result"))?;
     let clicked = wait_for("the clicked image's neighbours", || async {
         let url = client.current_url().await.ok()?;
         let paths = grid_paths(client).await;
@@ -521,30 +545,47 @@ async fn page_session(client: &fantoccini::Client, served: &Served) -> Step<()> 
             "after the click the page shows {clicked:?}, query printed {expected_clicked:?}"
         ));
     }
+    Ok((expected, second, expected_clicked))
+}
 
+/// Back shows the upload's results and URL again; forward and a reload of the id URL show the
+/// clicked image's neighbours.
+async fn back_forward_and_reload(
+    client: &fantoccini::Client,
+    expected: &[String],
+    expected_clicked: &[String],
+) -> Step<()> {
     // Back: the upload's results again, and its URL.
-    client.back().await.map_err(e("back"))?;
+    client.back().await.map_err(failed("back"))?;
     wait_for("the upload's results after back", || async {
         let url = client.current_url().await.ok()?;
         (url.as_str().contains("view=upload") && grid_paths(client).await == expected).then_some(())
     })
     .await?;
     // Forward and reload of an id URL: the same neighbours.
-    client.forward().await.map_err(e("forward"))?;
-    client.refresh().await.map_err(e("reload"))?;
+    client.forward().await.map_err(failed("forward"))?;
+    client.refresh().await.map_err(failed("reload"))?;
     wait_for("the clicked image's neighbours after reload", || async {
         (grid_paths(client).await == expected_clicked).then_some(())
     })
     .await?;
+    Ok(())
+}
 
+/// A file that is not an image: the page says so, naming it.
+async fn a_bad_file_is_named(client: &fantoccini::Client, served: &Served) -> Step<()> {
+    use fantoccini::Locator::Id;
     // A file that is not an image: the page says so.
     let bad = served.tmp.path().join("not-a-photo.jpg");
     std::fs::write(&bad, "this is text, not a JPEG").unwrap();
-    let input = client.find(Id("file")).await.map_err(e("the file input"))?;
+    let input = client
+        .find(Id("file"))
+        .await
+        .map_err(failed("the file input"))?;
     input
         .send_keys(s(&bad))
         .await
-        .map_err(e("pick the bad file"))?;
+        .map_err(failed("pick the bad file"))?;
     let message = wait_for("the error message", || async {
         let error = client.find(Id("error")).await.ok()?;
         let text = error.text().await.ok()?;
@@ -554,47 +595,76 @@ async fn page_session(client: &fantoccini::Client, served: &Served) -> Step<()> 
     if !(message.contains("not-a-photo.jpg") && message.contains("cannot read image")) {
         return Err(format!("the error shown is {message:?}"));
     }
+    Ok(())
+}
 
+/// The random and index views draw from the API (and the random view is the screenshot).
+async fn the_other_views_draw(
+    client: &fantoccini::Client,
+    served: &Served,
+    base: &str,
+) -> Step<()> {
+    use fantoccini::Locator::Css;
     // The other views draw from the API.
     client
         .goto(&format!("{base}?view=random&seed=3"))
         .await
-        .map_err(e("random"))?;
+        .map_err(failed("random"))?;
     wait_for("random rows", || async {
         let rows = client.find_all(Css("#grid .row")).await.ok()?;
         (rows.len() == 8).then_some(())
     })
     .await?;
     if let Some(out) = std::env::var_os("IMGSEARCH_SCREENSHOT") {
-        let png = client.screenshot().await.map_err(e("screenshot"))?;
+        let png = client.screenshot().await.map_err(failed("screenshot"))?;
         std::fs::write(out, png).map_err(|err| err.to_string())?;
     }
     client
         .goto(&format!("{base}?view=index"))
         .await
-        .map_err(e("index view"))?;
+        .map_err(failed("index view"))?;
     wait_for("the index view", || async {
         let text = client.find(Css(".stats")).await.ok()?.text().await.ok()?;
         text.contains(&count_files(served).to_string())
             .then_some(())
     })
     .await?;
+    Ok(())
+}
 
+/// A min score from the URL outside [-1, 1] is no bound.
+async fn an_out_of_range_min_is_no_bound(
+    client: &fantoccini::Client,
+    base: &str,
+    second: &str,
+    expected_clicked: &[String],
+) -> Step<()> {
+    use fantoccini::Locator::Id;
     // A min score from the URL outside [-1, 1] is no bound: the slider says "off" and the
     // neighbours are all there.
     client
         .goto(&format!("{base}?id={second}&min=7"))
         .await
-        .map_err(e("a URL with min=7"))?;
+        .map_err(failed("a URL with min=7"))?;
     wait_for("the neighbours without a bound", || async {
         let off = client.find(Id("min-value")).await.ok()?.text().await.ok()? == "off";
         (off && grid_paths(client).await == expected_clicked).then_some(())
     })
     .await?;
+    Ok(())
+}
 
+/// A copy of `original` in a folder of a long name: the Duplicates view on a phone-sized window
+/// tells the two apart and is no wider than the window.
+async fn duplicates_fit_a_phone(
+    client: &fantoccini::Client,
+    served: &Served,
+    base: &str,
+    original: &Path,
+) -> Step<()> {
+    use fantoccini::Locator::{Css, Id};
     // A copy of a photo under the same name in a folder of a long name: the Duplicates view on
     // a phone-sized window shows the two apart (their folders) and nothing wider than it.
-    let original = Path::new(&expected[0]);
     let folder = served
         .tmp
         .path()
@@ -605,7 +675,7 @@ async fn page_session(client: &fantoccini::Client, served: &Served) -> Step<()> 
     client
         .set_window_size(390, 844)
         .await
-        .map_err(e("a 390 px window"))?;
+        .map_err(failed("a 390 px window"))?;
     let names = wait_for("the copy's group", || async {
         client.goto(&format!("{base}?view=dups")).await.ok()?;
         for group in client.find_all(Css(".group")).await.ok()? {
@@ -626,8 +696,8 @@ async fn page_session(client: &fantoccini::Client, served: &Served) -> Step<()> 
     if names[0] == names[1] {
         return Err(format!("the copies' cards read alike: {names:?}"));
     }
-    let status = client.find(Id("status")).await.map_err(e("status"))?;
-    let said = status.text().await.map_err(e("status text"))?;
+    let status = client.find(Id("status")).await.map_err(failed("status"))?;
+    let said = status.text().await.map_err(failed("status text"))?;
     if !said.contains("copy score ≥ 0.93 ") {
         return Err(format!("the Duplicates view says {said:?}"));
     }
@@ -637,7 +707,7 @@ async fn page_session(client: &fantoccini::Client, served: &Served) -> Step<()> 
             vec![],
         )
         .await
-        .map_err(e("the page's width"))?;
+        .map_err(failed("the page's width"))?;
     let (scroll, width) = (widths[0].as_u64(), widths[1].as_u64());
     if scroll > width {
         return Err(format!(

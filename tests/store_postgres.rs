@@ -131,41 +131,7 @@ fn one_node_store_answers_as_the_local_index_does_and_stays_incremental() {
     );
 
     // eval and dups read the store as they read the index.
-    let eval = |store: &[&str]| {
-        let mut args = vec!["eval", s(&lib), "--json"];
-        args.extend_from_slice(store);
-        let r = summary(&ok(&args));
-        (r["precision_at_k"].as_f64(), r["knn_accuracy"].as_f64())
-    };
-    let (p_pg, knn_pg) = eval(&["--store", &url]);
-    let (p_local, knn_local) = eval(&[]);
-    assert!(
-        (p_pg.unwrap() - p_local.unwrap()).abs() < 1e-9,
-        "P@9 {p_pg:?} vs {p_local:?}"
-    );
-    assert!(
-        (knn_pg.unwrap() - knn_local.unwrap()).abs() < 1e-9,
-        "kNN {knn_pg:?} vs {knn_local:?}"
-    );
-    let dups_pg = ok(&[
-        "dups",
-        "--store",
-        &url,
-        "--csv",
-        "--threshold",
-        "0.9",
-        "--no-rotations",
-    ]);
-    let dups_local = ok(&[
-        "dups",
-        "--index",
-        s(&local),
-        "--csv",
-        "--threshold",
-        "0.9",
-        "--no-rotations",
-    ]);
-    assert_eq!(dups_pg, dups_local);
+    eval_and_dups_agree(&url, &lib, &local);
 
     // Incremental: nothing to do, then a removed and a changed file.
     let again = summary(&ok(&["index", "--store", &url, "--json"]));
@@ -196,6 +162,45 @@ fn one_node_store_answers_as_the_local_index_does_and_stays_incremental() {
     // The recompressed copy now scores 1 against the file it was copied from.
     let twins = query_json(&["--store", &url], &[s(&cats[2]).to_string()], 2);
     assert!(twins[0][1].1 > 0.9999, "{twins:?}");
+}
+
+/// `eval` and `dups` read the store as they read the index: the same figures, the same groups.
+fn eval_and_dups_agree(url: &str, lib: &Path, local: &Path) {
+    let eval = |store: &[&str]| {
+        let mut args = vec!["eval", s(lib), "--json"];
+        args.extend_from_slice(store);
+        let r = summary(&ok(&args));
+        (r["precision_at_k"].as_f64(), r["knn_accuracy"].as_f64())
+    };
+    let (p_pg, knn_pg) = eval(&["--store", url]);
+    let (p_local, knn_local) = eval(&[]);
+    assert!(
+        (p_pg.unwrap() - p_local.unwrap()).abs() < 1e-9,
+        "P@9 {p_pg:?} vs {p_local:?}"
+    );
+    assert!(
+        (knn_pg.unwrap() - knn_local.unwrap()).abs() < 1e-9,
+        "kNN {knn_pg:?} vs {knn_local:?}"
+    );
+    let dups_pg = ok(&[
+        "dups",
+        "--store",
+        url,
+        "--csv",
+        "--threshold",
+        "0.9",
+        "--no-rotations",
+    ]);
+    let dups_local = ok(&[
+        "dups",
+        "--index",
+        s(local),
+        "--csv",
+        "--threshold",
+        "0.9",
+        "--no-rotations",
+    ]);
+    assert_eq!(dups_pg, dups_local);
 }
 
 #[test]
