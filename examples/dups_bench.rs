@@ -554,17 +554,71 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(root.join("library"))?;
     // Canonical, as every tool's output paths are compared with the ground truth's.
     let library = root.join("library").canonicalize()?;
+    let set = build_copy_set(&args, &library)?;
+    println!(
+        "set: {} images in {} ({} originals, {} copies, {} true pairs, the rest distractors)",
+        set.total,
+        library.display(),
+        set.families,
+        set.truth.len() - set.families,
+        Scorer::new(&set.truth).true_pairs.len()
+    );
+
+    let index = root.join("index");
+    let index_seconds = index_library(&bin, &library, &index)?;
+    println!("imgsearch index: {index_seconds:.2} s");
+    let scorer = Scorer::new(&set.truth);
+    println!(
+        "{:<28} {:>6} {:>9} {:>7} {:>6} {:>8}  recall by edit (original-copy pairs)",
+        "tool and setting", "groups", "precision", "recall", "F1", "seconds"
+    );
+    let mut largest_groups = Vec::new();
+    for setting in &args.thresholds {
+        // "T/V": cosine threshold T and copy score V; "T/none": cosine alone.
+        let (threshold, copy) = setting.split_once('/').unwrap_or((setting, "none"));
+        let (groups, seconds) = dups_groups(&bin, &index, threshold, copy)?;
+        scorer.row(
+            &format!("imgsearch dups {threshold} / {copy}"),
+            Some(groups.len()),
+            &pairs_of_groups(&groups),
+            seconds,
+        );
+        largest_groups.push((
+            setting.clone(),
+            groups.iter().map(Vec::len).max().unwrap_or(0),
+        ));
+    }
+    chaining(&bin, &index, &library, &largest_groups)?;
+    score_peers(&args, &library, &root, &scorer)?;
+    if args.keep.is_none() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(())
+}
+
+/// The copy-detection set: the ground truth of every original and copy, and the counts.
+struct CopySet {
+    /// path -> (family, edit kind or "original"); distractors have no family.
+    truth: HashMap<PathBuf, (usize, &'static str)>,
+    families: usize,
+    total: usize,
+}
+
+/// Copies real test photos of every set into `library`: the first `per_set` of each set (in
+/// a seeded order) become originals with one to three seeded edits each, the rest distractors.
+fn build_copy_set(args: &Args, library: &Path) -> Result<CopySet> {
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    // path -> (family, edit kind or "original"); distractors have no family.
-    let mut truth: HashMap<PathBuf, (usize, &'static str)> = HashMap::new();
-    let mut families = 0;
-    let mut total = 0;
-    for set in ["clothing", "signdigits", "attfaces", "cifar10"] {
-        let dir = args.data.join(set).join("test");
+    let mut set = CopySet {
+        truth: HashMap::new(),
+        families: 0,
+        total: 0,
+    };
+    for name in ["clothing", "signdigits", "attfaces", "cifar10"] {
+        let dir = args.data.join(name).join("test");
         let mut files = files_under(&dir);
         if files.is_empty() {
             bail!(
-                "{} has no images: fetch it with bench/data.sh {set}/test (into {})",
+                "{} has no images: fetch it with bench/data.sh {name}/test (into {})",
                 dir.display(),
                 args.data.display()
             );
@@ -574,50 +628,54 @@ fn main() -> Result<()> {
         files.truncate(1000);
         for (i, file) in files.iter().enumerate() {
             let rel = file.strip_prefix(&dir)?;
-            let to = library.join(set).join(rel);
+            let to = library.join(name).join(rel);
             std::fs::create_dir_all(to.parent().context("parent")?)?;
             std::fs::copy(file, &to)?;
-            total += 1;
+            set.total += 1;
             if i >= args.per_set {
                 continue;
             }
-            let family = families;
-            families += 1;
-            truth.insert(to.canonicalize()?, (family, "original"));
+            let family = set.families;
+            set.families += 1;
+            set.truth.insert(to.canonicalize()?, (family, "original"));
             let img = image::open(file).with_context(|| file.display().to_string())?;
             let mut kinds = EDITS.to_vec();
             kinds.shuffle(&mut rng);
             for kind in kinds.iter().take(rng.random_range(1..=3)) {
-                let (copy, quality) = edit(&img, kind, &mut rng);
-                let stem = to.file_stem().and_then(|s| s.to_str()).unwrap_or("x");
-                let out = to.with_file_name(format!(
-                    "{stem}-{kind}.{}",
-                    if quality.is_some() { "jpg" } else { "png" }
-                ));
-                match quality {
-                    Some(q) => {
-                        let mut bytes = Vec::new();
-                        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, q)
-                            .encode_image(&copy.to_rgb8())?;
-                        std::fs::write(&out, bytes)?;
-                    }
-                    None => copy.to_rgb8().save(&out)?,
-                }
-                truth.insert(out.canonicalize()?, (family, kind));
-                total += 1;
+                let out = write_edit(&img, kind, &to, &mut rng)?;
+                set.truth.insert(out.canonicalize()?, (family, kind));
+                set.total += 1;
             }
         }
     }
-    println!(
-        "set: {total} images in {} ({families} originals, {} copies, {} true pairs, the rest distractors)",
-        library.display(),
-        truth.len() - families,
-        Scorer::new(&truth).true_pairs.len()
-    );
+    Ok(set)
+}
 
-    let index = root.join("index");
+/// Writes the `kind` edit of `img` beside its original `to` (JPEG at the edit's quality, or
+/// PNG) and returns its path.
+fn write_edit(img: &DynamicImage, kind: &str, to: &Path, rng: &mut ChaCha8Rng) -> Result<PathBuf> {
+    let (copy, quality) = edit(img, kind, rng);
+    let stem = to.file_stem().and_then(|s| s.to_str()).unwrap_or("x");
+    let out = to.with_file_name(format!(
+        "{stem}-{kind}.{}",
+        if quality.is_some() { "jpg" } else { "png" }
+    ));
+    match quality {
+        Some(q) => {
+            let mut bytes = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, q)
+                .encode_image(&copy.to_rgb8())?;
+            std::fs::write(&out, bytes)?;
+        }
+        None => copy.to_rgb8().save(&out)?,
+    }
+    Ok(out)
+}
+
+/// `imgsearch index` of the library; its seconds.
+fn index_library(bin: &Path, library: &Path, index: &Path) -> Result<f64> {
     let started = Instant::now();
-    let status = Command::new(&bin)
+    let status = Command::new(bin)
         .args([
             "index",
             library.to_str().context("utf-8")?,
@@ -629,67 +687,60 @@ fn main() -> Result<()> {
     if !status.success() {
         bail!("imgsearch index failed");
     }
-    let index_seconds = started.elapsed().as_secs_f64();
-    println!("imgsearch index: {index_seconds:.2} s");
-    let scorer = Scorer::new(&truth);
-    let mut largest_groups = Vec::new();
-    println!(
-        "{:<28} {:>6} {:>9} {:>7} {:>6} {:>8}  recall by edit (original-copy pairs)",
-        "tool and setting", "groups", "precision", "recall", "F1", "seconds"
-    );
-    for setting in &args.thresholds {
-        // "T/V": cosine threshold T and copy score V; "T/none": cosine alone.
-        let (threshold, copy) = setting.split_once('/').unwrap_or((setting, "none"));
-        let mut command = Command::new(&bin);
-        command.args([
-            "dups",
-            "--index",
-            index.to_str().context("utf-8")?,
-            "--json",
-            "--threshold",
-            threshold,
-        ]);
-        match copy {
-            "none" => command.arg("--no-verify"),
-            v => command.args(["--copy-score", v]),
-        };
-        let started = Instant::now();
-        let out = command.output()?;
-        let seconds = started.elapsed().as_secs_f64();
-        if !out.status.success() {
-            bail!(
-                "imgsearch dups failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let mut groups = Vec::new();
-        for line in String::from_utf8(out.stdout)?.lines() {
-            let v: serde_json::Value = serde_json::from_str(line)?;
-            if v["type"] != "group" {
-                continue;
-            }
-            let mut members = vec![PathBuf::from(v["keep"].as_str().unwrap_or_default())];
-            for d in v["duplicates"].as_array().into_iter().flatten() {
-                members.push(PathBuf::from(d["path"].as_str().unwrap_or_default()));
-            }
-            groups.push(members);
-        }
-        let n = groups.len();
-        scorer.row(
-            &format!("imgsearch dups {threshold} / {copy}"),
-            Some(n),
-            &pairs_of_groups(&groups),
-            seconds,
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// The groups `imgsearch dups` reports at cosine `threshold` and copy score `copy` ("none":
+/// the cosine alone), each as its paths, and the seconds it took.
+fn dups_groups(
+    bin: &Path,
+    index: &Path,
+    threshold: &str,
+    copy: &str,
+) -> Result<(Vec<Vec<PathBuf>>, f64)> {
+    let mut command = Command::new(bin);
+    command.args([
+        "dups",
+        "--index",
+        index.to_str().context("utf-8")?,
+        "--json",
+        "--threshold",
+        threshold,
+    ]);
+    match copy {
+        "none" => command.arg("--no-verify"),
+        v => command.args(["--copy-score", v]),
+    };
+    let started = Instant::now();
+    let out = command.output()?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "imgsearch dups failed: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        largest_groups.push((
-            setting.clone(),
-            groups.iter().map(Vec::len).max().unwrap_or(0),
-        ));
     }
-    chaining(&bin, &index, &library, &largest_groups)?;
+    let mut groups = Vec::new();
+    for line in String::from_utf8(out.stdout)?.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        if v["type"] != "group" {
+            continue;
+        }
+        let mut members = vec![PathBuf::from(v["keep"].as_str().unwrap_or_default())];
+        for d in v["duplicates"].as_array().into_iter().flatten() {
+            members.push(PathBuf::from(d["path"].as_str().unwrap_or_default()));
+        }
+        groups.push(members);
+    }
+    Ok((groups, seconds))
+}
+
+/// The peers' rows, when their paths are given: czkawka_cli at each setting, imagededup at
+/// each threshold of its hashes.
+fn score_peers(args: &Args, library: &Path, root: &Path, scorer: &Scorer) -> Result<()> {
     if let Some(czkawka) = &args.czkawka {
         for (difference, invariance) in CZKAWKA_SETTINGS {
-            let (groups, seconds) = run_czkawka(czkawka, &library, difference, invariance, &root)?;
+            let (groups, seconds) = run_czkawka(czkawka, library, difference, invariance, root)?;
             scorer.row(
                 &format!("czkawka_cli {difference} {invariance}"),
                 Some(groups.len()),
@@ -701,7 +752,7 @@ fn main() -> Result<()> {
     if let Some(python) = &args.imagededup {
         for run in run_imagededup(
             python,
-            &library,
+            library,
             "PHash,DHash,WHash,AHash",
             &args.imagededup_thresholds,
         )? {
@@ -712,9 +763,6 @@ fn main() -> Result<()> {
                 run.encode_s + run.find_s,
             );
         }
-    }
-    if args.keep.is_none() {
-        let _ = std::fs::remove_dir_all(&tmp);
     }
     Ok(())
 }

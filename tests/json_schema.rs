@@ -201,19 +201,37 @@ fn every_command_speaks_the_documented_schema() {
     let schema = schema();
     assert!(schema.lines.len() >= 5 && schema.summaries.len() >= 7);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let photos = tmp.path().join("photos");
+    let mut seen = BTreeSet::new();
+    let dest = run_local_commands(&schema, tmp.path(), &mut seen);
+    undo_the_move(&schema, &dest, &mut seen);
+    index_with_a_missing_folder(&schema, tmp.path(), &mut seen);
+    serve_summary(&schema, tmp.path(), &mut seen);
+    // Every documented record was produced at least once.
+    let mut documented: BTreeSet<String> = schema.lines.keys().cloned().collect();
+    documented.remove("summary");
+    documented.extend(schema.summaries.keys().map(|c| format!("summary:{c}")));
+    let _cluster = postgres_commands(&schema, tmp.path(), &mut documented, &mut seen);
+    let missing: Vec<_> = documented.difference(&seen).collect();
+    assert!(missing.is_empty(), "never produced: {missing:?}");
+}
+
+/// Every local command on a folder of real photos (with an unreadable file, a byte-identical
+/// copy for `dups`, and a second folder to forget), each line checked against the schema;
+/// returns the folder `dups --move` moved the copy into.
+fn run_local_commands(schema: &Schema, tmp: &Path, seen: &mut BTreeSet<String>) -> PathBuf {
+    let photos = tmp.join("photos");
     copy_dir(&fixtures().join("test"), &photos.join("cifar"));
-    let extra = tmp.path().join("extra");
+    let extra = tmp.join("extra");
     copy_dir(&fixtures().join("photos/attfaces-s1"), &extra);
     std::fs::write(photos.join("notes.jpg"), b"not an image").expect("write");
     // A byte-identical copy: a group for `dups`.
     std::fs::copy(photos.join("cifar/cat/0003.jpg"), photos.join("copy.jpg")).expect("copy");
-    let index = tmp.path().join("index");
-    let (i, m, out) = (s(&index), s(&photos), tmp.path().join("sheet.png"));
+    let index = tmp.join("index");
+    let (i, m, out) = (s(&index), s(&photos), tmp.join("sheet.png"));
     let query = photos.join("cifar/cat/0003.jpg");
-    let model = tmp.path().join("model");
-    let (notes, nowhere) = (photos.join("notes.jpg"), tmp.path().join("nowhere"));
-    let dest = tmp.path().join("dups");
+    let model = tmp.join("model");
+    let (notes, nowhere) = (photos.join("notes.jpg"), tmp.join("nowhere"));
+    let dest = tmp.join("dups");
     let (dog0, dog1) = (
         photos.join("cifar/dog/0000.jpg"),
         photos.join("cifar/dog/0001.jpg"),
@@ -277,7 +295,6 @@ fn every_command_speaks_the_documented_schema() {
             0,
         ),
     ];
-    let mut seen = BTreeSet::new();
     for (args, code) in &runs {
         let (status, stdout) = run(args);
         assert_eq!(status, *code, "imgsearch {args:?}: {stdout}");
@@ -290,8 +307,12 @@ fn every_command_speaks_the_documented_schema() {
             assert!(last.contains("\"type\":\"summary\""), "{args:?}: {last}");
         }
     }
-    // Undo the move, from the log it left.
-    let log = std::fs::read_dir(&dest)
+    dest
+}
+
+/// `dups --undo` of the move, from the log it left.
+fn undo_the_move(schema: &Schema, dest: &Path, seen: &mut BTreeSet<String>) {
+    let log = std::fs::read_dir(dest)
         .expect("dest")
         .map(|e| e.expect("entry").path())
         .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
@@ -301,14 +322,24 @@ fn every_command_speaks_the_documented_schema() {
     for line in stdout.lines() {
         seen.insert(schema.check_line(line));
     }
-    // A recorded folder gone missing is a warning record.
-    std::fs::rename(&photos, tmp.path().join("moved")).expect("rename");
+}
+
+/// A recorded folder gone missing is a warning record.
+fn index_with_a_missing_folder(schema: &Schema, tmp: &Path, seen: &mut BTreeSet<String>) {
+    let (photos, index) = (tmp.join("photos"), tmp.join("index"));
+    let i = s(&index);
+    std::fs::rename(&photos, tmp.join("moved")).expect("rename");
     let (status, stdout) = run(&["index", "--index", i]);
     assert_eq!(status, 0, "{stdout}");
     for line in stdout.lines() {
         seen.insert(schema.check_line(line));
     }
-    // `serve` writes its summary first (it then serves until stopped).
+}
+
+/// `serve` writes its summary first (it then serves until stopped).
+fn serve_summary(schema: &Schema, tmp: &Path, seen: &mut BTreeSet<String>) {
+    let index = tmp.join("index");
+    let i = s(&index);
     let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_imgsearch"))
         .args(["serve", "--index", i, "--bind", "127.0.0.1:0", "--json"])
         .stdout(std::process::Stdio::piped())
@@ -323,17 +354,22 @@ fn every_command_speaks_the_documented_schema() {
     let _ = server.kill();
     let _ = server.wait();
     seen.insert(schema.check_line(line.trim_end()));
-    // Every documented record was produced at least once.
-    let mut documented: BTreeSet<String> = schema.lines.keys().cloned().collect();
-    documented.remove("summary");
-    documented.extend(schema.summaries.keys().map(|c| format!("summary:{c}")));
-    // The PostgreSQL store's commands and fields (without PostgreSQL, said SKIPPED).
-    let _cluster = match common::postgres::postgres() {
+}
+
+/// The PostgreSQL store's commands and fields (without PostgreSQL, said SKIPPED, and their
+/// summaries are not expected); the cluster lives as long as the value returned.
+fn postgres_commands(
+    schema: &Schema,
+    tmp: &Path,
+    documented: &mut BTreeSet<String>,
+    seen: &mut BTreeSet<String>,
+) -> Option<common::postgres::Cluster> {
+    match common::postgres::postgres() {
         Some(bin) => {
             let pg = common::postgres::Cluster::start(&bin);
             let (one, coord) = (pg.database("one"), pg.database("coord"));
             let shards = [pg.database("shard1"), pg.database("shard2")];
-            let photos = tmp.path().join("moved");
+            let photos = tmp.join("moved");
             let query = query_in(&photos);
             let runs: Vec<Vec<&str>> = vec![
                 vec![
@@ -364,7 +400,5 @@ fn every_command_speaks_the_documented_schema() {
             documented.remove("summary:store-init");
             None
         }
-    };
-    let missing: Vec<_> = documented.difference(&seen).collect();
-    assert!(missing.is_empty(), "never produced: {missing:?}");
+    }
 }
