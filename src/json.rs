@@ -46,82 +46,186 @@ fn path_list(paths: &[PathBuf]) -> Value {
     )
 }
 
+/// A path under a record's key, with `<key>_bytes` beside it when the path is not UTF-8
+/// ([`put_path`]); flattened into the record that holds it, so its keys keep their place.
+pub struct PathField {
+    key: &'static str,
+    path: PathBuf,
+}
+
+impl PathField {
+    pub fn new(key: &'static str, path: &Path) -> Self {
+        PathField {
+            key,
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Serialize for PathField {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut entries = Map::new();
+        put_path(&mut entries, self.key, &self.path);
+        let mut map = serializer.serialize_map(Some(entries.len()))?;
+        for (key, value) in &entries {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// An image's stable id as the HTTP API addresses it.
+fn image_id(path: &Path) -> String {
+    ImageId::of(path).to_string()
+}
+
 /// One ranked neighbour: `{"rank", "path", "score", "id"}` (`id`: the image's stable id, what
 /// the HTTP API addresses it by).
-pub fn hit(rank: usize, hit: &Hit) -> Value {
-    let mut r = Map::new();
-    r.insert("rank".into(), json!(rank));
-    put_path(&mut r, "path", &hit.path);
-    r.insert("score".into(), json!(hit.score));
-    r.insert("id".into(), json!(ImageId::of(&hit.path).to_string()));
-    Value::Object(r)
+#[derive(Serialize)]
+pub struct HitRecord {
+    pub rank: usize,
+    #[serde(flatten)]
+    pub path: PathField,
+    /// The f32 cosine widened to f64, as every score is written.
+    pub score: f64,
+    pub id: String,
 }
 
-fn hits(list: &[Hit]) -> Value {
-    Value::Array(
-        list.iter()
+impl HitRecord {
+    pub fn new(rank: usize, hit: &Hit) -> Self {
+        HitRecord {
+            rank,
+            path: PathField::new("path", &hit.path),
+            score: f64::from(hit.score),
+            id: image_id(&hit.path),
+        }
+    }
+
+    /// The records of a ranked list, ranks from 1.
+    fn list(hits: &[Hit]) -> Vec<HitRecord> {
+        hits.iter()
             .enumerate()
-            .map(|(i, h)| hit(i + 1, h))
-            .collect(),
-    )
+            .map(|(i, h)| HitRecord::new(i + 1, h))
+            .collect()
+    }
 }
 
-/// A query's neighbours: `{"type": "query", "query", "results": [hit]}`.
-pub fn query(query: &Path, results: &[Hit]) -> Value {
-    let mut r = record("query");
-    put_path(&mut r, "query", query);
-    r.insert("results".into(), hits(results));
-    Value::Object(r)
+/// A query's neighbours: `{"type": "query", "query", "results": [hit]}`; the HTTP API adds the
+/// `generation` the answer came from.
+#[derive(Serialize)]
+pub struct QueryRecord {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    pub query: PathField,
+    pub results: Vec<HitRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
 }
 
-/// A contact-sheet row: `{"type": "row", "query", "results": [hit]}`.
-pub fn row(row: &Row) -> Value {
-    let mut r = record("row");
-    put_path(&mut r, "query", &row.query);
-    r.insert(
-        "query_id".into(),
-        json!(ImageId::of(&row.query).to_string()),
-    );
-    r.insert("results".into(), hits(&row.neighbours));
-    Value::Object(r)
+impl QueryRecord {
+    pub fn new(query: &Path, results: &[Hit]) -> Self {
+        QueryRecord {
+            kind: "query",
+            query: PathField::new("query", query),
+            results: HitRecord::list(results),
+            generation: None,
+        }
+    }
+
+    /// The record as the HTTP API answers it: with the store generation it came from.
+    pub fn in_generation(self, generation: u64) -> Self {
+        QueryRecord {
+            generation: Some(generation),
+            ..self
+        }
+    }
 }
 
-/// A group of near-duplicates: `{"type": "group", "keep", "duplicates": [{"path", "score",
-/// "copy_score", "action"}]}` (`copy_score` null without the pixel check), the kept file first; `action` says what was done with each copy.
-pub fn group(id: usize, group: &Group, outcomes: Option<&[Outcome]>) -> Value {
-    let mut r = record("group");
-    r.insert("id".into(), json!(id));
-    put_path(&mut r, "keep", &group.keep().path);
-    r.insert(
-        "keep_id".into(),
-        json!(ImageId::of(&group.keep().path).to_string()),
-    );
-    let duplicates: Vec<Value> = group
-        .duplicates()
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let mut d = Map::new();
-            put_path(&mut d, "path", &m.path);
-            d.insert("id".into(), json!(ImageId::of(&m.path).to_string()));
-            d.insert("score".into(), json!(m.score));
-            d.insert("copy_score".into(), json!(m.copy_score));
-            let outcome = outcomes
-                .and_then(|o| o.get(i))
-                .unwrap_or(&Outcome::Reported);
-            let (action, detail) = match outcome {
-                Outcome::Reported => ("none", None),
-                Outcome::Moved(to) => ("moved", Some(to.to_string_lossy().into_owned())),
-                Outcome::Linked => ("linked", None),
-                Outcome::Left(why) => ("left", Some(why.clone())),
-            };
-            d.insert("action".into(), json!(action));
-            d.insert("detail".into(), json!(detail));
-            Value::Object(d)
-        })
-        .collect();
-    r.insert("duplicates".into(), Value::Array(duplicates));
-    Value::Object(r)
+/// A contact-sheet row: `{"type": "row", "query", "query_id", "results": [hit]}`.
+#[derive(Serialize)]
+pub struct RowRecord {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    pub query: PathField,
+    pub query_id: String,
+    pub results: Vec<HitRecord>,
+}
+
+impl RowRecord {
+    pub fn new(row: &Row) -> Self {
+        RowRecord {
+            kind: "row",
+            query: PathField::new("query", &row.query),
+            query_id: image_id(&row.query),
+            results: HitRecord::list(&row.neighbours),
+        }
+    }
+}
+
+/// A group of near-duplicates: `{"type": "group", "id", "keep", "keep_id", "duplicates"}`, the
+/// kept file first.
+#[derive(Serialize)]
+pub struct GroupRecord {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    pub id: usize,
+    #[serde(flatten)]
+    pub keep: PathField,
+    pub keep_id: String,
+    pub duplicates: Vec<DuplicateRecord>,
+}
+
+/// One copy of a group: `{"path", "id", "score", "copy_score", "action", "detail"}`
+/// (`copy_score` null without the pixel check); `action` says what was done with it.
+#[derive(Serialize)]
+pub struct DuplicateRecord {
+    #[serde(flatten)]
+    pub path: PathField,
+    pub id: String,
+    pub score: f64,
+    pub copy_score: Option<f64>,
+    pub action: &'static str,
+    pub detail: Option<String>,
+}
+
+impl GroupRecord {
+    /// Group number `id`; `outcomes`, when given, what was done with each copy.
+    pub fn new(id: usize, group: &Group, outcomes: Option<&[Outcome]>) -> Self {
+        let duplicates = group
+            .duplicates()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let outcome = outcomes
+                    .and_then(|o| o.get(i))
+                    .unwrap_or(&Outcome::Reported);
+                let (action, detail) = match outcome {
+                    Outcome::Reported => ("none", None),
+                    Outcome::Moved(to) => ("moved", Some(to.to_string_lossy().into_owned())),
+                    Outcome::Linked => ("linked", None),
+                    Outcome::Left(why) => ("left", Some(why.clone())),
+                };
+                DuplicateRecord {
+                    path: PathField::new("path", &m.path),
+                    id: image_id(&m.path),
+                    score: f64::from(m.score),
+                    copy_score: m.copy_score.map(f64::from),
+                    action,
+                    detail,
+                }
+            })
+            .collect();
+        GroupRecord {
+            kind: "group",
+            id,
+            keep: PathField::new("keep", &group.keep().path),
+            keep_id: image_id(&group.keep().path),
+            duplicates,
+        }
+    }
 }
 
 /// A setting the user typed as a short decimal, printed as one (0.85, not the f32's

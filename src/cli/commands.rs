@@ -228,7 +228,7 @@ fn contact_sheet(args: &GridArgs, p: &mut Printer) -> Outcome {
     grid::save(&grid::contact_sheet(&rows, args.tile), &args.out)?;
     if p.json {
         for row in &rows {
-            p.record(&json::row(row))?;
+            p.record(&json::RowRecord::new(row))?;
         }
     }
     let text = format!("{} rows written to {}", rows.len(), shown(&args.out));
@@ -439,7 +439,7 @@ fn print_groups(
     for (g, group) in groups.iter().enumerate() {
         let done = outcomes.map(|o| o[g].as_slice());
         if p.json {
-            p.record(&json::group(g + 1, group, done))?;
+            p.record(&json::GroupRecord::new(g + 1, group, done))?;
             continue;
         }
         let keep = shown(&group.keep().path);

@@ -64,7 +64,7 @@ impl Printer {
     }
 
     /// One JSON record on stdout.
-    pub fn record(&mut self, value: &Value) -> io::Result<()> {
+    pub fn record(&mut self, value: &impl Serialize) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, value)?;
         self.out.write_all(b"\n")
     }
@@ -111,7 +111,7 @@ impl Printer {
     /// A query's ranked neighbours.
     pub fn hits(&mut self, query: &Path, hits: &[Hit]) -> io::Result<()> {
         if self.json {
-            return self.record(&json::query(query, hits));
+            return self.record(&json::QueryRecord::new(query, hits));
         }
         writeln!(self.out, "{}", shown(query))?;
         for (i, hit) in hits.iter().enumerate() {

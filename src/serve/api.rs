@@ -164,10 +164,8 @@ fn parse_id(text: &str) -> ApiResult<ImageId> {
 }
 
 /// The answer to one search: a `query` record plus the generation it came from.
-fn query_answer(generation: &Generation, query: &Path, hits: &[Hit]) -> Value {
-    let mut record = json::query(query, hits);
-    record["generation"] = json!(generation.store.generation());
-    record
+fn query_answer(generation: &Generation, query: &Path, hits: &[Hit]) -> json::QueryRecord {
+    json::QueryRecord::new(query, hits).in_generation(generation.store.generation())
 }
 
 async fn stats(State(state): State<AppState>) -> Json<Value> {
@@ -360,7 +358,7 @@ async fn neighbours(
     State(state): State<AppState>,
     UrlPath(id): UrlPath<String>,
     Query(params): Query<SearchParams>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<json::QueryRecord>> {
     let options = params.options()?;
     let id = parse_id(&id)?;
     // Inline, not on the blocking pool: the id table is built before a generation is served,
@@ -530,7 +528,7 @@ async fn random_rows(
     let generation = state.snapshot();
     blocking(move || {
         let rows = imgsearch::pipeline::random_rows(generation.store.as_ref(), rows, k, seed)?;
-        let list: Vec<Value> = rows.iter().map(json::row).collect();
+        let list: Vec<json::RowRecord> = rows.iter().map(json::RowRecord::new).collect();
         Ok(Json(json!({
             "type": "rows",
             "seed": seed,
@@ -560,10 +558,10 @@ async fn dups(
     let worker = state.clone();
     heavy(&state, move || {
         let groups = worker.dups(&generation, threshold)?;
-        let list: Vec<Value> = groups
+        let list: Vec<json::GroupRecord> = groups
             .iter()
             .enumerate()
-            .map(|(i, g)| json::group(i + 1, g, None))
+            .map(|(i, g)| json::GroupRecord::new(i + 1, g, None))
             .collect();
         Ok(Json(json!({
             "type": "dups",
