@@ -589,6 +589,7 @@ fn main() -> Result<()> {
         ));
     }
     chaining(&bin, &index, &library, &largest_groups)?;
+    against(&bin, &args, &library, &root, &set)?;
     score_peers(&args, &library, &root, &scorer)?;
     if args.keep.is_none() {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -698,6 +699,17 @@ fn dups_groups(
     threshold: &str,
     copy: &str,
 ) -> Result<(Vec<Vec<PathBuf>>, f64)> {
+    dups_groups_with(bin, index, threshold, copy, &[])
+}
+
+/// [`dups_groups`] with more flags.
+fn dups_groups_with(
+    bin: &Path,
+    index: &Path,
+    threshold: &str,
+    copy: &str,
+    extra: &[&str],
+) -> Result<(Vec<Vec<PathBuf>>, f64)> {
     let mut command = Command::new(bin);
     command.args([
         "dups",
@@ -707,6 +719,7 @@ fn dups_groups(
         "--threshold",
         threshold,
     ]);
+    command.args(extra);
     match copy {
         "none" => command.arg("--no-verify"),
         v => command.args(["--copy-score", v]),
@@ -733,6 +746,81 @@ fn dups_groups(
         groups.push(members);
     }
     Ok((groups, seconds))
+}
+
+/// New photos against a library (`dups --against`): the copies go into a folder of new photos,
+/// the originals and distractors into the library, each indexed on its own; a pair is right
+/// when a copy is reported with its own original. Recall per edit kind as above.
+fn against(bin: &Path, args: &Args, library: &Path, root: &Path, set: &CopySet) -> Result<()> {
+    let (old_dir, new_dir) = (root.join("against/library"), root.join("against/new"));
+    let mut originals: HashMap<usize, PathBuf> = HashMap::new();
+    let mut copies: Vec<(PathBuf, usize, &'static str)> = Vec::new();
+    for file in files_under(library) {
+        let rel = file.strip_prefix(library)?;
+        let kind = set.truth.get(&file).map(|&(family, kind)| (family, kind));
+        let to = match kind {
+            Some((_, kind)) if kind != "original" => new_dir.join(rel),
+            _ => old_dir.join(rel),
+        };
+        std::fs::create_dir_all(to.parent().context("parent")?)?;
+        std::fs::copy(&file, &to)?;
+        match kind {
+            Some((family, "original")) => {
+                originals.insert(family, to.canonicalize()?);
+            }
+            Some((family, kind)) => copies.push((to.canonicalize()?, family, kind)),
+            None => {}
+        }
+    }
+    let truth: HashSet<(PathBuf, PathBuf)> = copies
+        .iter()
+        .map(|(copy, family, _)| (originals[family].clone(), copy.clone()))
+        .collect();
+    let (old_index, new_index) = (
+        root.join("against/library-index"),
+        root.join("against/new-index"),
+    );
+    index_library(bin, &old_dir, &old_index)?;
+    index_library(bin, &new_dir, &new_index)?;
+    println!(
+        "\n--against: {} new photos (the copies) against a library of {} (originals and distractors)",
+        copies.len(),
+        files_under(&old_dir).len()
+    );
+    let old_flag = old_index.to_str().context("utf-8")?;
+    for setting in &args.thresholds {
+        let (threshold, copy) = setting.split_once('/').unwrap_or((setting, "none"));
+        let flags = ["--against", old_flag];
+        let (groups, seconds) = dups_groups_with(bin, &new_index, threshold, copy, &flags)?;
+        let predicted: HashSet<(PathBuf, PathBuf)> = groups
+            .iter()
+            .flat_map(|g| g[1..].iter().map(|d| (g[0].clone(), d.clone())))
+            .collect();
+        let hit = predicted.intersection(&truth).count();
+        let precision = hit as f64 / predicted.len().max(1) as f64;
+        let recall = hit as f64 / truth.len().max(1) as f64;
+        let f1 = 2.0 * precision * recall / (precision + recall).max(1e-12);
+        let by_edit: Vec<String> = EDITS
+            .iter()
+            .map(|&kind| {
+                let of_kind: Vec<_> = copies.iter().filter(|c| c.2 == kind).collect();
+                let found = of_kind
+                    .iter()
+                    .filter(|(copy, family, _)| {
+                        predicted.contains(&(originals[family].clone(), copy.clone()))
+                    })
+                    .count();
+                format!("{kind} {found}/{}", of_kind.len())
+            })
+            .collect();
+        println!(
+            "{:<28} {:>6} {precision:>9.3} {recall:>7.3} {f1:>6.3} {seconds:>8.2}  {}",
+            format!("dups --against {threshold} / {copy}"),
+            groups.len(),
+            by_edit.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The peers' rows, when their paths are given: czkawka_cli at each setting, imagededup at

@@ -488,3 +488,73 @@ fn ignored_pairs_are_remembered_in_the_index_folder_and_never_grouped_again() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `dups --against LIBRARY`: new photos that copy a library photo are reported with that photo
+/// kept, turned and shrunk copies included; the library's own copies of each other and a new
+/// photo of something else are not; `--move` moves only new photos; a pair recorded in the
+/// library's folder as not duplicates stays apart.
+#[test]
+fn new_photos_are_checked_against_a_library_without_regrouping_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lib = library(tmp.path());
+    let library_index = tmp.path().join("library-index");
+    ok(&[
+        "index",
+        s(&lib.root),
+        "--index",
+        s(&library_index),
+        "--quiet",
+    ]);
+
+    let new = tmp.path().join("new");
+    std::fs::create_dir_all(&new).expect("mkdir");
+    let photo = image::open(&lib.original).expect("decode");
+    let turned = new.join("turned.png");
+    photo
+        .rotate90()
+        .resize(200, 200, FilterType::Triangle)
+        .save(&turned)
+        .expect("save");
+    let other = new.join("other.jpg");
+    std::fs::copy(fixtures().join("test/ship/0001.jpg"), &other).expect("copy");
+    let new_index = tmp.path().join("new-index");
+    ok(&["index", s(&new), "--index", s(&new_index), "--quiet"]);
+
+    let against = [
+        "dups",
+        "--index",
+        s(&new_index),
+        "--against",
+        s(&library_index),
+    ];
+    let out = ok(&[&against[..], &["--threshold", "0.9", "--json"]].concat());
+    let records = lines(&out);
+    let groups: Vec<&Value> = records.iter().filter(|r| r["type"] == "group").collect();
+    assert_eq!(groups.len(), 1, "{out}");
+    assert_eq!(group_paths(groups[0]), [s(&turned)], "{out}");
+    let keep = groups[0]["keep"].as_str().expect("keep");
+    let library_copies = [&lib.original, &lib.identical, &lib.small, &lib.recompressed];
+    assert!(library_copies.iter().any(|p| s(p) == keep), "{out}");
+
+    // Only the new photo moves; the library keeps every file.
+    let dest = tmp.path().join("moved");
+    ok(&[
+        &against[..],
+        &["--threshold", "0.9", "--move", s(&dest), "--quiet"],
+    ]
+    .concat());
+    assert!(!turned.exists() && dest.join("turned.png").exists());
+    assert!(other.exists());
+    for p in library_copies {
+        assert!(p.exists(), "{}", p.display());
+    }
+
+    // Decisions recorded in the library's folder hold here too.
+    std::fs::rename(dest.join("turned.png"), &turned).expect("move back");
+    let mut ignore = vec!["dups", "--index", s(&library_index), "--ignore", s(&turned)];
+    ignore.extend(library_copies.iter().map(|p| s(p)));
+    ok(&ignore);
+    let out = ok(&[&against[..], &["--threshold", "0.9", "--json"]].concat());
+    let found = lines(&out).iter().filter(|r| r["type"] == "group").count();
+    assert_eq!(found, 0, "{out}");
+}

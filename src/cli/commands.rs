@@ -330,7 +330,27 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
     } else {
         None
     };
-    let groups = pipeline::dups::find_groups(store.as_ref(), model.as_ref(), &opts, &ignored)?;
+    let groups = match &args.against {
+        None => pipeline::dups::find_groups(store.as_ref(), model.as_ref(), &opts, &ignored)?,
+        Some(library) => {
+            let location = match library.to_str() {
+                Some(url) if store::is_postgres_url(url) => store::Location::Postgres(url.into()),
+                _ => store::Location::Local(library.clone()),
+            };
+            let library_store = store::open_verified(&location)?;
+            let ignored = match library_store.folder() {
+                Some(folder) => ignored.merged(pipeline::dups::Ignored::load(folder)?),
+                None => ignored,
+            };
+            pipeline::dups::find_copies_against(
+                store.as_ref(),
+                library_store.as_ref(),
+                model.as_ref(),
+                &opts,
+                &ignored,
+            )?
+        }
+    };
     let done = act_on_duplicates(args, &groups, &store.roots())?;
     print_groups(args, &groups, done.outcomes.as_deref(), p)?;
     if !args.csv {

@@ -244,4 +244,9 @@ pub struct DupsArgs {
     /// dups-ignored.json in the index folder: later runs never group them together.
     #[arg(long, value_name = "IMAGE", num_args = 2.., conflicts_with_all = ["move", "hardlink", "undo"])]
     pub ignore: Vec<PathBuf>,
+    /// Report only the images of --index that copy an image of this library's index (each
+    /// with its closest library copy, which is kept), without grouping the library's own
+    /// images: new photos checked against the ones already kept.
+    #[arg(long, value_name = "LIBRARY_INDEX", conflicts_with_all = ["undo", "ignore"])]
+    pub against: Option<PathBuf>,
 }

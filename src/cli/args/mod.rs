@@ -142,6 +142,7 @@ pub enum Command {
   imgsearch dups --move ~/dups                # move the copies; prints the undo log's path
   imgsearch dups --undo ~/dups/imgsearch-undo-1764550000.jsonl
   imgsearch dups --hardlink                   # byte-identical copies become hard links
+  imgsearch dups --index new-index --against index   # which new photos the library has
 
 ", "Exit status: 0 success, 1 runtime error, 2 usage error."))]
     Dups(DupsArgs),

@@ -31,12 +31,24 @@ impl Library {
         model: Option<&Model>,
         opts: &DupsOptions,
     ) -> Result<Self> {
+        Self::load_with_turns(store, model, opts, false)
+    }
+
+    /// [`Self::load`], with `both_turns` also embedding each image turned anticlockwise: when
+    /// the images it is compared with have no views of their own, one turned view no longer
+    /// finds both turns.
+    pub(super) fn load_with_turns(
+        store: &dyn Store,
+        model: Option<&Model>,
+        opts: &DupsOptions,
+        both_turns: bool,
+    ) -> Result<Self> {
         let (entries, vectors): (Vec<_>, Vec<Vec<f32>>) =
             store.entries_with_vectors()?.into_iter().unzip();
         let views = match (opts.rotations, model) {
             (true, Some(model)) => {
                 let paths: Vec<PathBuf> = entries.iter().map(|e| e.path.clone()).collect();
-                rotated_views(model, &paths)?
+                rotated_views(model, &paths, both_turns)?
             }
             (true, None) => {
                 return Err(Error::Usage(
@@ -54,6 +66,22 @@ impl Library {
 
     pub(super) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// This library followed by `others` (entries with their vectors, no views): ids
+    /// `len()..` are the others'.
+    pub(super) fn followed_by(mut self, others: Vec<(Entry, Vec<f32>)>) -> Self {
+        for (entry, vector) in others {
+            self.entries.push(entry);
+            self.vectors.push(vector);
+            self.views.push(Vec::new());
+        }
+        self
+    }
+
+    /// Image `i`'s vector, then the vectors of its turned and mirrored views.
+    pub(super) fn probes(&self, i: usize) -> impl Iterator<Item = &[f32]> {
+        std::iter::once(self.vectors[i].as_slice()).chain(self.views[i].iter().map(Vec::as_slice))
     }
 
     /// The similarity of two images: their vectors' cosine, or the best of either's turned
@@ -89,9 +117,7 @@ pub(super) fn candidate_pairs(
         .into_par_iter()
         .map(|i| -> Result<Vec<Pair>> {
             let mut pairs = Vec::new();
-            let probes = std::iter::once(library.vectors[i].as_slice())
-                .chain(library.views[i].iter().map(Vec::as_slice));
-            for probe in probes {
+            for probe in library.probes(i) {
                 for h in store.search(probe, &search)? {
                     if h.score < opts.threshold {
                         continue;
@@ -104,10 +130,15 @@ pub(super) fn candidate_pairs(
             Ok(pairs)
         })
         .collect::<Result<_>>()?;
+    Ok(most_similar_first(found))
+}
+
+/// The pairs found per image, most similar first, each pair once.
+pub(super) fn most_similar_first(found: Vec<Vec<Pair>>) -> Vec<Pair> {
     let mut pairs: Vec<Pair> = found.into_iter().flatten().collect();
     pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
     pairs.dedup_by(|a, b| (a.1, a.2) == (b.1, b.2));
-    Ok(pairs)
+    pairs
 }
 
 /// The embeddings of each indexed image turned a quarter clockwise and mirrored, in entry
@@ -117,19 +148,29 @@ pub(super) fn candidate_pairs(
 /// would cost as much as each of these.) The mirrored view finds mirrored copies the embedding
 /// alone puts under the threshold (61 of 65 found without it on the benchmark, 65 with it).
 /// Turning the preprocessed square equals preprocessing the turned image: the crop is centred
-/// and square.
-fn rotated_views(model: &Model, paths: &[PathBuf]) -> Result<Vec<Vec<Vec<f32>>>> {
+/// and square. `both_turns` adds the anticlockwise turn, for images compared with others that
+/// have no views.
+fn rotated_views(model: &Model, paths: &[PathBuf], both_turns: bool) -> Result<Vec<Vec<Vec<f32>>>> {
     let side = model.preprocess().size as usize;
+    let per_image = if both_turns { 3 } else { 2 };
     let mut views = vec![Vec::new(); paths.len()];
     for batch in data::stream(paths.to_vec(), model.preprocess().clone(), QUERY_BATCH) {
         let squares: Vec<Vec<u8>> = batch
             .items
             .iter()
-            .flat_map(|item| [rotate90(&item.rgb, side), mirror(&item.rgb, side)])
+            .flat_map(|item| {
+                let turned = rotate90(&item.rgb, side);
+                let mut views = vec![mirror(&item.rgb, side)];
+                if both_turns {
+                    views.push(rotate90(&rotate90(&turned, side), side));
+                }
+                views.insert(0, turned);
+                views
+            })
             .collect();
         let vectors = model.embed(squares.iter().map(Vec::as_slice))?;
-        for (item, two) in batch.items.iter().zip(vectors.chunks(2)) {
-            views[item.index] = two.to_vec();
+        for (item, own) in batch.items.iter().zip(vectors.chunks(per_image)) {
+            views[item.index] = own.to_vec();
         }
     }
     Ok(views)

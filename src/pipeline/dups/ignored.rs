@@ -94,6 +94,12 @@ impl Ignored {
     }
 
     /// Whether `a` and `b` were said not to be duplicates.
+    /// The decisions of both: those of a library's index folder beside those of the new photos'.
+    pub fn merged(mut self, other: Ignored) -> Ignored {
+        self.pairs.extend(other.pairs);
+        self
+    }
+
     pub fn contains(&self, a: &Path, b: &Path) -> bool {
         !self.pairs.is_empty() && self.pairs.contains(&ordered(a, b))
     }

@@ -13,9 +13,11 @@
 //!
 //! The steps, one file each: [`candidates`] (neighbour search with turned and mirrored views),
 //! [`verdicts`] (the pixel check of each candidate pair), [`linking`] (complete linkage),
-//! [`ordering`] (best copy first); [`actions`] moves, hard-links and undoes.
+//! [`ordering`] (best copy first); [`actions`] moves, hard-links and undoes; [`against`] finds
+//! the copies of new photos among a library's instead of grouping one store.
 
 mod actions;
+mod against;
 mod candidates;
 mod ignored;
 mod linking;
@@ -24,6 +26,7 @@ mod verdicts;
 mod verify;
 
 pub use actions::{hardlink_duplicates, move_duplicates, undo, Outcome, Undone};
+pub use against::find_copies_against;
 pub use ignored::{Ignored, IGNORED_FILE};
 pub use verify::{copy_score, Fingerprint};
 
@@ -101,6 +104,16 @@ impl Group {
     }
 }
 
+fn check_threshold(opts: &DupsOptions) -> Result<()> {
+    if !(opts.threshold > 0.0 && opts.threshold <= 1.0) {
+        return Err(Error::Usage(format!(
+            "threshold {} must be above 0 and at most 1",
+            opts.threshold
+        )));
+    }
+    Ok(())
+}
+
 /// The near-duplicate groups of the index, largest first. `model` (the index's own) is needed
 /// for [`DupsOptions::rotations`]. No group holds a pair that `ignored` says is not a duplicate.
 pub fn find_groups(
@@ -109,12 +122,7 @@ pub fn find_groups(
     opts: &DupsOptions,
     ignored: &Ignored,
 ) -> Result<Vec<Group>> {
-    if !(opts.threshold > 0.0 && opts.threshold <= 1.0) {
-        return Err(Error::Usage(format!(
-            "threshold {} must be above 0 and at most 1",
-            opts.threshold
-        )));
-    }
+    check_threshold(opts)?;
     let library = Library::load(store, model, opts)?;
     let mut pairs = candidates::candidate_pairs(store, &library, opts)?;
     let verdicts = Verdicts::judge(&library, &pairs, opts);

@@ -62,7 +62,7 @@ fn ordered_group(library: &Library, verdicts: &Verdicts, ids: &[usize]) -> Group
 }
 
 /// Width × height from the image's header (no decoding), or 0.
-fn pixels(path: &Path) -> u64 {
+pub(super) fn pixels(path: &Path) -> u64 {
     image::ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
         .ok()
