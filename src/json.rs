@@ -1,7 +1,8 @@
 //! The JSON Lines records of every command's `--json` output (and of the HTTP API's results):
-//! a typed record (`Serialize`) or a builder per record type, schema version [`SCHEMA_VERSION`], documented in
-//! `docs/JSON.md`. Every record is one object with a `"type"`; every command ends with a
-//! `"summary"` record that names the command and the schema version.
+//! one typed record (`Serialize`) per record type, schema version [`SCHEMA_VERSION`], documented
+//! in `docs/JSON.md`. Every record is one object with a `"type"`; every command ends with a
+//! `"summary"` record that names the command and the schema version. A struct declares its
+//! fields in the order the record writes its keys.
 //!
 //! Paths are carried losslessly: a path is its text (invalid UTF-8 replaced by U+FFFD), and
 //! when it is not valid UTF-8 a sibling `<key>_bytes` holds its raw bytes in standard base64,
@@ -14,37 +15,14 @@ use crate::pipeline::dups::{DupsOptions, Group, Outcome};
 use crate::pipeline::jobs::WorkSummary;
 use crate::pipeline::{EvalReport, ForgetSummary, IndexSummary, QueryAnswer, Row};
 use crate::store::Location;
-use crate::train::{ProbeScore, TrainReport};
-use serde::Serialize;
-use serde_json::{json, Map, Value};
+use crate::train::{Losses, ProbeReport, ProbeScore, ProjectionReport, TrainReport};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
 /// Version of the record types below; bumped when a field changes meaning or goes away
 /// (new fields may be added within a version).
 pub const SCHEMA_VERSION: u64 = 1;
-
-/// An object under construction.
-type Record = Map<String, Value>;
-
-fn record(kind: &str) -> Record {
-    let mut r = Map::new();
-    r.insert("type".into(), Value::String(kind.into()));
-    r
-}
-
-/// `{"path": ...}` objects for a list of paths.
-fn path_list(paths: &[PathBuf]) -> Value {
-    Value::Array(
-        paths
-            .iter()
-            .map(|p| {
-                let mut r = Map::new();
-                put_path(&mut r, "path", p);
-                Value::Object(r)
-            })
-            .collect(),
-    )
-}
 
 /// A path under a record's key, with `<key>_bytes` beside it when the path is not UTF-8
 /// ([`put_path`]); flattened into the record that holds it, so its keys keep their place.
@@ -60,18 +38,82 @@ impl PathField {
             path: path.to_path_buf(),
         }
     }
+
+    /// The path itself, as the text form shows it.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 impl Serialize for PathField {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut entries = Map::new();
-        put_path(&mut entries, self.key, &self.path);
-        let mut map = serializer.serialize_map(Some(entries.len()))?;
-        for (key, value) in &entries {
-            map.serialize_entry(key, value)?;
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        path_entries(serializer, self.key, Some(&self.path))
+    }
+}
+
+/// A path a record may not have: `"<key>": null` then (the key is always there), else as a
+/// [`PathField`]; flattened like one.
+pub struct PathOrNull {
+    key: &'static str,
+    path: Option<PathBuf>,
+}
+
+impl PathOrNull {
+    pub fn new(key: &'static str, path: Option<&Path>) -> Self {
+        PathOrNull {
+            key,
+            path: path.map(Path::to_path_buf),
         }
-        map.end()
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+impl Serialize for PathOrNull {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        path_entries(serializer, self.key, self.path.as_deref())
+    }
+}
+
+/// `key` (null without a path) and, for a path that is not UTF-8, `<key>_bytes`, as a map
+/// that the record holding them flattens.
+fn path_entries<S: Serializer>(
+    serializer: S,
+    key: &str,
+    path: Option<&Path>,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut entries = Map::new();
+    match path {
+        Some(path) => put_path(&mut entries, key, path),
+        None => {
+            entries.insert(key.into(), Value::Null);
+        }
+    }
+    let mut map = serializer.serialize_map(Some(entries.len()))?;
+    for (key, value) in &entries {
+        map.serialize_entry(key, value)?;
+    }
+    map.end()
+}
+
+/// A folder (or a file) in a list: `{"path"}`.
+#[derive(Serialize)]
+pub struct FolderRecord {
+    #[serde(flatten)]
+    pub path: PathField,
+}
+
+impl FolderRecord {
+    fn list(paths: &[PathBuf]) -> Vec<FolderRecord> {
+        paths
+            .iter()
+            .map(|p| FolderRecord {
+                path: PathField::new("path", p),
+            })
+            .collect()
     }
 }
 
@@ -234,50 +276,92 @@ pub fn setting(value: f32) -> f64 {
     (f64::from(value) * 1e6).round() / 1e6
 }
 
-pub fn dups_summary(
-    groups: &[Group],
-    opts: &DupsOptions,
-    action: &str,
-    log: Option<&Path>,
-) -> Value {
-    let duplicates: usize = groups.iter().map(|g| g.duplicates().len()).sum();
-    let mut f = fields(json!({
-        "groups": groups.len(),
-        "duplicates": duplicates,
-        "threshold": setting(opts.threshold),
-        "copy_score": opts.verify.map(setting),
-        "rotations": opts.rotations,
-        "action": action,
-    }));
-    match log {
-        Some(log) => put_path(&mut f, "log", log),
-        None => {
-            f.insert("log".into(), Value::Null);
+/// What `dups` found and did: `{"groups", "duplicates", "threshold", "copy_score",
+/// "rotations", "action", "log"}` (`log`: the undo log of `--move`, else null).
+#[derive(Serialize)]
+pub struct DupsRecord {
+    #[serde(flatten)]
+    head: Head,
+    pub groups: usize,
+    pub duplicates: usize,
+    pub threshold: f64,
+    pub copy_score: Option<f64>,
+    pub rotations: bool,
+    pub action: &'static str,
+    #[serde(flatten)]
+    pub log: PathOrNull,
+}
+
+impl DupsRecord {
+    pub fn new(
+        groups: &[Group],
+        opts: &DupsOptions,
+        action: &'static str,
+        log: Option<&Path>,
+    ) -> Self {
+        DupsRecord {
+            head: Head::summary("dups"),
+            groups: groups.len(),
+            duplicates: groups.iter().map(|g| g.duplicates().len()).sum(),
+            threshold: setting(opts.threshold),
+            copy_score: opts.verify.map(setting),
+            rotations: opts.rotations,
+            action,
+            log: PathOrNull::new("log", log),
         }
     }
-    summary("dups", f)
 }
 
-/// What one `imgsearch worker` did.
-pub fn worker_summary(store: &str, worker: &str, s: &WorkSummary) -> Value {
-    let f = fields(json!({
-        "store": store,
-        "worker": worker,
-        "embedded": s.embedded,
-        "skipped": s.skipped.len(),
-        "batches": s.batches,
-        "abandoned": s.abandoned,
-        "seconds": s.seconds,
-    }));
-    summary("worker", f)
+/// What one `imgsearch worker` did: `{"store", "worker", "embedded", "skipped", "batches",
+/// "abandoned", "seconds"}`.
+#[derive(Serialize)]
+pub struct WorkerRecord {
+    #[serde(flatten)]
+    head: Head,
+    pub store: String,
+    pub worker: String,
+    pub embedded: usize,
+    pub skipped: usize,
+    pub batches: usize,
+    pub abandoned: u64,
+    pub seconds: f64,
 }
 
-/// What `imgsearch store-init` set up.
-pub fn store_init_summary(store: &str, shards: &[String], dim: usize) -> Value {
-    summary(
-        "store-init",
-        fields(json!({"store": store, "shards": shards, "dim": dim})),
-    )
+impl WorkerRecord {
+    pub fn new(store: String, worker: String, s: &WorkSummary) -> Self {
+        WorkerRecord {
+            head: Head::summary("worker"),
+            store,
+            worker,
+            embedded: s.embedded,
+            skipped: s.skipped.len(),
+            batches: s.batches,
+            abandoned: s.abandoned,
+            seconds: s.seconds,
+        }
+    }
+}
+
+/// What `imgsearch store-init` set up: `{"store", "shards", "dim"}`, the URLs without their
+/// passwords.
+#[derive(Serialize)]
+pub struct StoreInitRecord {
+    #[serde(flatten)]
+    head: Head,
+    pub store: String,
+    pub shards: Vec<String>,
+    pub dim: usize,
+}
+
+impl StoreInitRecord {
+    pub fn new(store: String, shards: Vec<String>, dim: usize) -> Self {
+        StoreInitRecord {
+            head: Head::summary("store-init"),
+            store,
+            shards,
+            dim,
+        }
+    }
 }
 
 /// `serve` is listening: the one line it writes before serving (its summary comes first, as
@@ -324,51 +408,81 @@ impl IgnoreRecord {
     }
 }
 
-pub fn undo_summary(restored: &[PathBuf], left: usize) -> Value {
-    summary(
-        "undo",
-        fields(json!({"restored": path_list(restored), "left": left})),
-    )
+/// What `dups --undo` did: `{"restored": [folder], "left"}`, the copies moved back and the
+/// number that could not be.
+#[derive(Serialize)]
+pub struct UndoRecord {
+    #[serde(flatten)]
+    head: Head,
+    pub restored: Vec<FolderRecord>,
+    pub left: usize,
+}
+
+impl UndoRecord {
+    pub fn new(restored: &[PathBuf], left: usize) -> Self {
+        UndoRecord {
+            head: Head::summary("undo"),
+            restored: FolderRecord::list(restored),
+            left,
+        }
+    }
 }
 
 /// A file left out: `{"type": "skip", "path", "reason"}`.
-pub fn skip(path: &Path, reason: &str) -> Value {
-    let mut r = record("skip");
-    put_path(&mut r, "path", path);
-    r.insert("reason".into(), json!(reason));
-    Value::Object(r)
+#[derive(Serialize)]
+pub struct SkipRecord {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    pub path: PathField,
+    pub reason: String,
+}
+
+impl SkipRecord {
+    pub fn new(path: &Path, reason: &str) -> Self {
+        SkipRecord {
+            kind: "skip",
+            path: PathField::new("path", path),
+            reason: reason.to_string(),
+        }
+    }
 }
 
 /// `{"type": "warning", "message"}`.
-pub fn warning(message: &str) -> Value {
-    let mut r = record("warning");
-    r.insert("message".into(), json!(message));
-    Value::Object(r)
+#[derive(Serialize)]
+pub struct WarningRecord {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    pub message: String,
 }
 
-/// `{"type": "error", "message"}`, with the `path` it is about when there is one.
-pub fn error(message: &str, path: Option<&Path>) -> Value {
-    let mut r = record("error");
-    r.insert("message".into(), json!(message));
-    if let Some(path) = path {
-        put_path(&mut r, "path", path);
+impl WarningRecord {
+    pub fn new(message: &str) -> Self {
+        WarningRecord {
+            kind: "warning",
+            message: message.to_string(),
+        }
     }
-    Value::Object(r)
 }
 
-/// The last record of every command: `{"type": "summary", "command", "schema", ...}`.
-fn summary(command: &str, fields: Record) -> Value {
-    let mut r = record("summary");
-    r.insert("command".into(), json!(command));
-    r.insert("schema".into(), json!(SCHEMA_VERSION));
-    r.extend(fields);
-    Value::Object(r)
+/// `{"type": "error", "message"}`, with the `path` it is about when there is one; the HTTP
+/// API answers its errors with it too.
+#[derive(Serialize)]
+pub struct ErrorRecord {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    pub message: String,
+    #[serde(flatten)]
+    pub path: Option<PathField>,
 }
 
-fn fields(value: Value) -> Record {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
+impl ErrorRecord {
+    pub fn new(message: &str, path: Option<&Path>) -> Self {
+        ErrorRecord {
+            kind: "error",
+            message: message.to_string(),
+            path: path.map(|p| PathField::new("path", p)),
+        }
     }
 }
 
@@ -385,9 +499,9 @@ pub struct IndexRecord {
     pub removed: usize,
     pub skipped: usize,
     pub links_not_followed: usize,
-    pub scanned: Value,
-    pub missing: Value,
-    pub repair: Value,
+    pub scanned: Vec<FolderRecord>,
+    pub missing: Vec<FolderRecord>,
+    pub repair: Option<RepairRecord>,
     pub seconds: f64,
     #[serde(flatten)]
     pub place: Place,
@@ -409,9 +523,9 @@ impl IndexRecord {
             removed: s.removed,
             skipped: s.skipped,
             links_not_followed: s.links_not_followed,
-            scanned: path_list(&s.scanned),
-            missing: path_list(&s.missing),
-            repair: s.repair.as_ref().map_or(Value::Null, repair),
+            scanned: FolderRecord::list(&s.scanned),
+            missing: FolderRecord::list(&s.missing),
+            repair: s.repair.as_ref().map(RepairRecord::new),
             seconds: s.seconds,
             queued_only: place.store.is_some().then_some(queued),
             place,
@@ -473,148 +587,386 @@ impl Place {
     }
 }
 
-fn repair(report: &RepairReport) -> Value {
-    json!({
-        "manifest_lost": report.manifest_lost,
-        "manifest_recovered": report.manifest_recovered,
-        "dropped": report.dropped.iter().map(|d| json!({
-            "files": d.files,
-            "entries": d.entries,
-            "reason": d.reason,
-        })).collect::<Vec<_>>(),
-    })
+/// What `index --repair` dropped: `{"manifest_lost", "manifest_recovered", "dropped"}`.
+#[derive(Serialize)]
+pub struct RepairRecord {
+    pub manifest_lost: Option<String>,
+    pub manifest_recovered: Option<String>,
+    pub dropped: Vec<DroppedRecord>,
 }
 
-pub fn forget_summary(index: &Path, s: &ForgetSummary) -> Value {
-    let mut f = fields(json!({
-        "folders": path_list(&s.folders),
-        "removed": s.removed,
-        "total": s.total,
-    }));
-    put_path(&mut f, "index", index);
-    summary("forget", f)
+/// A damaged segment a repair removed: `{"files", "entries", "reason"}`.
+#[derive(Serialize)]
+pub struct DroppedRecord {
+    pub files: Vec<String>,
+    pub entries: u64,
+    pub reason: String,
 }
 
-pub fn query_summary(answers: &[QueryAnswer]) -> Value {
-    let failed = answers.iter().filter(|a| a.result.is_err()).count();
-    summary(
-        "query",
-        fields(json!({"queries": answers.len(), "failed": failed})),
-    )
-}
-
-pub fn grid_summary(rows: usize, out: &Path) -> Value {
-    let mut f = fields(json!({ "rows": rows }));
-    put_path(&mut f, "out", out);
-    summary("grid", f)
-}
-
-pub fn train_summary(r: &TrainReport, eval: Option<(&EvalReport, &EvalReport)>) -> Value {
-    let mut f = fields(json!({
-        "images": r.images,
-        "skipped": r.skipped,
-        "start": r.start,
-        "epochs": r.epochs,
-        "steps": r.steps,
-        "seconds": r.seconds,
-        "out_of_time": r.out_of_time,
-        "images_per_second": r.images_per_second,
-        "load": load(&r.load),
-        "epoch_images_per_second": r.epoch_images_per_second,
-        "last_losses": {
-            "global": r.last_losses.global,
-            "local": r.last_losses.local,
-            "prior": r.last_losses.prior,
-            "total": r.last_losses.total,
-        },
-        "probe": {
-            "images": r.probe.before.images,
-            "before": probe_score(&r.probe.before),
-            "last": probe_score(&r.probe.last),
-            "kept": r.probe.kept.as_ref().map(probe_score),
-            "kept_epoch": r.probe.kept_epoch,
-        },
-    }));
-    let scores = |e: &EvalReport| json!({"precision_at_k": e.precision_at_k, "knn_accuracy": e.knn_accuracy});
-    let eval = eval.map(|(before, after)| {
-        json!({
-            "images": after.images,
-            "k": after.k,
-            "knn": after.knn,
-            "before": scores(before),
-            "after": scores(after),
-        })
-    });
-    f.insert("eval".into(), eval.unwrap_or(Value::Null));
-    let projection = r.projection.map(|p| {
-        json!({"dim": p.dim, "embedding_dim": p.embedding_dim, "images": p.images, "fitted": p.fitted})
-    });
-    f.insert("projection".into(), projection.unwrap_or(Value::Null));
-    put_path(&mut f, "model", &r.model);
-    summary("train", f)
-}
-
-fn probe_score(p: &ProbeScore) -> Value {
-    json!({"survival_at_9": p.survival_at_9, "self_top1": p.self_top1})
-}
-
-fn load(stats: &LoadStats) -> Value {
-    let mut f = fields(json!({
-        "decoded": stats.decoded,
-        "from_cache": stats.from_cache,
-        "seconds": stats.seconds,
-        "rebuilt": stats.rebuilt,
-    }));
-    match &stats.cache {
-        Some(cache) => put_path(&mut f, "cache", cache),
-        None => {
-            f.insert("cache".into(), Value::Null);
+impl RepairRecord {
+    fn new(report: &RepairReport) -> Self {
+        RepairRecord {
+            manifest_lost: report.manifest_lost.clone(),
+            manifest_recovered: report.manifest_recovered.clone(),
+            dropped: report
+                .dropped
+                .iter()
+                .map(|d| DroppedRecord {
+                    files: d.files.clone(),
+                    entries: d.entries,
+                    reason: d.reason.clone(),
+                })
+                .collect(),
         }
     }
-    Value::Object(f)
 }
 
-pub fn eval_summary(r: &EvalReport) -> Value {
-    let classes: Vec<Value> = r
-        .classes
-        .iter()
-        .map(|c| {
-            json!({
-                "class": c.class,
-                "images": c.images,
-                "precision_at_k": c.precision_at_k,
-                "knn_accuracy": c.knn_accuracy,
-            })
-        })
-        .collect();
-    summary(
-        "eval",
-        fields(json!({
-            "what": r.what,
-            "images": r.images,
-            "queries": r.queries,
-            "skipped": r.skipped,
-            "k": r.k,
-            "precision_at_k": r.precision_at_k,
-            "knn": r.knn,
-            "knn_accuracy": r.knn_accuracy,
-            "classes": classes,
-            "seconds": r.seconds,
-        })),
-    )
+/// What `forget` did: `{"folders": [folder], "removed", "total", "index"}`.
+#[derive(Serialize)]
+pub struct ForgetRecord {
+    #[serde(flatten)]
+    head: Head,
+    pub folders: Vec<FolderRecord>,
+    pub removed: usize,
+    pub total: usize,
+    #[serde(flatten)]
+    pub index: PathField,
 }
 
-pub fn verify_summary(index: &Path, r: &VerifyReport) -> Value {
-    let mut f = fields(json!({
-        "ok": r.is_ok(),
-        "generation": r.generation,
-        "segments": r.segments,
-        "entries": r.entries,
-        "files": r.files,
-        "damaged": r.damaged,
-    }));
-    put_path(&mut f, "index", index);
-    summary("verify", f)
+impl ForgetRecord {
+    pub fn new(index: &Path, s: &ForgetSummary) -> Self {
+        ForgetRecord {
+            head: Head::summary("forget"),
+            folders: FolderRecord::list(&s.folders),
+            removed: s.removed,
+            total: s.total,
+            index: PathField::new("index", index),
+        }
+    }
+}
+
+/// The end of `query`: `{"queries", "failed"}`, the query images and those that could not be
+/// used (the query records themselves come before it).
+#[derive(Serialize)]
+pub struct QuerySummaryRecord {
+    #[serde(flatten)]
+    head: Head,
+    pub queries: usize,
+    pub failed: usize,
+}
+
+impl QuerySummaryRecord {
+    pub fn new(answers: &[QueryAnswer]) -> Self {
+        QuerySummaryRecord {
+            head: Head::summary("query"),
+            queries: answers.len(),
+            failed: answers.iter().filter(|a| a.result.is_err()).count(),
+        }
+    }
+}
+
+/// What `grid` wrote: `{"rows", "out"}`.
+#[derive(Serialize)]
+pub struct GridRecord {
+    #[serde(flatten)]
+    head: Head,
+    pub rows: usize,
+    #[serde(flatten)]
+    pub out: PathField,
+}
+
+impl GridRecord {
+    pub fn new(rows: usize, out: &Path) -> Self {
+        GridRecord {
+            head: Head::summary("grid"),
+            rows,
+            out: PathField::new("out", out),
+        }
+    }
+}
+
+/// What `train` did: `{"images", "skipped", "start", "epochs", "steps", "seconds",
+/// "out_of_time", "images_per_second", "load", "epoch_images_per_second", "last_losses",
+/// "probe", "eval", "projection", "model"}`.
+#[derive(Serialize)]
+pub struct TrainRecord {
+    #[serde(flatten)]
+    head: Head,
+    pub images: usize,
+    pub skipped: usize,
+    pub start: Option<String>,
+    pub epochs: usize,
+    pub steps: usize,
+    pub seconds: f64,
+    pub out_of_time: bool,
+    pub images_per_second: f64,
+    pub load: LoadRecord,
+    pub epoch_images_per_second: Vec<f64>,
+    pub last_losses: LossesRecord,
+    pub probe: ProbeRecord,
+    pub eval: Option<TrainEvalRecord>,
+    pub projection: Option<ProjectionRecord>,
+    #[serde(flatten)]
+    pub model: PathField,
+}
+
+impl TrainRecord {
+    /// `eval`, with `--eval DIR`: the folder and its scores before and after the run.
+    pub fn new(r: &TrainReport, eval: Option<(&Path, &EvalReport, &EvalReport)>) -> Self {
+        TrainRecord {
+            head: Head::summary("train"),
+            images: r.images,
+            skipped: r.skipped,
+            start: r.start.clone(),
+            epochs: r.epochs,
+            steps: r.steps,
+            seconds: r.seconds,
+            out_of_time: r.out_of_time,
+            images_per_second: r.images_per_second,
+            load: LoadRecord::new(&r.load),
+            epoch_images_per_second: r.epoch_images_per_second.clone(),
+            last_losses: LossesRecord::new(&r.last_losses),
+            probe: ProbeRecord::new(&r.probe),
+            eval: eval.map(|(dir, before, after)| TrainEvalRecord::new(dir, before, after)),
+            projection: r.projection.as_ref().map(ProjectionRecord::new),
+            model: PathField::new("model", &r.model),
+        }
+    }
+}
+
+/// How a training run's pixels were obtained: `{"decoded", "from_cache", "seconds",
+/// "rebuilt", "cache"}`.
+#[derive(Serialize)]
+pub struct LoadRecord {
+    pub decoded: usize,
+    pub from_cache: usize,
+    pub seconds: f64,
+    pub rebuilt: Option<String>,
+    #[serde(flatten)]
+    pub cache: PathOrNull,
+}
+
+impl LoadRecord {
+    fn new(stats: &LoadStats) -> Self {
+        LoadRecord {
+            decoded: stats.decoded,
+            from_cache: stats.from_cache,
+            seconds: stats.seconds,
+            rebuilt: stats.rebuilt.clone(),
+            cache: PathOrNull::new("cache", stats.cache.as_deref()),
+        }
+    }
+}
+
+/// The last step's losses: `{"global", "local", "prior", "total"}`, the f32s widened to f64
+/// (as the record has always written them, not as short decimals).
+#[derive(Serialize)]
+pub struct LossesRecord {
+    pub global: f64,
+    pub local: f64,
+    pub prior: f64,
+    pub total: f64,
+}
+
+impl LossesRecord {
+    fn new(l: &Losses) -> Self {
+        LossesRecord {
+            global: f64::from(l.global),
+            local: f64::from(l.local),
+            prior: f64::from(l.prior),
+            total: f64::from(l.total),
+        }
+    }
+}
+
+/// The label-free probe: `{"images", "before", "last", "kept", "kept_epoch"}`.
+#[derive(Serialize)]
+pub struct ProbeRecord {
+    pub images: usize,
+    pub before: ProbeScoreRecord,
+    pub last: ProbeScoreRecord,
+    pub kept: Option<ProbeScoreRecord>,
+    pub kept_epoch: Option<usize>,
+}
+
+impl ProbeRecord {
+    fn new(p: &ProbeReport) -> Self {
+        ProbeRecord {
+            images: p.before.images,
+            before: ProbeScoreRecord::new(&p.before),
+            last: ProbeScoreRecord::new(&p.last),
+            kept: p.kept.as_ref().map(ProbeScoreRecord::new),
+            kept_epoch: p.kept_epoch,
+        }
+    }
+}
+
+/// One probe's scores: `{"survival_at_9", "self_top1"}`.
+#[derive(Serialize, Clone, Copy)]
+pub struct ProbeScoreRecord {
+    pub survival_at_9: f64,
+    pub self_top1: f64,
+}
+
+impl ProbeScoreRecord {
+    fn new(p: &ProbeScore) -> Self {
+        ProbeScoreRecord {
+            survival_at_9: p.survival_at_9,
+            self_top1: p.self_top1,
+        }
+    }
+}
+
+/// `train --eval DIR`: `{"images", "k", "knn", "before": retrieval, "after": retrieval}`.
+#[derive(Serialize)]
+pub struct TrainEvalRecord {
+    pub images: usize,
+    pub k: usize,
+    pub knn: usize,
+    pub before: RetrievalRecord,
+    pub after: RetrievalRecord,
+    /// The labelled folder (named in the text form).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+impl TrainEvalRecord {
+    fn new(dir: &Path, before: &EvalReport, after: &EvalReport) -> Self {
+        TrainEvalRecord {
+            images: after.images,
+            k: after.k,
+            knn: after.knn,
+            before: RetrievalRecord::new(before),
+            after: RetrievalRecord::new(after),
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+/// Retrieval scores: `{"precision_at_k", "knn_accuracy"}`.
+#[derive(Serialize)]
+pub struct RetrievalRecord {
+    pub precision_at_k: f64,
+    pub knn_accuracy: f64,
+}
+
+impl RetrievalRecord {
+    fn new(e: &EvalReport) -> Self {
+        RetrievalRecord {
+            precision_at_k: e.precision_at_k,
+            knn_accuracy: e.knn_accuracy,
+        }
+    }
+}
+
+/// The search projection a training run fitted: `{"dim", "embedding_dim", "images",
+/// "fitted"}`.
+#[derive(Serialize)]
+pub struct ProjectionRecord {
+    pub dim: usize,
+    pub embedding_dim: usize,
+    pub images: usize,
+    pub fitted: bool,
+}
+
+impl ProjectionRecord {
+    fn new(p: &ProjectionReport) -> Self {
+        ProjectionRecord {
+            dim: p.dim,
+            embedding_dim: p.embedding_dim,
+            images: p.images,
+            fitted: p.fitted,
+        }
+    }
+}
+
+/// What `eval` measured: `{"what", "images", "queries", "skipped", "k", "precision_at_k",
+/// "knn", "knn_accuracy", "classes": [class], "seconds"}`.
+#[derive(Serialize)]
+pub struct EvalRecord {
+    #[serde(flatten)]
+    head: Head,
+    pub what: String,
+    pub images: usize,
+    pub queries: usize,
+    pub skipped: usize,
+    pub k: usize,
+    pub precision_at_k: f64,
+    pub knn: usize,
+    pub knn_accuracy: f64,
+    pub classes: Vec<ClassRecord>,
+    pub seconds: f64,
+}
+
+/// One class's scores: `{"class", "images", "precision_at_k", "knn_accuracy"}`.
+#[derive(Serialize)]
+pub struct ClassRecord {
+    pub class: String,
+    pub images: usize,
+    pub precision_at_k: f64,
+    pub knn_accuracy: f64,
+}
+
+impl EvalRecord {
+    pub fn new(r: &EvalReport) -> Self {
+        EvalRecord {
+            head: Head::summary("eval"),
+            what: r.what.clone(),
+            images: r.images,
+            queries: r.queries,
+            skipped: r.skipped,
+            k: r.k,
+            precision_at_k: r.precision_at_k,
+            knn: r.knn,
+            knn_accuracy: r.knn_accuracy,
+            classes: r
+                .classes
+                .iter()
+                .map(|c| ClassRecord {
+                    class: c.class.clone(),
+                    images: c.images,
+                    precision_at_k: c.precision_at_k,
+                    knn_accuracy: c.knn_accuracy,
+                })
+                .collect(),
+            seconds: r.seconds,
+        }
+    }
+}
+
+/// What `verify` found: `{"ok", "generation", "segments", "entries", "files", "damaged",
+/// "index"}`.
+#[derive(Serialize)]
+pub struct VerifyRecord {
+    #[serde(flatten)]
+    head: Head,
+    pub ok: bool,
+    pub generation: u64,
+    pub segments: usize,
+    pub entries: u64,
+    pub files: usize,
+    pub damaged: Vec<String>,
+    #[serde(flatten)]
+    pub index: PathField,
+    /// Whether the manifest is among the damaged (said in the text form).
+    #[serde(skip)]
+    pub manifest_damaged: bool,
+}
+
+impl VerifyRecord {
+    pub fn new(index: &Path, r: &VerifyReport) -> Self {
+        VerifyRecord {
+            head: Head::summary("verify"),
+            ok: r.is_ok(),
+            generation: r.generation,
+            segments: r.segments,
+            entries: r.entries,
+            files: r.files,
+            damaged: r.damaged.clone(),
+            index: PathField::new("index", index),
+            manifest_damaged: r.manifest_damaged,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -628,13 +980,26 @@ mod tests {
     fn a_path_that_is_not_utf8_round_trips_through_its_bytes() {
         use std::os::unix::ffi::OsStrExt;
         let path = Path::new(std::ffi::OsStr::from_bytes(b"/photos/a\xffb.jpg"));
-        let line = skip(path, "not an image");
+        let line = serde_json::to_value(SkipRecord::new(path, "not an image")).expect("json");
         assert_eq!(line["path"], "/photos/a\u{fffd}b.jpg");
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(line["path_bytes"].as_str().expect("bytes"))
             .expect("base64");
         assert_eq!(bytes, b"/photos/a\xffb.jpg");
-        let plain = skip(Path::new("/photos/ab.jpg"), "x");
+        let plain =
+            serde_json::to_value(SkipRecord::new(Path::new("/photos/ab.jpg"), "x")).expect("json");
         assert!(plain.get("path_bytes").is_none());
+    }
+
+    #[test]
+    fn an_absent_path_is_left_out_or_null_as_its_record_says() {
+        let error = serde_json::to_string(&ErrorRecord::new("gone", None)).expect("json");
+        assert_eq!(error, r#"{"type":"error","message":"gone"}"#);
+        let load = LoadRecord::new(&LoadStats::default());
+        let load = serde_json::to_string(&load).expect("json");
+        assert_eq!(
+            load,
+            r#"{"decoded":0,"from_cache":0,"seconds":0.0,"rebuilt":null,"cache":null}"#
+        );
     }
 }

@@ -72,61 +72,11 @@ fn train_model(args: TrainArgs, verbosity: Verbosity, device: &Device, p: &mut P
         )?,
         None => None,
     };
-    let eval = before.as_ref().zip(after.as_ref());
-    let mut text = format!(
-        "trained on {} images ({} skipped) from {}, {} epochs, {} steps in {:.1} s ({:.1} images/s){}; model in {}",
-        report.images,
-        report.skipped,
-        report.start.as_deref().unwrap_or("an earlier run"),
-        report.epochs,
-        report.steps,
-        report.seconds,
-        report.images_per_second,
-        if report.out_of_time { ", stopped at the time budget" } else { "" },
-        shown(&report.model)
-    );
-    let probe = &report.probe;
-    let kept = probe.kept.unwrap_or(probe.last);
-    text.push_str(&format!(
-        "\nlabel-free probe on {} of the images (their 9 neighbours kept by an augmented view; the view finding its image first):\n  before {:.3} / {:.3}\n  after  {:.3} / {:.3}{}",
-        probe.before.images,
-        probe.before.survival_at_9,
-        probe.before.self_top1,
-        kept.survival_at_9,
-        kept.self_top1,
-        match probe.kept_epoch {
-            Some(epoch) if epoch != report.epochs => format!(" (epoch {epoch}, the probe's best; the last scored {:.3} / {:.3})", probe.last.survival_at_9, probe.last.self_top1),
-            Some(_) => String::new(),
-            None => " (the model kept from before this run)".to_string(),
-        }
-    ));
-    match report.projection {
-        Some(p) if p.fitted => text.push_str(&format!(
-            "\nsearch projection: {} of the {} embedding dims, fitted on {} images",
-            p.dim, p.embedding_dim, p.images
-        )),
-        Some(p) => text.push_str(&format!(
-            "\nsearch projection: not fitted ({} images, fewer than the {} that {} components need); the model searches its {}-dim embedding as it is",
-            p.images,
-            train::min_fit_images(p.dim),
-            p.dim,
-            p.embedding_dim
-        )),
-        None => {}
-    }
-    if let Some((before, after)) = eval {
-        text.push_str(&format!(
-            "\n{}: P@{} {:.4} -> {:.4}, kNN-{} {:.4} -> {:.4}",
-            shown(labelled.as_deref().unwrap_or(Path::new(""))),
-            after.k,
-            before.precision_at_k,
-            after.precision_at_k,
-            after.knn,
-            before.knn_accuracy,
-            after.knn_accuracy
-        ));
-    }
-    p.summary(json::train_summary(&report, eval), &text)?;
+    let eval = labelled
+        .as_deref()
+        .zip(before.as_ref().zip(after.as_ref()))
+        .map(|(dir, (before, after))| (dir, before, after));
+    p.report(&json::TrainRecord::new(&report, eval))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -177,15 +127,7 @@ fn index_folders(
 fn forget(args: &ForgetArgs, p: &mut Printer) -> Outcome {
     let writer = pipeline::writer(&Location::Local(args.index.clone()), None);
     let s = writer.forget(&args.dirs)?;
-    let folders: Vec<String> = s.folders.iter().map(|f| shown(f)).collect();
-    let text = format!(
-        "forgot {}: {} entries removed, {} left in {}",
-        folders.join(", "),
-        s.removed,
-        s.total,
-        shown(&args.index)
-    );
-    p.summary(json::forget_summary(&args.index, &s), &text)?;
+    p.report(&json::ForgetRecord::new(&args.index, &s))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -208,7 +150,7 @@ fn query(args: &QueryArgs, device: &Device, p: &mut Printer) -> Outcome {
         grid::save(&sheet, path)?;
     }
     if p.json {
-        p.record(&json::query_summary(&answers))?;
+        p.record(&json::QuerySummaryRecord::new(&answers))?;
     }
     Ok(if failed {
         ExitCode::FAILURE
@@ -231,8 +173,7 @@ fn contact_sheet(args: &GridArgs, p: &mut Printer) -> Outcome {
             p.record(&json::RowRecord::new(row))?;
         }
     }
-    let text = format!("{} rows written to {}", rows.len(), shown(&args.out));
-    p.summary(json::grid_summary(rows.len(), &args.out), &text)?;
+    p.report(&json::GridRecord::new(rows.len(), &args.out))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -250,64 +191,18 @@ fn eval(args: &EvalArgs, verbosity: Verbosity, device: &Device, p: &mut Printer)
             pipeline::evaluate_pixels(model.preprocess(), &opts, &mut events)?
         }
     };
-    if p.json {
-        p.record(&json::eval_summary(&report))?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    p.line(&format!(
-        "{}: {} images, {} queries, {} skipped",
-        report.what, report.images, report.queries, report.skipped
-    ))?;
-    let (pk, knn) = (format!("P@{}", report.k), format!("kNN-{}", report.knn));
-    p.line(&format!(
-        "{:<16} {:>7} {:>8} {:>8}",
-        "class", "images", pk, knn
-    ))?;
-    for c in &report.classes {
-        p.line(&format!(
-            "{:<16} {:>7} {:>8.4} {:>8.4}",
-            c.class, c.images, c.precision_at_k, c.knn_accuracy
-        ))?;
-    }
-    p.line(&format!(
-        "{:<16} {:>7} {:>8.4} {:>8.4}",
-        "all", report.queries, report.precision_at_k, report.knn_accuracy
-    ))?;
+    // The scores are the result of this command: printed even with --quiet.
+    p.result(&json::EvalRecord::new(&report))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn verify(args: &VerifyArgs, p: &mut Printer) -> Outcome {
     let report = index::verify_report(&args.index)?;
-    let verdict = if report.is_ok() {
-        "OK".to_string()
-    } else {
-        for damage in &report.damaged {
-            p.error(damage, None)?;
-        }
-        let segments = report.damaged.len() - usize::from(report.manifest_damaged);
-        let what = match (report.manifest_damaged, segments) {
-            (true, 0) => "the manifest".to_string(),
-            (true, n) => format!("the manifest and {n} of {} segments", report.segments),
-            (false, n) => format!("{n} of {} segments", report.segments),
-        };
-        format!(
-            "DAMAGED ({what}): run `imgsearch index --repair` to drop the damaged files and embed their images again"
-        )
-    };
-    let text = format!(
-        "index {}: generation {}, {} segments, {} entries, {} files checked: {verdict}",
-        shown(&args.index),
-        report.generation,
-        report.segments,
-        report.entries,
-        report.files
-    );
-    // The verdict is the result of this command: printed even with --quiet.
-    if p.json {
-        p.record(&json::verify_summary(&args.index, &report))?;
-    } else {
-        p.line(&text)?;
+    for damage in &report.damaged {
+        p.error(damage, None)?;
     }
+    // The verdict is the result of this command: printed even with --quiet.
+    p.result(&json::VerifyRecord::new(&args.index, &report))?;
     Ok(if report.is_ok() {
         ExitCode::SUCCESS
     } else {
@@ -354,9 +249,12 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
     let done = act_on_duplicates(args, &groups, &store.roots())?;
     print_groups(args, &groups, done.outcomes.as_deref(), p)?;
     if !args.csv {
-        let text = dups_text(&groups, &done);
-        let record = json::dups_summary(&groups, &opts, done.action, done.log.as_deref());
-        p.summary(record, &text)?;
+        p.report(&json::DupsRecord::new(
+            &groups,
+            &opts,
+            done.action,
+            done.log.as_deref(),
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -380,8 +278,7 @@ fn undo_dups(log: &Path, p: &mut Printer) -> Outcome {
     for (path, why) in &left {
         p.error(&format!("{} not restored: {why}", shown(path)), Some(path))?;
     }
-    let text = format!("{} files restored, {} not", restored.len(), left.len());
-    p.summary(json::undo_summary(&restored, left.len()), &text)?;
+    p.report(&json::UndoRecord::new(&restored, left.len()))?;
     Ok(if left.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -491,23 +388,6 @@ fn print_groups(
     Ok(())
 }
 
-/// The closing line of `dups`: how many groups and copies, and what was done with them.
-fn dups_text(groups: &[pipeline::dups::Group], done: &Acted) -> String {
-    let copies: usize = groups.iter().map(|g| g.duplicates().len()).sum();
-    match (&done.log, done.action) {
-        (Some(log), _) => format!(
-            "{} groups, {copies} copies moved; undo with: imgsearch dups --undo {}",
-            groups.len(),
-            shown(log)
-        ),
-        (None, "hardlink") => format!("{} groups, {copies} copies examined for hard links", groups.len()),
-        _ => format!(
-            "{} groups, {copies} copies (a dry run: --move DEST would move the copies, --hardlink link identical ones)",
-            groups.len()
-        ),
-    }
-}
-
 fn worker(args: &WorkerArgs, verbosity: Verbosity, device: &Device, p: &mut Printer) -> Outcome {
     let Some(url) = &args.store.store else {
         return Err(imgsearch::Error::Usage(
@@ -529,19 +409,11 @@ fn worker(args: &WorkerArgs, verbosity: Verbosity, device: &Device, p: &mut Prin
             imgsearch::store::postgres::MAX_ATTEMPTS
         ));
     }
-    let text = format!(
-        "worker {}: {} images embedded, {} skipped, {} batches in {:.1} s, into {}",
-        opts.name,
-        s.embedded,
-        s.skipped.len(),
-        s.batches,
-        s.seconds,
-        queue.describe()
-    );
-    p.summary(
-        json::worker_summary(&queue.describe(), &opts.name, &s),
-        &text,
-    )?;
+    p.report(&json::WorkerRecord::new(
+        queue.describe(),
+        opts.name.clone(),
+        &s,
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -560,13 +432,11 @@ fn store_init(args: &StoreInitArgs, device: &Device, p: &mut Printer) -> Outcome
         .iter()
         .map(|s| imgsearch::store::postgres::redacted(s))
         .collect();
-    let text = format!(
-        "{} now partitions vector({dim}) images over {} shards: index into it with --store",
+    p.report(&json::StoreInitRecord::new(
         imgsearch::store::postgres::redacted(url),
-        shards.len()
-    );
-    let record = json::store_init_summary(&imgsearch::store::postgres::redacted(url), &shards, dim);
-    p.summary(record, &text)?;
+        shards,
+        dim,
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

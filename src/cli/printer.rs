@@ -10,7 +10,6 @@ use imgsearch::index::Hit;
 use imgsearch::json;
 use imgsearch::progress::Event;
 use serde::Serialize;
-use serde_json::Value;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -86,24 +85,30 @@ impl Printer {
 
     fn write_event(&mut self, event: Event<'_>) -> io::Result<()> {
         match event {
-            Event::Skipped { path, reason } if self.json => self.record(&json::skip(path, reason)),
-            Event::Warning(message) if self.json => self.record(&json::warning(message)),
             Event::Skipped { path, reason } => {
-                self.note(&format!("skipped {}: {}", shown(path), escaped(reason)));
-                Ok(())
+                self.diagnostic(&json::SkipRecord::new(path, reason))
             }
-            Event::Warning(message) => {
-                self.note(&format!("warning: {}", escaped(message)));
-                Ok(())
-            }
+            Event::Warning(message) => self.diagnostic(&json::WarningRecord::new(message)),
+        }
+    }
+
+    /// A diagnostic: its record on stdout with `--json`, else its text on stderr (not shown
+    /// with `--quiet`).
+    fn diagnostic(&mut self, report: &impl Report) -> io::Result<()> {
+        if self.json {
+            self.record(report)
+        } else {
+            self.note(&report.text());
+            Ok(())
         }
     }
 
     /// An error: always on stderr, and as a record on stdout with `--json`.
     pub fn error(&mut self, message: &str, path: Option<&Path>) -> io::Result<()> {
-        let _ = writeln!(io::stderr(), "error: {}", escaped(message));
+        let record = json::ErrorRecord::new(message, path);
+        let _ = writeln!(io::stderr(), "{}", record.text());
         if self.json {
-            self.record(&json::error(message, path))?;
+            self.record(&record)?;
         }
         Ok(())
     }
@@ -126,26 +131,24 @@ impl Printer {
         Ok(())
     }
 
-    /// A summary: the record with `--json`, else `text` unless quiet.
-    pub fn summary(&mut self, record: Value, text: &str) -> io::Result<()> {
+    /// A command's report: its record with `--json`, else its text unless quiet.
+    pub fn report(&mut self, report: &impl Report) -> io::Result<()> {
         if self.json {
-            self.record(&record)
+            self.record(report)
         } else if !self.quiet {
-            self.line(text)
+            self.line(&report.text())
         } else {
             Ok(())
         }
     }
 
-    /// A command's report: its record with `--json`, else its text unless quiet.
-    pub fn report(&mut self, report: &impl Report) -> io::Result<()> {
+    /// A command's result, which is all it has to say: its record with `--json`, else its
+    /// text, even with `--quiet`.
+    pub fn result(&mut self, report: &impl Report) -> io::Result<()> {
         if self.json {
-            serde_json::to_writer(&mut self.out, report)?;
-            self.out.write_all(b"\n")
-        } else if !self.quiet {
-            self.line(&report.text())
+            self.record(report)
         } else {
-            Ok(())
+            self.line(&report.text())
         }
     }
 

@@ -51,7 +51,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"type": "error", "message": self.1}));
+        let body = Json(json::ErrorRecord::new(&self.1, None));
         (self.0, body).into_response()
     }
 }
