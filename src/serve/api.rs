@@ -1,4 +1,4 @@
-//! The HTTP API's handlers: JSON in the records of `src/json.rs` (the schema of `--json`,
+//! The HTTP API's handlers: JSON in the records of `src/json/` (the schema of `--json`,
 //! docs/JSON.md), images by id. Every handler takes one generation of the index at its start
 //! and answers from it alone. Decoding, thumbnails, random rows and duplicate groups run on
 //! tokio's blocking pool (the CPU-heavy ones after a permit of [`Shared::heavy`]), embeddings
