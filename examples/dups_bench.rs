@@ -2,7 +2,7 @@
 //! imagededup on the same files in the same run.
 //!
 //!     cargo run --release --example dups_bench -- [--data data] [--per-set 60] [--seed 1]
-//!         [--thresholds 0.85/0.93,0.97/none] [--keep DIR]
+//!         [--thresholds 0.85/0.93,0.97/none] [--keep DIR] [--edits basic|extended]
 //!         [--czkawka PATH] [--imagededup PYTHON] [--imagededup-thresholds 4,6,8,10]
 //!     cargo run --release --example dups_bench -- --folder DIR [--czkawka PATH] [--imagededup PYTHON]
 //!
@@ -11,7 +11,10 @@
 //! drawn (seeded); each gets one to three copies, each copy a seeded random edit a user makes:
 //! resize (0.5–0.8), recompression (JPEG quality 30–60), a crop keeping about 70% of the area,
 //! a horizontal flip, a 90-degree rotation, a colour change (brightness and saturation), or a
-//! caption stamped on the image. Every other photo of the same classes is a distractor. The
+//! caption stamped on the image. `--edits extended` adds the edits photos shared from phones and
+//! social media carry: a caption bar over the bottom or the top of the picture, a mirrored copy
+//! with a caption bar, a border or letterbox, a screenshot of the photo inside a phone's interface,
+//! and a crop keeping 50-60% of the area. Every other photo of the same classes is a distractor. The
 //! ground truth is the pairs within each original's family. The real binary indexes the folder
 //! and `imgsearch dups --json` is scored at each setting ("T/V": cosine threshold T and copy
 //! score V; "T/none": the cosine alone): pair precision, recall and F1, per edit kind (recall of
@@ -46,6 +49,16 @@ const EDITS: [&str; 7] = [
     "caption",
 ];
 
+/// The edits `--edits extended` adds to [`EDITS`].
+const EXTENDED_EDITS: [&str; 6] = [
+    "caption_bar",
+    "caption_top",
+    "mirror_caption",
+    "border",
+    "screenshot",
+    "crop55",
+];
+
 struct Args {
     data: PathBuf,
     per_set: usize,
@@ -56,6 +69,8 @@ struct Args {
     imagededup: Option<PathBuf>,
     imagededup_thresholds: String,
     folder: Option<PathBuf>,
+    /// The edit kinds drawn from.
+    edits: Vec<&'static str>,
 }
 
 fn args() -> Result<Args> {
@@ -71,6 +86,7 @@ fn args() -> Result<Args> {
         imagededup: None,
         imagededup_thresholds: "10".into(),
         folder: None,
+        edits: EDITS.to_vec(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -84,6 +100,13 @@ fn args() -> Result<Args> {
             "--imagededup" => a.imagededup = Some(PathBuf::from(value()?)),
             "--imagededup-thresholds" => a.imagededup_thresholds = value()?,
             "--folder" => a.folder = Some(PathBuf::from(value()?)),
+            "--edits" => {
+                a.edits = match value()?.as_str() {
+                    "basic" => EDITS.to_vec(),
+                    "extended" => EDITS.iter().chain(&EXTENDED_EDITS).copied().collect(),
+                    other => bail!("--edits takes basic or extended, not {other}"),
+                }
+            }
             "--thresholds" => a.thresholds = value()?.split(',').map(String::from).collect(),
             other => bail!("unknown flag {other}"),
         }
@@ -116,6 +139,152 @@ fn caption(img: &mut RgbImage, rng: &mut ChaCha8Rng) {
     }
 }
 
+/// Glyph-like text (a 5×7 grid of blocks per character) in `colour` from (x0, y0), `chars`
+/// characters of `scale` pixels per block.
+fn glyphs(
+    img: &mut RgbImage,
+    (x0, y0): (u32, u32),
+    chars: u32,
+    scale: u32,
+    colour: Rgb<u8>,
+    rng: &mut ChaCha8Rng,
+) {
+    let (w, h) = img.dimensions();
+    for c in 0..chars {
+        for dy in 0..7 {
+            for dx in 0..5 {
+                if !rng.random_bool(0.55) {
+                    continue;
+                }
+                for sy in 0..scale {
+                    for sx in 0..scale {
+                        let (x, y) = (x0 + (c * 6 + dx) * scale + sx, y0 + dy * scale + sy);
+                        if x < w && y < h {
+                            img.put_pixel(x, y, colour);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A solid bar of 10-15% of the height over the bottom (or the top) of the picture, with a line
+/// of text on it: the caption sharing apps put on a photo.
+fn caption_bar(img: &DynamicImage, top: bool, rng: &mut ChaCha8Rng) -> DynamicImage {
+    let mut rgb = img.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    let bar = ((h as f32 * rng.random_range(0.10..0.15)) as u32).max(4);
+    let dark = rng.random_bool(0.7);
+    let (fill, ink) = if dark {
+        (Rgb([rng.random_range(0..50u8); 3]), Rgb([250, 250, 250]))
+    } else {
+        (Rgb([250, 250, 250]), Rgb([20, 20, 20]))
+    };
+    let y0 = if top { 0 } else { h - bar };
+    for y in y0..y0 + bar {
+        for x in 0..w {
+            rgb.put_pixel(x, y, fill);
+        }
+    }
+    let scale = (bar / 10).max(1);
+    let chars = rng.random_range(8..20);
+    glyphs(
+        &mut rgb,
+        (bar / 3, y0 + (bar - 7 * scale) / 2),
+        chars,
+        scale,
+        ink,
+        rng,
+    );
+    DynamicImage::ImageRgb8(rgb)
+}
+
+/// The picture on a solid canvas: a border of 4-12% on every side, or letterboxed to a square.
+fn border(img: &DynamicImage, rng: &mut ChaCha8Rng) -> DynamicImage {
+    let (w, h) = (img.width(), img.height());
+    let fill = Rgb([
+        rng.random_range(0..=255u8),
+        rng.random_range(0..=255u8),
+        rng.random_range(0..=255u8),
+    ]);
+    let (cw, ch) = if rng.random_bool(0.5) {
+        let f = rng.random_range(0.04..0.12);
+        (w + 2 * (w as f32 * f) as u32, h + 2 * (h as f32 * f) as u32)
+    } else {
+        let side = w.max(h) + w.max(h) / 20;
+        (side, side)
+    };
+    let mut canvas = RgbImage::from_pixel(
+        cw,
+        ch,
+        if rng.random_bool(0.5) {
+            Rgb([0, 0, 0])
+        } else {
+            fill
+        },
+    );
+    imageops::overlay(
+        &mut canvas,
+        &img.to_rgb8(),
+        i64::from((cw - w) / 2),
+        i64::from((ch - h) / 2),
+    );
+    DynamicImage::ImageRgb8(canvas)
+}
+
+/// A phone screenshot showing the picture: a 540 × 1170 screen with a status bar, the picture
+/// across the screen's width (less a margin), lines of text and buttons above and below.
+fn screenshot(img: &DynamicImage, rng: &mut ChaCha8Rng) -> DynamicImage {
+    let (sw, sh) = (540u32, 1170u32);
+    let dark = rng.random_bool(0.5);
+    let (bg, ink) = if dark {
+        (Rgb([0, 0, 0]), Rgb([230, 230, 230]))
+    } else {
+        (Rgb([255, 255, 255]), Rgb([30, 30, 30]))
+    };
+    let mut screen = RgbImage::from_pixel(sw, sh, bg);
+    glyphs(&mut screen, (20, 14), 5, 3, ink, rng);
+    glyphs(&mut screen, (sw - 120, 14), 3, 3, ink, rng);
+    let margin = rng.random_range(0..24);
+    let pw = sw - 2 * margin;
+    let ph = ((img.height() as f32 * pw as f32 / img.width() as f32) as u32).clamp(8, sh - 400);
+    let photo = img
+        .resize_exact(pw, ph, imageops::FilterType::Triangle)
+        .to_rgb8();
+    let top = rng.random_range(140..240);
+    glyphs(&mut screen, (20, top - 60), 14, 3, ink, rng);
+    imageops::overlay(&mut screen, &photo, i64::from(margin), i64::from(top));
+    for line in 0..3 {
+        glyphs(
+            &mut screen,
+            (20, top + ph + 30 + line * 34),
+            rng.random_range(10..24),
+            3,
+            ink,
+            rng,
+        );
+    }
+    for b in 0..4 {
+        for y in sh - 90..sh - 50 {
+            for x in 40 + b * 130..100 + b * 130 {
+                screen.put_pixel(x, y, Rgb([128, 128, 128]));
+            }
+        }
+    }
+    DynamicImage::ImageRgb8(screen)
+}
+
+/// A crop keeping `area` of the picture, its aspect kept, at a random place.
+fn crop(img: &DynamicImage, area: f32, rng: &mut ChaCha8Rng) -> DynamicImage {
+    let (w, h) = (img.width(), img.height());
+    let side = area.sqrt();
+    let (cw, ch) = ((w as f32 * side) as u32, (h as f32 * side) as u32);
+    let x = rng.random_range(0..=w - cw);
+    let y = rng.random_range(0..=h - ch);
+    img.crop_imm(x, y, cw, ch)
+}
+
 /// Applies one edit; returns the image and whether to save it as JPEG (and at what quality).
 fn edit(img: &DynamicImage, kind: &str, rng: &mut ChaCha8Rng) -> (DynamicImage, Option<u8>) {
     let (w, h) = (img.width(), img.height());
@@ -129,13 +298,16 @@ fn edit(img: &DynamicImage, kind: &str, rng: &mut ChaCha8Rng) -> (DynamicImage, 
             )
         }
         "recompress" => (img.clone(), Some(rng.random_range(30..60))),
-        "crop70" => {
-            let side = 0.7f32.sqrt();
-            let (cw, ch) = ((w as f32 * side) as u32, (h as f32 * side) as u32);
-            let x = rng.random_range(0..=w - cw);
-            let y = rng.random_range(0..=h - ch);
-            (img.crop_imm(x, y, cw, ch), None)
+        "crop70" => (crop(img, 0.7, rng), None),
+        "crop55" => {
+            let area = rng.random_range(0.5..0.6);
+            (crop(img, area, rng), None)
         }
+        "caption_bar" => (caption_bar(img, false, rng), Some(85)),
+        "caption_top" => (caption_bar(img, true, rng), Some(85)),
+        "mirror_caption" => (caption_bar(&img.fliph(), false, rng), Some(85)),
+        "border" => (border(img, rng), Some(85)),
+        "screenshot" => (screenshot(img, rng), None),
         "flip" => (img.fliph(), None),
         "rotate90" => (
             if rng.random_bool(0.5) {
@@ -198,7 +370,7 @@ struct Scorer {
 }
 
 impl Scorer {
-    fn new(truth: &HashMap<PathBuf, (usize, &'static str)>) -> Scorer {
+    fn new(truth: &HashMap<PathBuf, (usize, &'static str)>, kinds: &[&'static str]) -> Scorer {
         let mut families: BTreeMap<usize, Vec<PathBuf>> = BTreeMap::new();
         for (p, (f, _)) in truth {
             families.entry(*f).or_default().push(p.clone());
@@ -215,7 +387,7 @@ impl Scorer {
                 (b.clone(), a.clone())
             }
         };
-        let by_edit = EDITS
+        let by_edit = kinds
             .iter()
             .map(|&kind| {
                 let pairs = truth
@@ -561,13 +733,13 @@ fn main() -> Result<()> {
         library.display(),
         set.families,
         set.truth.len() - set.families,
-        Scorer::new(&set.truth).true_pairs.len()
+        Scorer::new(&set.truth, &args.edits).true_pairs.len()
     );
 
     let index = root.join("index");
     let index_seconds = index_library(&bin, &library, &index)?;
     println!("imgsearch index: {index_seconds:.2} s");
-    let scorer = Scorer::new(&set.truth);
+    let scorer = Scorer::new(&set.truth, &args.edits);
     println!(
         "{:<28} {:>6} {:>9} {:>7} {:>6} {:>8}  recall by edit (original-copy pairs)",
         "tool and setting", "groups", "precision", "recall", "F1", "seconds"
@@ -640,7 +812,7 @@ fn build_copy_set(args: &Args, library: &Path) -> Result<CopySet> {
             set.families += 1;
             set.truth.insert(to.canonicalize()?, (family, "original"));
             let img = image::open(file).with_context(|| file.display().to_string())?;
-            let mut kinds = EDITS.to_vec();
+            let mut kinds = args.edits.clone();
             kinds.shuffle(&mut rng);
             for kind in kinds.iter().take(rng.random_range(1..=3)) {
                 let out = write_edit(&img, kind, &to, &mut rng)?;
@@ -800,7 +972,8 @@ fn against(bin: &Path, args: &Args, library: &Path, root: &Path, set: &CopySet) 
         let precision = hit as f64 / predicted.len().max(1) as f64;
         let recall = hit as f64 / truth.len().max(1) as f64;
         let f1 = 2.0 * precision * recall / (precision + recall).max(1e-12);
-        let by_edit: Vec<String> = EDITS
+        let by_edit: Vec<String> = args
+            .edits
             .iter()
             .map(|&kind| {
                 let of_kind: Vec<_> = copies.iter().filter(|c| c.2 == kind).collect();

@@ -215,8 +215,9 @@ pub struct DupsArgs {
     /// with --no-verify].
     #[arg(long, value_parser = checked(pipeline::limits::threshold))]
     pub threshold: Option<f32>,
-    /// The copy score a candidate pair needs: the best correlation of their grey levels over
-    /// crops, flips and quarter turns (-1 to 1).
+    /// The copy score a candidate pair needs: how well one image, placed over the other (crops,
+    /// borders, screenshots, flips, quarter turns), correlates with it in grey levels and
+    /// detail, its worst-matching rows or columns left out (-1 to 1).
     #[arg(long, default_value_t = pipeline::dups::DEFAULT_COPY_SCORE, conflicts_with = "no_verify",
           allow_negative_numbers = true, value_parser = checked(pipeline::limits::copy_score))]
     pub copy_score: f32,
