@@ -432,6 +432,95 @@ fn the_pixel_check_keeps_crops_and_turns_and_drops_other_shots_of_one_scene() {
     assert!(!out.contains("\"type\":\"group\""), "{out}");
 }
 
+/// `rows` of `canvas` as a band of `fill` with blocks of `ink` on it, like a line of text.
+fn text_band(canvas: &mut image::RgbImage, rows: std::ops::Range<u32>, fill: u8, ink: u8) {
+    let (y0, y1) = (rows.start, rows.end);
+    for y in rows {
+        for x in 0..canvas.width() {
+            let mark = y > y0 + 3 && y + 3 < y1 && (x / 6 + y / 4) % 3 == 0;
+            canvas.put_pixel(x, y, image::Rgb([if mark { ink } else { fill }; 3]));
+        }
+    }
+}
+
+/// The members of each group, kept first, the rest sorted.
+fn groups_of(stdout: &str) -> Vec<Vec<String>> {
+    lines(stdout)
+        .iter()
+        .filter(|r| r["type"] == "group")
+        .map(|g| {
+            let mut rest = group_paths(g);
+            rest.sort();
+            let mut all = vec![g["keep"].as_str().expect("keep").to_string()];
+            all.extend(rest);
+            all
+        })
+        .collect()
+}
+
+#[test]
+fn copies_inside_borders_caption_bars_and_screenshots_are_found() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let photo = image::open(fixtures().join("photos/signdigits-0/IMG_1209.jpg"))
+        .expect("decode")
+        .resize(300, 300, FilterType::Triangle)
+        .to_rgb8();
+    let (w, h) = photo.dimensions();
+    let root = tmp.path().join("photos");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let original = root.join("original.png");
+    photo.save(&original).expect("save");
+    // A phone screenshot in dark mode: the photo across the screen between a status bar and a
+    // title above, lines of text and a row of buttons below.
+    let mut screen = image::RgbImage::from_pixel(w + 24, h * 3, image::Rgb([15; 3]));
+    text_band(&mut screen, 10..40, 15, 230);
+    text_band(&mut screen, 70..110, 15, 230);
+    image::imageops::overlay(&mut screen, &photo, 12, 150);
+    for (i, y) in [h + 190, h + 250, h + 310].into_iter().enumerate() {
+        text_band(&mut screen, y..y + 30 + 4 * i as u32, 15, 230);
+    }
+    text_band(&mut screen, h * 3 - 90..h * 3 - 40, 15, 120);
+    let screenshot = root.join("screenshot.png");
+    screen.save(&screenshot).expect("save");
+    let other = root.join("other-shot.jpg");
+    std::fs::copy(fixtures().join("photos/signdigits-0/IMG_1260.jpg"), &other).expect("copy");
+    let index = tmp.path().join("index");
+    ok(&["index", s(&root), "--index", s(&index), "--quiet"]);
+    let out = ok(&["dups", "--index", s(&index), "--json"]);
+    let expected = vec![s(&screenshot).to_string(), s(&original).to_string()];
+    assert_eq!(groups_of(&out), vec![expected], "{out}");
+
+    // New photos against that library: a dark caption bar over the bottom seventh with light
+    // text on it (JPEG), and the photo on a wide coloured border.
+    let new = tmp.path().join("new");
+    std::fs::create_dir_all(&new).expect("mkdir");
+    let mut captioned = photo.clone();
+    text_band(&mut captioned, h - h / 7..h, 20, 240);
+    let caption_bar = new.join("caption-bar.jpg");
+    captioned.save(&caption_bar).expect("save");
+    let mut framed = image::RgbImage::from_pixel(w + 80, h + 60, image::Rgb([200, 40, 90]));
+    image::imageops::overlay(&mut framed, &photo, 40, 30);
+    let border = new.join("border.png");
+    framed.save(&border).expect("save");
+    let new_index = tmp.path().join("new-index");
+    ok(&["index", s(&new), "--index", s(&new_index), "--quiet"]);
+    let out = ok(&[
+        "dups",
+        "--index",
+        s(&new_index),
+        "--against",
+        s(&index),
+        "--json",
+    ]);
+    let mut found = groups_of(&out);
+    found.sort();
+    let expected = vec![
+        vec![s(&original).to_string(), s(&border).to_string()],
+        vec![s(&original).to_string(), s(&caption_bar).to_string()],
+    ];
+    assert_eq!(found, expected, "{out}");
+}
+
 #[test]
 fn ignored_pairs_are_remembered_in_the_index_folder_and_never_grouped_again() {
     let tmp = tempfile::tempdir().expect("tempdir");

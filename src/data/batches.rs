@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, IntoIter, Receiver};
 use std::thread::JoinHandle;
 
-/// One decoded image: its position in the input list and its preprocessed RGB8 pixels.
-pub struct Decoded {
+/// One decoded image: its position in the input list and its preprocessed RGB8 pixels (or,
+/// from [`stream_with`], what its loader made of the file).
+pub struct Decoded<T = Vec<u8>> {
     pub index: usize,
-    pub rgb: Vec<u8>,
+    pub rgb: T,
 }
 
 /// A file that could not be used, and why.
@@ -23,20 +24,20 @@ pub struct Failure {
 
 /// The images of one chunk of the input that decoded, and those that did not (with their
 /// positions in the input list).
-pub struct Batch {
-    pub items: Vec<Decoded>,
+pub struct Batch<T = Vec<u8>> {
+    pub items: Vec<Decoded<T>>,
     pub failures: Vec<(usize, Failure)>,
 }
 
 /// Batches in input order; dropping the iterator stops the producer after its current batch.
-pub struct Batches {
-    receiver: IntoIter<Batch>,
+pub struct Batches<T = Vec<u8>> {
+    receiver: IntoIter<Batch<T>>,
     _producer: JoinHandle<()>,
 }
 
-impl Iterator for Batches {
-    type Item = Batch;
-    fn next(&mut self) -> Option<Batch> {
+impl<T> Iterator for Batches<T> {
+    type Item = Batch<T>;
+    fn next(&mut self) -> Option<Batch<T>> {
         self.receiver.next()
     }
 }
@@ -46,13 +47,14 @@ pub fn stream(paths: Vec<PathBuf>, preprocess: Preprocess, batch_size: usize) ->
     stream_with(paths, batch_size, move |path| load(path, &preprocess))
 }
 
-/// Like [`stream`], with `load` turning each file into its bytes.
-pub(crate) fn stream_with<F>(paths: Vec<PathBuf>, batch_size: usize, load: F) -> Batches
+/// Like [`stream`], with `load` turning each file into what the consumer needs.
+pub fn stream_with<T, F>(paths: Vec<PathBuf>, batch_size: usize, load: F) -> Batches<T>
 where
-    F: Fn(&Path) -> crate::Result<Vec<u8>> + Send + Sync + 'static,
+    T: Send + 'static,
+    F: Fn(&Path) -> crate::Result<T> + Send + Sync + 'static,
 {
     let batch_size = batch_size.max(1);
-    let (sender, receiver) = sync_channel::<Batch>(1);
+    let (sender, receiver) = sync_channel::<Batch<T>>(1);
     let producer = std::thread::spawn(move || {
         for (chunk_no, chunk) in paths.chunks(batch_size).enumerate() {
             let results: Vec<_> = chunk.par_iter().map(|path| load(path)).collect();
@@ -81,7 +83,7 @@ where
             }
         }
     });
-    let receiver: Receiver<Batch> = receiver;
+    let receiver: Receiver<Batch<T>> = receiver;
     Batches {
         receiver: receiver.into_iter(),
         _producer: producer,

@@ -40,7 +40,7 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
 /// to the model size then starts from a box-filtered thumbnail as it would from the full
 /// image; a 12-megapixel photo decodes several times faster. Every command loads through
 /// here, so training, indexing and querying still see identical pixels.
-pub(crate) fn decode_for(path: &Path, preprocess: &Preprocess) -> Result<DynamicImage> {
+pub fn decode_for(path: &Path, preprocess: &Preprocess) -> Result<DynamicImage> {
     decode_scaled(path, Some(preprocess.size.saturating_mul(8)))
 }
 

@@ -10,9 +10,9 @@ mod preprocess;
 mod scan;
 
 pub use augment::{occlude, Augment};
-pub use batches::{stream, Batch, Decoded, Failure};
+pub use batches::{stream, stream_with, Batch, Decoded, Failure};
 pub use cache::{aug_size, load_pixels, Event, LoadStats, Loaded, PixelSet, Pixels, CACHE_FILE};
-pub use decode::{decode, load, load_bytes, thumbnail, thumbnail_bytes, DECODE_BUDGET};
+pub use decode::{decode, decode_for, load, load_bytes, thumbnail, thumbnail_bytes, DECODE_BUDGET};
 pub use preprocess::Preprocess;
 pub use scan::{
     canonical_root, open_unchanged, read_unchanged, scan, scan_with, FileInfo, Scan, ScanOptions,

@@ -234,8 +234,9 @@ pub struct DupsArgs {
     /// Put back the files an earlier --move moved, from its undo log.
     #[arg(long, value_name = "LOG")]
     pub undo: Option<PathBuf>,
-    /// Look for candidates with images as they are only, not also turned a quarter and
-    /// mirrored (faster: no second decode and two fewer embeddings of every image).
+    /// Look for candidates with images as they are only, not also turned a quarter, mirrored,
+    /// or cut out of a border, caption bar or screenshot (faster: no second decode and two to
+    /// four fewer embeddings of every image).
     #[arg(long)]
     pub no_rotations: bool,
     /// CSV on stdout: group,keep,path,score,action.

@@ -1,8 +1,9 @@
 //! Candidate pairs: each image's nearest neighbours in the store at cosine >= the threshold,
 //! searched with its own vector and, by default, with the vectors of its turned and mirrored
-//! views, so that turned and mirrored copies are found too.
+//! views and of its picture without the chrome around it, so that turned and mirrored copies,
+//! and copies inside borders, caption bars or screenshots, are found too.
 
-use super::DupsOptions;
+use super::{content, DupsOptions};
 use crate::data;
 use crate::error::{Error, Result};
 use crate::index::{dot, Entry, SearchOptions};
@@ -16,12 +17,14 @@ use std::path::{Path, PathBuf};
 /// A candidate pair: the similarity of images `.1 < .2` (entry order).
 pub(super) type Pair = (f32, usize, usize);
 
-/// The store's images as the search for duplicates sees them: entries, vectors, and the
-/// vectors of each image's turned and mirrored views (none without rotations).
+/// The store's images as the search for duplicates sees them: entries, vectors, the vectors of
+/// each image's views (none without rotations), and where each image's picture lies inside its
+/// chrome, if it has any (found with the views).
 pub(super) struct Library {
     pub(super) entries: Vec<Entry>,
     vectors: Vec<Vec<f32>>,
     views: Vec<Vec<Vec<f32>>>,
+    pictures: Vec<Option<Share>>,
 }
 
 impl Library {
@@ -45,22 +48,23 @@ impl Library {
     ) -> Result<Self> {
         let (entries, vectors): (Vec<_>, Vec<Vec<f32>>) =
             store.entries_with_vectors()?.into_iter().unzip();
-        let views = match (opts.rotations, model) {
+        let (views, pictures) = match (opts.rotations, model) {
             (true, Some(model)) => {
                 let paths: Vec<PathBuf> = entries.iter().map(|e| e.path.clone()).collect();
-                rotated_views(model, &paths, both_turns)?
+                embed_views(model, &paths, both_turns)?
             }
             (true, None) => {
                 return Err(Error::Usage(
                     "comparing rotations needs the index's model".into(),
                 ))
             }
-            (false, _) => vec![Vec::new(); entries.len()],
+            (false, _) => (vec![Vec::new(); entries.len()], vec![None; entries.len()]),
         };
         Ok(Library {
             entries,
             vectors,
             views,
+            pictures,
         })
     }
 
@@ -75,8 +79,14 @@ impl Library {
             self.entries.push(entry);
             self.vectors.push(vector);
             self.views.push(Vec::new());
+            self.pictures.push(None);
         }
         self
+    }
+
+    /// Where image `i`'s picture lies inside its chrome, if it has any.
+    pub(super) fn picture(&self, i: usize) -> Option<Share> {
+        self.pictures[i]
     }
 
     /// Image `i`'s vector, then the vectors of its turned and mirrored views.
@@ -141,39 +151,93 @@ pub(super) fn most_similar_first(found: Vec<Vec<Pair>>) -> Vec<Pair> {
     pairs
 }
 
-/// The embeddings of each indexed image turned a quarter clockwise and mirrored, in entry
-/// order (empty for an image that no longer decodes). One turned view finds both turns: if B
-/// is A turned a quarter clockwise, A's view is B; if B is A turned the other way, B's view is
-/// A. (A half turn, an upside-down copy, is not looked for: rare in photos, and one more view
-/// would cost as much as each of these.) The mirrored view finds mirrored copies the embedding
-/// alone puts under the threshold (61 of 65 found without it on the benchmark, 65 with it).
-/// Turning the preprocessed square equals preprocessing the turned image: the crop is centred
-/// and square. `both_turns` adds the anticlockwise turn, for images compared with others that
-/// have no views.
-fn rotated_views(model: &Model, paths: &[PathBuf], both_turns: bool) -> Result<Vec<Vec<Vec<f32>>>> {
-    let side = model.preprocess().size as usize;
-    let per_image = if both_turns { 3 } else { 2 };
+/// The embeddings of each indexed image's views, in entry order (empty for an image that no
+/// longer decodes): turned a quarter clockwise, mirrored, and, when the image has chrome around
+/// its picture ([`content::content_box`]: a border, a caption bar, a screenshot's interface), its
+/// picture alone and that mirrored; with them, where each picture lies.
+///
+/// One turned view finds both turns: if B is A turned a quarter clockwise, A's view is B; if B
+/// is A turned the other way, B's view is A. (A half turn, an upside-down copy, is not looked
+/// for: rare in photos, and one more view would cost as much as each of these.) The mirrored
+/// view finds mirrored copies the embedding alone puts under the threshold (61 of 65 found
+/// without it on the benchmark, 65 with it). Turning the preprocessed square equals
+/// preprocessing the turned image: the crop is centred and square. `both_turns` adds the
+/// anticlockwise turn, for images compared with others that have no views.
+fn embed_views(model: &Model, paths: &[PathBuf], both_turns: bool) -> Result<Views> {
+    let preprocess = model.preprocess().clone();
+    let side = preprocess.size as usize;
     let mut views = vec![Vec::new(); paths.len()];
-    for batch in data::stream(paths.to_vec(), model.preprocess().clone(), QUERY_BATCH) {
-        let squares: Vec<Vec<u8>> = batch
-            .items
-            .iter()
-            .flat_map(|item| {
-                let turned = rotate90(&item.rgb, side);
-                let mut views = vec![mirror(&item.rgb, side)];
-                if both_turns {
-                    views.push(rotate90(&rotate90(&turned, side), side));
-                }
-                views.insert(0, turned);
-                views
-            })
-            .collect();
+    let mut pictures = vec![None; paths.len()];
+    let load = move |path: &Path| -> Result<Squares> {
+        let image = data::decode_for(path, &preprocess)?;
+        let picture = content::content_box(&image).map(|(x, y, w, h)| {
+            let share = Share::of((x, y, w, h), image.width(), image.height());
+            (preprocess.to_rgb(&image.crop_imm(x, y, w, h)), share)
+        });
+        Ok(Squares {
+            whole: preprocess.to_rgb(&image),
+            picture,
+        })
+    };
+    for batch in data::stream_with(paths.to_vec(), QUERY_BATCH, load) {
+        let mut counts = Vec::with_capacity(batch.items.len());
+        let mut squares: Vec<Vec<u8>> = Vec::new();
+        for item in &batch.items {
+            let whole = &item.rgb.whole;
+            let turned = rotate90(whole, side);
+            let before = squares.len();
+            if both_turns {
+                let anticlockwise = rotate90(&rotate90(&turned, side), side);
+                squares.extend([turned, mirror(whole, side), anticlockwise]);
+            } else {
+                squares.extend([turned, mirror(whole, side)]);
+            }
+            if let Some((picture, share)) = &item.rgb.picture {
+                squares.extend([picture.clone(), mirror(picture, side)]);
+                pictures[item.index] = Some(*share);
+            }
+            counts.push(squares.len() - before);
+        }
         let vectors = model.embed(squares.iter().map(Vec::as_slice))?;
-        for (item, own) in batch.items.iter().zip(vectors.chunks(per_image)) {
-            views[item.index] = own.to_vec();
+        let mut vectors = vectors.into_iter();
+        for (item, count) in batch.items.iter().zip(counts) {
+            views[item.index] = vectors.by_ref().take(count).collect();
         }
     }
-    Ok(views)
+    Ok((views, pictures))
+}
+
+/// Each image's view vectors and where its picture lies, in entry order.
+type Views = (Vec<Vec<Vec<f32>>>, Vec<Option<Share>>);
+
+/// A file as [`embed_views`] needs it: its square, and its picture's square and place when it
+/// has chrome around it.
+struct Squares {
+    whole: Vec<u8>,
+    picture: Option<(Vec<u8>, Share)>,
+}
+
+/// A rectangle as shares of its image's width and height, `[x, y, w, h]`: the same place in
+/// the image at any size it is decoded at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Share(pub(super) [f32; 4]);
+
+impl Share {
+    fn of((x, y, w, h): content::Rect, width: u32, height: u32) -> Self {
+        let (fw, fh) = (width.max(1) as f32, height.max(1) as f32);
+        Share([x as f32 / fw, y as f32 / fh, w as f32 / fw, h as f32 / fh])
+    }
+
+    /// The rectangle in an image of `width × height`, at least one pixel.
+    pub(super) fn within(&self, width: u32, height: u32) -> content::Rect {
+        let [x, y, w, h] = self.0;
+        let (fw, fh) = (width as f32, height as f32);
+        let x0 = ((x * fw).floor() as u32).min(width.saturating_sub(1));
+        let y0 = ((y * fh).floor() as u32).min(height.saturating_sub(1));
+        let x1 = (((x + w) * fw).ceil() as u32).clamp(x0 + 1, width.max(x0 + 1));
+        let y1 = (((y + h) * fh).ceil() as u32).clamp(y0 + 1, height.max(y0 + 1));
+        (x0, y0, x1 - x0, y1 - y0)
+    }
 }
 
 /// An RGB8 `side × side` square mirrored left to right.

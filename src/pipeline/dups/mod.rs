@@ -19,6 +19,7 @@
 mod actions;
 mod against;
 mod candidates;
+mod content;
 mod ignored;
 mod linking;
 mod ordering;

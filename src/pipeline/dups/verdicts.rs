@@ -1,17 +1,38 @@
 //! Verdicts on candidate pairs: the pixel check ([`super::verify`]) of each pair, asked once
-//! and kept, since complete linkage asks again about most pairs.
+//! and kept, since complete linkage asks again about most pairs. An image with chrome around
+//! its picture ([`super::content`]) is checked both whole and as its picture alone: a caption
+//! bar or a screenshot's interface then no longer stands between a copy and its original.
 
-use super::candidates::{Library, Pair};
-use super::verify::{copy_score, Fingerprint};
+use super::candidates::{Library, Pair, Share};
+use super::verify::{copy_score, Fingerprint, FINGERPRINT_SIDE};
 use super::DupsOptions;
+use crate::data;
+use crate::error::Result;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// An image's fingerprints: of the whole image, then of its picture alone when it has chrome.
+type Prints = Vec<Fingerprint>;
+
+/// The fingerprints of a file whose picture, if it has chrome, lies at `picture`. It is decoded
+/// at twice the fingerprint's side, so that a picture filling a third of a screenshot keeps its
+/// detail when cut out.
+fn fingerprints(path: &Path, picture: Option<Share>) -> Result<Prints> {
+    let image = data::thumbnail(path, 2 * FINGERPRINT_SIDE)?;
+    let mut prints = vec![Fingerprint::of_image(&image)];
+    if let Some(share) = picture {
+        let (x, y, w, h) = share.within(image.width(), image.height());
+        prints.push(Fingerprint::of_image(&image.crop_imm(x, y, w, h)));
+    }
+    Ok(prints)
+}
 
 /// The copy check's fingerprints and each candidate pair's verdict.
 pub(super) struct Verdicts {
     /// The copy score a pair needs and the fingerprints of every image in a candidate pair;
     /// `None` without the pixel check.
-    check: Option<(f32, HashMap<usize, Fingerprint>)>,
+    check: Option<(f32, HashMap<usize, Prints>)>,
     decided: HashMap<(usize, usize), bool>,
     threshold: f32,
 }
@@ -24,9 +45,12 @@ impl Verdicts {
             involved.sort_unstable();
             involved.dedup();
             // An image that no longer decodes cannot be checked: its pairs fail.
-            let prints: HashMap<usize, Fingerprint> = involved
+            let prints: HashMap<usize, Prints> = involved
                 .par_iter()
-                .filter_map(|&i| Some((i, Fingerprint::load(&library.entries[i].path).ok()?)))
+                .filter_map(|&i| {
+                    let path = &library.entries[i].path;
+                    Some((i, fingerprints(path, library.picture(i)).ok()?))
+                })
                 .collect();
             (needed, prints)
         });
@@ -73,23 +97,34 @@ impl Verdicts {
         }
     }
 
-    /// The copy score of `a` and `b` (the search stops once it reaches `enough`); −1 when an
-    /// image could not be fingerprinted, `None` without the pixel check.
+    /// The copy score of `a` and `b`, the best over their fingerprints (the search stops once
+    /// it reaches `enough`); −1 when an image could not be fingerprinted, `None` without the
+    /// pixel check.
     pub(super) fn copy(&self, a: usize, b: usize, enough: f32) -> Option<f32> {
         let (_, prints) = self.check.as_ref()?;
-        match (prints.get(&a), prints.get(&b)) {
-            (Some(x), Some(y)) => Some(copy_score(x, y, enough)),
-            _ => Some(-1.0),
+        let (Some(xs), Some(ys)) = (prints.get(&a), prints.get(&b)) else {
+            return Some(-1.0);
+        };
+        let mut best = -1.0f32;
+        for x in xs {
+            for y in ys {
+                best = best.max(copy_score(x, y, enough));
+                if best >= enough {
+                    return Some(best);
+                }
+            }
         }
+        Some(best)
     }
 }
 
-/// The candidate pairs (index order within each) whose copy score reaches `needed`. The check
-/// runs both ways round (either image may be the crop of the other); the work is grouped by
-/// the image whose windows are compared, so that each image's windows are made once.
+/// The candidate pairs (index order within each) whose copy score reaches `needed` with any of
+/// their fingerprints. The check runs both ways round (either image may be the crop of the
+/// other); the work is grouped by the image whose windows are compared, so that each image's
+/// windows are made once.
 fn passing_pairs(
     pairs: &[Pair],
-    prints: &HashMap<usize, Fingerprint>,
+    prints: &HashMap<usize, Prints>,
     needed: f32,
 ) -> HashSet<(usize, usize)> {
     let mut against: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -100,12 +135,19 @@ fn passing_pairs(
     against
         .par_iter()
         .flat_map_iter(|(&big, smalls)| {
-            let windows = prints.get(&big).map(Fingerprint::windows);
+            let windows: Vec<_> = prints
+                .get(&big)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .map(Fingerprint::windows)
+                .collect();
             smalls
                 .iter()
-                .filter(move |&&small| match (&windows, prints.get(&small)) {
-                    (Some(w), Some(p)) => w.match_whole(p, needed) >= needed,
-                    _ => false,
+                .filter(move |&&small| {
+                    let guests = prints.get(&small).map_or(&[][..], Vec::as_slice);
+                    windows
+                        .iter()
+                        .any(|w| guests.iter().any(|p| w.match_whole(p, needed) >= needed))
                 })
                 .map(move |&small| (big.min(small), big.max(small)))
                 .collect::<Vec<_>>()

@@ -13,11 +13,8 @@
 //! border corner covers. The sizes, grids and the share of blocks left out were measured on the
 //! copy-detection sets of `examples/dups_bench.rs` (docs/DUPS.md).
 
-use crate::data;
-use crate::error::Result;
 use crate::index::dot;
 use image::DynamicImage;
-use std::path::Path;
 
 /// A fingerprint is the image shrunk to fit a box of this side (aspect kept): enough for a
 /// picture that fills a third of a phone screenshot to keep some detail.
@@ -80,14 +77,6 @@ impl Fingerprint {
             height: grey.height() as usize,
             grey: grey.pixels().map(|p| f32::from(p.0[0]) / 255.0).collect(),
         }
-    }
-
-    /// Decodes a file into its fingerprint (a big JPEG at a reduced DCT scale).
-    pub fn load(path: &Path) -> Result<Fingerprint> {
-        Ok(Fingerprint::of_image(&data::thumbnail(
-            path,
-            FINGERPRINT_SIDE,
-        )?))
     }
 
     /// Mean grey level.
