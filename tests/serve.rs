@@ -145,6 +145,24 @@ fn the_api_answers_as_query_does() {
     }
     let dups = get(served.addr, "/api/dups?threshold=0.999").json();
     assert_eq!(dups["type"], "dups");
+
+    // A decision recorded through the API is the one `imgsearch dups --ignore` records.
+    let (a, b) = (&expected[1], &expected[2]);
+    let body = format!("{{\"ids\": [\"{}\", \"{}\"]}}", a.1, b.1);
+    let head = "POST /api/dups/ignore HTTP/1.1\r\nContent-Type: application/json";
+    let said = raw(served.addr, head, body.as_bytes());
+    assert_eq!(said.status, 200, "{}", String::from_utf8_lossy(&said.body));
+    let said = said.json();
+    assert_eq!(
+        (said["command"].as_str(), said["ignored_new"].as_u64()),
+        (Some("ignore"), Some(1))
+    );
+    let recorded: Value =
+        serde_json::from_slice(&std::fs::read(served.index.join("dups-ignored.json")).unwrap())
+            .unwrap();
+    let mut pair = vec![a.0.clone(), b.0.clone()];
+    pair.sort();
+    assert_eq!(recorded["pairs"], serde_json::json!([pair]));
     let openapi = get(served.addr, "/api/openapi.json").json();
     assert_eq!(openapi["openapi"], "3.0.3");
     let page = get(served.addr, "/");
@@ -219,6 +237,26 @@ fn hostile_and_bad_requests_get_clear_4xx_and_the_server_keeps_serving() {
             String::from_utf8_lossy(&r.body)
         );
     }
+
+    // Decisions that name too few or too many images, unknown ids, or no JSON at all.
+    let many: Vec<String> = (0..65).map(|_| format!("\"{id}\"")).collect();
+    for (body, status) in [
+        (format!("{{\"ids\": [\"{id}\"]}}"), 400),
+        (format!("{{\"ids\": [{}]}}", many.join(",")), 400),
+        (format!("{{\"ids\": [\"{id}\", 7]}}"), 422),
+        ("not json".to_string(), 400),
+        (
+            format!("{{\"ids\": [\"{id}\", \"0000000000000000\"]}}"),
+            404,
+        ),
+    ] {
+        let head = "POST /api/dups/ignore HTTP/1.1\r\nContent-Type: application/json";
+        let r = common::serve::raw(served.addr, head, body.as_bytes());
+        let text = String::from_utf8_lossy(&r.body);
+        assert_eq!(r.status, status, "{body}: {text}");
+        assert!(text.contains("\"type\":\"error\""), "{body}: {text}");
+    }
+    assert!(!served.index.join("dups-ignored.json").exists());
 
     // Uploads that are not images, truncated, missing or too large: 400/413 naming the problem.
     bad_uploads_are_named(&served, &photo);
@@ -471,7 +509,8 @@ async fn page_session(client: &fantoccini::Client, served: &Served) -> Step<()> 
     a_bad_file_is_named(client, served).await?;
     the_other_views_draw(client, served, &base).await?;
     an_out_of_range_min_is_no_bound(client, &base, &second, &expected_clicked).await?;
-    duplicates_fit_a_phone(client, served, &base, Path::new(&expected[0])).await
+    duplicates_fit_a_phone(client, served, &base, Path::new(&expected[0])).await?;
+    a_group_judged_wrong_stays_apart(client, served, &base).await
 }
 
 /// Turns a WebDriver error into the step's message, saying what was being done.
@@ -713,6 +752,82 @@ async fn duplicates_fit_a_phone(
         return Err(format!(
             "the Duplicates view is {scroll:?} px wide in a {width:?} px window"
         ));
+    }
+    Ok(())
+}
+
+/// The paths of the Duplicates view's groups, one list per group.
+async fn dups_groups(client: &fantoccini::Client) -> Option<Vec<Vec<String>>> {
+    use fantoccini::Locator::Css;
+    let mut groups = Vec::new();
+    for group in client.find_all(Css(".group")).await.ok()? {
+        let mut paths = Vec::new();
+        for card in group.find_all(Css(".result")).await.ok()? {
+            paths.push(card.attr("data-path").await.ok()??);
+        }
+        groups.push(paths);
+    }
+    Some(groups)
+}
+
+/// "not duplicates" on the group of the long-named folder's copy: the group leaves the page,
+/// the decision is in the index folder's file, and neither a reload nor `imgsearch dups` shows
+/// the group again.
+async fn a_group_judged_wrong_stays_apart(
+    client: &fantoccini::Client,
+    served: &Served,
+    base: &str,
+) -> Step<()> {
+    use fantoccini::Locator::{Css, Id};
+    let ours = |paths: &Vec<String>| paths.iter().any(|p| p.contains("a-folder-with-a-rather"));
+    client
+        .goto(&format!("{base}?view=dups"))
+        .await
+        .map_err(failed("the Duplicates view"))?;
+    let button = wait_for("the copy's group and its button", || async {
+        for group in client.find_all(Css(".group")).await.ok()? {
+            let text = group.html(false).await.ok()?;
+            if text.contains("a-folder-with-a-rather-long-name") {
+                return group.find(Css("button.apart")).await.ok();
+            }
+        }
+        None
+    })
+    .await?;
+    let before = dups_groups(client).await.ok_or("the groups before")?;
+    button
+        .click()
+        .await
+        .map_err(failed("click not duplicates"))?;
+    wait_for("the decision recorded", || async {
+        let said = client.find(Id("status")).await.ok()?.text().await.ok()?;
+        let groups = dups_groups(client).await?;
+        (said.contains("recorded as not duplicates") && !groups.iter().any(ours)).then_some(())
+    })
+    .await?;
+    let recorded = std::fs::read_to_string(served.index.join("dups-ignored.json"))
+        .map_err(|e| format!("the ignore file: {e}"))?;
+    if !recorded.contains("a-folder-with-a-rather-long-name") {
+        return Err(format!("the ignore file holds {recorded}"));
+    }
+    client.refresh().await.map_err(failed("reload"))?;
+    let after = wait_for("the groups after a reload", || async {
+        let said = client.find(Id("status")).await.ok()?.text().await.ok()?;
+        if !said.contains("groups at cosine") {
+            return None;
+        }
+        dups_groups(client).await
+    })
+    .await?;
+    let expected: Vec<Vec<String>> = before.into_iter().filter(|g| !ours(g)).collect();
+    if after != expected || after.iter().any(ours) {
+        return Err(format!(
+            "after a reload the groups are {after:?}, not {expected:?}"
+        ));
+    }
+    let cli = common::cli::ok(&["dups", "--index", s(&served.index), "--json"]);
+    if cli.contains("a-folder-with-a-rather-long-name") {
+        return Err(format!("imgsearch dups still groups the copy: {cli}"));
     }
     Ok(())
 }

@@ -214,10 +214,12 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
     if let Some(log) = &args.undo {
         return undo_dups(log, p);
     }
-    let mut ignored = pipeline::dups::Ignored::load(&args.index)?;
     if !args.ignore.is_empty() {
-        return ignore_pairs(args, &mut ignored, p);
+        let (added, total) = pipeline::dups::record_ignored(&args.index, &args.ignore)?;
+        p.report(&json::IgnoreRecord::new(added, total))?;
+        return Ok(ExitCode::SUCCESS);
     }
+    let ignored = pipeline::dups::Ignored::load(&args.index)?;
     let store = store::open_verified(&args.store.location(&args.index))?;
     let opts = dups_options(args);
     let model = if opts.rotations {
@@ -256,19 +258,6 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
             done.log.as_deref(),
         ))?;
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `dups --ignore A B ...`: every pair among the images named is recorded as "not duplicates"
-/// in the index folder, so later runs never group them.
-fn ignore_pairs(
-    args: &DupsArgs,
-    ignored: &mut pipeline::dups::Ignored,
-    p: &mut Printer,
-) -> Outcome {
-    let added = ignored.add_group(&args.ignore)?;
-    ignored.save(&args.index)?;
-    p.report(&json::IgnoreRecord::new(added, ignored.len()))?;
     Ok(ExitCode::SUCCESS)
 }
 

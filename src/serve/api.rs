@@ -28,6 +28,8 @@ type AppState = Arc<Shared>;
 
 /// Most contact-sheet rows one request may ask for.
 const MAX_ROWS: usize = 100;
+/// Most images one "not duplicates" decision may name (every pair among them is recorded).
+const MAX_IGNORE: usize = 64;
 /// Sides a thumbnail may be asked at (the page uses the default; a bounded set keeps the
 /// cache bounded in kinds as well as bytes).
 const THUMB_SIDES: [u32; 3] = [128, 256, 512];
@@ -113,6 +115,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/images/{id}/original", get(original))
         .route("/api/random", get(random_rows))
         .route("/api/dups", get(dups))
+        .route("/api/dups/ignore", post(ignore))
         .fallback(not_found)
         .with_state(state)
 }
@@ -535,6 +538,40 @@ async fn random_rows(
             "rows": list,
             "generation": generation.store.generation(),
         })))
+    })
+    .await
+}
+
+/// The images of a `POST /api/dups/ignore` decision, by id.
+#[derive(Deserialize)]
+struct IgnoreBody {
+    ids: Vec<String>,
+}
+
+/// `POST /api/dups/ignore` `{"ids": [...]}`: every pair among the images (a group a person
+/// judged wrong, or two of its members) is recorded as not duplicates in the index folder, as
+/// `imgsearch dups --ignore` records them, and left apart by every later `dups` run and by
+/// `GET /api/dups`. Answers the `ignore` record `dups --ignore --json` prints.
+async fn ignore(
+    State(state): State<AppState>,
+    Json(body): Json<IgnoreBody>,
+) -> ApiResult<Json<json::IgnoreRecord>> {
+    if !(2..=MAX_IGNORE).contains(&body.ids.len()) {
+        return Err(ApiError::bad_request(format!(
+            "a decision names 2 to {MAX_IGNORE} images, not {}",
+            body.ids.len()
+        )));
+    }
+    let generation = state.snapshot();
+    let paths = body
+        .ids
+        .iter()
+        .map(|id| Ok(entry_of(&generation, parse_id(id)?)?.path))
+        .collect::<ApiResult<Vec<PathBuf>>>()?;
+    let worker = state.clone();
+    blocking(move || {
+        let (added, total) = worker.ignore(&generation, &paths)?;
+        Ok(Json(json::IgnoreRecord::new(added, total)))
     })
     .await
 }

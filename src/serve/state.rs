@@ -7,7 +7,7 @@
 
 use super::embedder::Embedder;
 use imgsearch::model::Model;
-use imgsearch::pipeline::dups::{find_groups, DupsOptions, Group, Ignored};
+use imgsearch::pipeline::dups::{find_groups, record_ignored, DupsOptions, Group, Ignored};
 use imgsearch::pipeline::model_for_store;
 use imgsearch::pipeline::thumbnails::Thumbnails;
 use imgsearch::store::{self, Location, Store};
@@ -40,6 +40,8 @@ pub struct Shared {
     pub embedder: Embedder,
     pub max_upload: usize,
     dups: Mutex<Option<DupsMemo>>,
+    /// Held while a decision is written, so that two at once do not lose one.
+    deciding: Mutex<()>,
 }
 
 impl Shared {
@@ -69,6 +71,7 @@ impl Shared {
             heavy: Semaphore::new(heavy_workers.max(1)),
             max_upload,
             dups: Mutex::new(None),
+            deciding: Mutex::new(()),
         })
     }
 
@@ -148,5 +151,20 @@ impl Shared {
             groups: groups.clone(),
         });
         Ok(groups)
+    }
+
+    /// Records every pair among `paths` as not duplicates beside `generation`'s index, as
+    /// `imgsearch dups --ignore` does, and forgets the cached groups so that the next answer
+    /// leaves them apart. Returns the pairs added and the pairs recorded in all.
+    pub fn ignore(&self, generation: &Generation, paths: &[PathBuf]) -> Result<(usize, usize)> {
+        let Some(dir) = generation.store.folder() else {
+            return Err(Error::Usage(
+                "a PostgreSQL store keeps no record of pairs that are not duplicates".into(),
+            ));
+        };
+        let _writing = self.deciding.lock().unwrap_or_else(|p| p.into_inner());
+        let recorded = record_ignored(dir, paths)?;
+        *self.dups.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(recorded)
     }
 }

@@ -112,3 +112,14 @@ impl Ignored {
         self.pairs.is_empty()
     }
 }
+
+/// Records every pair among `paths` (a pair, or a whole group a person judged wrong) as not
+/// duplicates in `index_dir`'s file: loaded, extended and replaced atomically. What `dups
+/// --ignore` and the web page's "not duplicates" button both do. Returns the pairs added and
+/// the pairs recorded in all.
+pub fn record_ignored(index_dir: &Path, paths: &[PathBuf]) -> Result<(usize, usize)> {
+    let mut ignored = Ignored::load(index_dir)?;
+    let added = ignored.add_group(paths)?;
+    ignored.save(index_dir)?;
+    Ok((added, ignored.len()))
+}

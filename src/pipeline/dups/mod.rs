@@ -28,7 +28,7 @@ mod verify;
 
 pub use actions::{hardlink_duplicates, move_duplicates, undo, Outcome, Undone};
 pub use against::find_copies_against;
-pub use ignored::{Ignored, IGNORED_FILE};
+pub use ignored::{record_ignored, Ignored, IGNORED_FILE};
 pub use verify::{copy_score, Fingerprint};
 
 use crate::error::{Error, Result};

@@ -162,12 +162,33 @@ async function renderDups(p) {
   const answer = await getJson(`/api/dups?threshold=${encodeURIComponent(threshold)}`);
   const groups = answer.groups.map((g) => {
     const keep = { id: g.keep_id, path: g.keep, score: 1 };
-    return el(
+    const apart = el("button", { class: "apart", type: "button" }, "not duplicates");
+    const group = el(
       "div",
-      { class: "group" },
-      el("h3", {}, `group ${g.id}: keep ${shortPath(g.keep)}, ${g.duplicates.length} cop${g.duplicates.length === 1 ? "y" : "ies"}`),
+      { class: "group", "data-group": String(g.id) },
+      el("h3", {}, `group ${g.id}: keep ${shortPath(g.keep)}, ${g.duplicates.length} cop${g.duplicates.length === 1 ? "y" : "ies"} `, apart),
       el("div", { class: "row" }, resultCard(keep, "first"), ...g.duplicates.map((d) => resultCard(d))),
     );
+    // The decision is recorded beside the index (as `imgsearch dups --ignore` records it):
+    // later runs and this page leave these images apart.
+    apart.onclick = async () => {
+      apart.disabled = true;
+      try {
+        const ids = [g.keep_id, ...g.duplicates.map((d) => d.id)];
+        const said = await getJson("/api/dups/ignore", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ ids }),
+        });
+        group.remove();
+        showError("");
+        status(`group ${g.id} recorded as not duplicates (${said.ignored_new} new pairs, ${said.ignored_total} in all)`);
+      } catch (e) {
+        apart.disabled = false;
+        showError(e.message);
+      }
+    };
+    return group;
   });
   const help = el(
     "p",
@@ -176,7 +197,7 @@ async function renderDups(p) {
     el("code", {}, `imgsearch dups --threshold ${threshold} --move DEST`),
     " moves the copies (undo with --undo), ",
     el("code", {}, "--hardlink"),
-    " links byte-identical ones. Candidate pairs here passed the same pixel check as the command's; copies turned a quarter or mirrored are found by the command, not here.",
+    " links byte-identical ones. Candidate pairs here passed the same pixel check as the command's; copies turned a quarter, mirrored or inside a border, caption bar or screenshot are found by the command, not here. \u201cnot duplicates\u201d remembers a group as wrong, for this page and the command.",
   );
   $("grid").replaceChildren(help, ...groups);
   $("grid").className = "";
