@@ -522,6 +522,64 @@ fn copies_inside_borders_caption_bars_and_screenshots_are_found() {
 }
 
 #[test]
+fn similar_shots_are_grouped_apart_from_copies_and_never_moved() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("photos");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    // One sign shot twice (another photo of the same hand against the same wall), and a
+    // half-size copy of the first shot.
+    let first = root.join("shot-1.jpg");
+    std::fs::copy(fixtures().join("photos/signdigits-0/IMG_1209.jpg"), &first).expect("copy");
+    let second = root.join("shot-2.jpg");
+    std::fs::copy(fixtures().join("photos/signdigits-0/IMG_1260.jpg"), &second).expect("copy");
+    let copy = root.join("shot-1-small.png");
+    image::open(&first)
+        .expect("decode")
+        .resize(60, 60, FilterType::Triangle)
+        .save(&copy)
+        .expect("save");
+    let index = tmp.path().join("index");
+    ok(&["index", s(&root), "--index", s(&index), "--quiet"]);
+
+    // Without --similar: the copy's group only, and no similar count.
+    let out = ok(&["dups", "--index", s(&index), "--json"]);
+    assert!(!out.contains("\"type\":\"similar\""), "{out}");
+    assert!(
+        lines(&out).last().expect("summary")["similar"].is_null(),
+        "{out}"
+    );
+
+    let dest = tmp.path().join("moved");
+    let out = ok(&[
+        "dups",
+        "--index",
+        s(&index),
+        "--similar",
+        "0.8",
+        "--move",
+        s(&dest),
+        "--json",
+    ]);
+    let records = lines(&out);
+    let similar: Vec<&Value> = records.iter().filter(|r| r["type"] == "similar").collect();
+    assert_eq!(similar.len(), 1, "{out}");
+    let mut shots: Vec<&str> = similar[0]["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["path"].as_str().expect("path"))
+        .collect();
+    shots.sort();
+    // The copy is left out: the shot it copies stands for it.
+    assert_eq!(shots, vec![s(&first), s(&second)], "{out}");
+    let summary = records.last().expect("summary");
+    assert_eq!(summary["similar"], 1, "{out}");
+    assert_eq!(summary["duplicates"], 1, "{out}");
+    // Only the copy moved; both shots stay.
+    assert!(!copy.exists() && first.exists() && second.exists(), "{out}");
+}
+
+#[test]
 fn ignored_pairs_are_remembered_in_the_index_folder_and_never_grouped_again() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let lib = library(tmp.path());

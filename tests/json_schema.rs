@@ -258,6 +258,8 @@ fn run_local_commands(schema: &Schema, tmp: &Path, seen: &mut BTreeSet<String>) 
         ),
         (vec!["verify", "--index", i], 0),
         (vec!["dups", "--index", i, "--threshold", "0.9"], 0),
+        // The two faces of one person: similar shots, not copies.
+        (vec!["dups", "--index", i, "--similar", "0.8"], 0),
         (
             vec![
                 "dups",

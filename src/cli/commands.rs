@@ -227,7 +227,7 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
     } else {
         None
     };
-    let groups = match &args.against {
+    let found = match &args.against {
         None => pipeline::dups::find_groups(store.as_ref(), model.as_ref(), &opts, &ignored)?,
         Some(library) => {
             let location = match library.to_str() {
@@ -239,20 +239,24 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
                 Some(folder) => ignored.merged(pipeline::dups::Ignored::load(folder)?),
                 None => ignored,
             };
-            pipeline::dups::find_copies_against(
-                store.as_ref(),
-                library_store.as_ref(),
-                model.as_ref(),
-                &opts,
-                &ignored,
-            )?
+            pipeline::dups::Found {
+                groups: pipeline::dups::find_copies_against(
+                    store.as_ref(),
+                    library_store.as_ref(),
+                    model.as_ref(),
+                    &opts,
+                    &ignored,
+                )?,
+                similar: Vec::new(),
+            }
         }
     };
-    let done = act_on_duplicates(args, &groups, &store.roots())?;
-    print_groups(args, &groups, done.outcomes.as_deref(), p)?;
+    let done = act_on_duplicates(args, &found.groups, &store.roots())?;
+    print_groups(args, &found.groups, done.outcomes.as_deref(), p)?;
+    print_similar(&found.similar, p)?;
     if !args.csv {
         p.report(&json::DupsRecord::new(
-            &groups,
+            &found,
             &opts,
             done.action,
             done.log.as_deref(),
@@ -286,6 +290,7 @@ fn dups_options(args: &DupsArgs) -> pipeline::dups::DupsOptions {
         }),
         rotations: !args.no_rotations,
         verify: (!args.no_verify).then_some(args.copy_score),
+        similar: args.similar,
         ..DupsOptions::default()
     }
 }
@@ -332,6 +337,21 @@ fn act_on_duplicates(
 }
 
 /// Each group as a JSON record, CSV rows, or a `group N keep PATH` line and its copies.
+/// The groups of similar shots, after the copies: each member with its cosine to the first.
+fn print_similar(groups: &[pipeline::dups::Group], p: &mut Printer) -> Result<(), Failure> {
+    for (g, group) in groups.iter().enumerate() {
+        if p.json {
+            p.record(&json::SimilarRecord::new(g + 1, group))?;
+            continue;
+        }
+        p.line(&format!("similar {} (for review)", g + 1))?;
+        for member in &group.members {
+            p.line(&format!("  {:.4}  {}", member.score, shown(&member.path)))?;
+        }
+    }
+    Ok(())
+}
+
 fn print_groups(
     args: &DupsArgs,
     groups: &[pipeline::dups::Group],

@@ -69,7 +69,11 @@ impl Report for IgnoreRecord {
 impl Report for DupsRecord {
     fn text(&self) -> String {
         let (groups, copies) = (self.groups, self.duplicates);
-        match (self.log.path(), self.action) {
+        let similar = match self.similar {
+            Some(n) => format!("; {n} groups of similar shots, for review"),
+            None => String::new(),
+        };
+        let done = match (self.log.path(), self.action) {
             (Some(log), _) => format!(
                 "{groups} groups, {copies} copies moved; undo with: imgsearch dups --undo {}",
                 shown(log)
@@ -81,7 +85,8 @@ impl Report for DupsRecord {
                 "{groups} groups, {copies} copies (a dry run: --move DEST would move the copies, \
                  --hardlink link identical ones)"
             ),
-        }
+        };
+        done + &similar
     }
 }
 

@@ -32,7 +32,7 @@ pub use fields::{setting, FolderRecord, PathField, PathOrNull, Place, SCHEMA_VER
 pub use index::{DroppedRecord, ForgetRecord, IndexRecord, RepairRecord, VerifyRecord};
 pub use search::{
     DuplicateRecord, DupsRecord, GridRecord, GroupRecord, HitRecord, IgnoreRecord, QueryRecord,
-    QuerySummaryRecord, RowRecord, UndoRecord,
+    QuerySummaryRecord, RowRecord, SimilarMemberRecord, SimilarRecord, UndoRecord,
 };
 pub use service::{ServeRecord, StoreInitRecord, WorkerRecord};
 pub use training::{

@@ -4,7 +4,7 @@
 
 use super::fields::{image_id, setting, FolderRecord, Head, PathField, PathOrNull};
 use crate::index::Hit;
-use crate::pipeline::dups::{DupsOptions, Group, Outcome};
+use crate::pipeline::dups::{DupsOptions, Found, Group, Outcome};
 use crate::pipeline::{QueryAnswer, Row};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -157,14 +157,54 @@ impl GroupRecord {
     }
 }
 
-/// What `dups` found and did: `{"groups", "duplicates", "threshold", "copy_score",
-/// "rotations", "action", "log"}` (`log`: the undo log of `--move`, else null).
+/// A group of similar shots (`dups --similar`): `{"id", "members"}`, oldest first, each member
+/// `{"path", "id", "score"}` with its cosine to the first.
+#[derive(Serialize)]
+pub struct SimilarRecord {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    pub id: usize,
+    pub members: Vec<SimilarMemberRecord>,
+}
+
+/// One shot of a [`SimilarRecord`].
+#[derive(Serialize)]
+pub struct SimilarMemberRecord {
+    #[serde(flatten)]
+    pub path: PathField,
+    pub id: String,
+    pub score: f64,
+}
+
+impl SimilarRecord {
+    pub fn new(id: usize, group: &Group) -> Self {
+        let members = group
+            .members
+            .iter()
+            .map(|m| SimilarMemberRecord {
+                path: PathField::new("path", &m.path),
+                id: image_id(&m.path),
+                score: f64::from(m.score),
+            })
+            .collect();
+        SimilarRecord {
+            kind: "similar",
+            id,
+            members,
+        }
+    }
+}
+
+/// What `dups` found and did: `{"groups", "duplicates", "similar", "threshold", "copy_score",
+/// "rotations", "action", "log"}` (`similar`: the groups of similar shots, null without
+/// `--similar`; `log`: the undo log of `--move`, else null).
 #[derive(Serialize)]
 pub struct DupsRecord {
     #[serde(flatten)]
     head: Head,
     pub groups: usize,
     pub duplicates: usize,
+    pub similar: Option<usize>,
     pub threshold: f64,
     pub copy_score: Option<f64>,
     pub rotations: bool,
@@ -175,15 +215,16 @@ pub struct DupsRecord {
 
 impl DupsRecord {
     pub fn new(
-        groups: &[Group],
+        found: &Found,
         opts: &DupsOptions,
         action: &'static str,
         log: Option<&Path>,
     ) -> Self {
         DupsRecord {
             head: Head::summary("dups"),
-            groups: groups.len(),
-            duplicates: groups.iter().map(|g| g.duplicates().len()).sum(),
+            groups: found.groups.len(),
+            duplicates: found.groups.iter().map(|g| g.duplicates().len()).sum(),
+            similar: opts.similar.map(|_| found.similar.len()),
             threshold: setting(opts.threshold),
             copy_score: opts.verify.map(setting),
             rotations: opts.rotations,

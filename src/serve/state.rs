@@ -139,12 +139,8 @@ impl Shared {
             Some(dir) => Ignored::load(dir)?,
             None => Ignored::default(),
         };
-        let groups = Arc::new(find_groups(
-            generation.store.as_ref(),
-            None,
-            &opts,
-            &ignored,
-        )?);
+        let groups =
+            Arc::new(find_groups(generation.store.as_ref(), None, &opts, &ignored)?.groups);
         *self.dups.lock().unwrap_or_else(|p| p.into_inner()) = Some(DupsMemo {
             generation: key,
             threshold,

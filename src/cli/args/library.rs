@@ -246,6 +246,18 @@ pub struct DupsArgs {
     /// dups-ignored.json in the index folder: later runs never group them together.
     #[arg(long, value_name = "IMAGE", num_args = 2.., conflicts_with_all = ["move", "hardlink", "undo"])]
     pub ignore: Vec<PathBuf>,
+    /// Also report groups of similar shots (bursts, re-takes of one scene) whose cosine reaches
+    /// COSINE [default: 0.92] but which are not copies: for review only, never moved or
+    /// linked.
+    #[arg(
+        long,
+        value_name = "COSINE",
+        num_args = 0..=1,
+        default_missing_value = "0.92",
+        value_parser = checked(pipeline::limits::threshold),
+        conflicts_with_all = ["against", "csv", "undo", "ignore"]
+    )]
+    pub similar: Option<f32>,
     /// Report only the images of --index that copy an image of this library's index (each
     /// with its closest library copy, which is kept), without grouping the library's own
     /// images: new photos checked against the ones already kept.

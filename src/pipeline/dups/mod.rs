@@ -23,6 +23,7 @@ mod content;
 mod ignored;
 mod linking;
 mod ordering;
+mod similar;
 mod verdicts;
 mod verify;
 
@@ -61,6 +62,8 @@ pub struct DupsOptions {
     pub neighbours: usize,
     /// Graph search beam width.
     pub ef: usize,
+    /// Also group similar shots (bursts, re-takes) at this cosine: [`Found::similar`].
+    pub similar: Option<f32>,
 }
 
 impl Default for DupsOptions {
@@ -71,6 +74,7 @@ impl Default for DupsOptions {
             verify: Some(DEFAULT_COPY_SCORE),
             neighbours: 16,
             ef: 64,
+            similar: None,
         }
     }
 }
@@ -115,6 +119,14 @@ fn check_threshold(opts: &DupsOptions) -> Result<()> {
     Ok(())
 }
 
+/// What [`find_groups`] found: the groups of copies, largest first, and, with
+/// [`DupsOptions::similar`], the groups of similar shots (never copies of each other), for review.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Found {
+    pub groups: Vec<Group>,
+    pub similar: Vec<Group>,
+}
+
 /// The near-duplicate groups of the index, largest first. `model` (the index's own) is needed
 /// for [`DupsOptions::rotations`]. No group holds a pair that `ignored` says is not a duplicate.
 pub fn find_groups(
@@ -122,10 +134,23 @@ pub fn find_groups(
     model: Option<&Model>,
     opts: &DupsOptions,
     ignored: &Ignored,
-) -> Result<Vec<Group>> {
+) -> Result<Found> {
     check_threshold(opts)?;
     let library = Library::load(store, model, opts)?;
-    let mut pairs = candidates::candidate_pairs(store, &library, opts)?;
+    // Similar shots may sit below the copies' threshold: the search reaches the lower of the two,
+    // the pixel check only the pairs at the copies'.
+    let search = DupsOptions {
+        threshold: opts
+            .similar
+            .map_or(opts.threshold, |s| s.min(opts.threshold)),
+        ..*opts
+    };
+    let candidates = candidates::candidate_pairs(store, &library, &search)?;
+    let mut pairs: Vec<_> = candidates
+        .iter()
+        .filter(|p| p.0 >= opts.threshold)
+        .copied()
+        .collect();
     let verdicts = Verdicts::judge(&library, &pairs, opts);
     let said_apart =
         |a: usize, b: usize| ignored.contains(&library.entries[a].path, &library.entries[b].path);
@@ -133,5 +158,26 @@ pub fn find_groups(
     let clusters = linking::complete_linkage(library.len(), &pairs, |a, b| {
         !said_apart(a, b) && verdicts.duplicates(&library, a, b)
     });
-    Ok(ordering::ordered_groups(&library, &verdicts, clusters))
+    let groups = ordering::ordered_groups(&library, &verdicts, clusters);
+    let similar = match opts.similar {
+        None => Vec::new(),
+        Some(threshold) => {
+            let copied: std::collections::HashSet<&std::path::Path> = groups
+                .iter()
+                .flat_map(|g| g.duplicates().iter().map(|m| m.path.as_path()))
+                .collect();
+            let copies = (0..library.len())
+                .filter(|&i| copied.contains(library.entries[i].path.as_path()))
+                .collect();
+            similar::similar_groups(
+                &library,
+                &candidates,
+                &verdicts,
+                &copies,
+                threshold,
+                said_apart,
+            )
+        }
+    };
+    Ok(Found { groups, similar })
 }
