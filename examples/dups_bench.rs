@@ -23,8 +23,9 @@
 //! installed) its four hash methods through bench/imagededup_dups.py at each Hamming threshold.
 //!
 //! `--folder DIR` instead times each tool finding duplicates in one big folder from nothing
-//! (imgsearch: index + dups at its defaults; czkawka_cli: its defaults, empty cache;
-//! imagededup: PHash at its default threshold).
+//! (imgsearch: index + dups at its defaults, then each `--thresholds` setting if given, on the
+//! same index; czkawka_cli: its defaults, empty cache; imagededup: PHash at its default
+//! threshold).
 //! Prints numbers; asserts nothing.
 
 #[path = "common/fail.rs"]
@@ -64,6 +65,8 @@ struct Args {
     per_set: usize,
     seed: u64,
     thresholds: Vec<String>,
+    /// Whether --thresholds was given (with --folder, only then are settings timed one by one).
+    thresholds_given: bool,
     keep: Option<PathBuf>,
     czkawka: Option<PathBuf>,
     imagededup: Option<PathBuf>,
@@ -81,6 +84,7 @@ fn args() -> Result<Args> {
         thresholds: ["0.85/0.93", "0.90/0.93", "0.90/0.95", "0.97/none"]
             .map(String::from)
             .to_vec(),
+        thresholds_given: false,
         keep: None,
         czkawka: None,
         imagededup: None,
@@ -107,7 +111,10 @@ fn args() -> Result<Args> {
                     other => bail!("--edits takes basic or extended, not {other}"),
                 }
             }
-            "--thresholds" => a.thresholds = value()?.split(',').map(String::from).collect(),
+            "--thresholds" => {
+                a.thresholds = value()?.split(',').map(String::from).collect();
+                a.thresholds_given = true;
+            }
             other => bail!("unknown flag {other}"),
         }
     }
@@ -594,6 +601,15 @@ fn time_folder(bin: &Path, folder: &Path, args: &Args) -> Result<()> {
         "imgsearch index + dups: {:.1} s ({index_s:.1} + {dups_s:.1}), {groups} groups",
         index_s + dups_s
     );
+    // Each setting of --thresholds, when given, on the same index (the defaults' run is above).
+    for setting in args.thresholds.iter().filter(|_| args.thresholds_given) {
+        let (threshold, copy) = setting.split_once('/').context("T/C or T/none")?;
+        let (found, seconds) = dups_groups(bin, &index, threshold, copy)?;
+        println!(
+            "imgsearch dups {threshold} / {copy}: {seconds:.1} s, {} groups",
+            found.len()
+        );
+    }
     if let Some(czkawka) = &args.czkawka {
         let (groups, seconds) = run_czkawka(czkawka, folder, 5, "off", &scratch)?;
         println!(
