@@ -1,8 +1,8 @@
 //! Near-duplicate groups from an index's own vectors, and what to do with them.
 //!
 //! Candidates come from each image's nearest neighbours at cosine >= the threshold (and, by
-//! default, those of its turned and mirrored views). Each candidate pair then passes a pixel check
-//! ([`verify`]): aligned grey levels of a copy correlate almost perfectly, those of another
+//! default, those of its views: turned, mirrored, its centre, its picture without chrome).
+//! Each candidate pair then passes a pixel check ([`verify`]): aligned grey levels of a copy correlate almost perfectly, those of another
 //! photo of the same scene do not; this is what keeps precision while the cosine threshold is
 //! low enough to catch crops and captions. Groups are
 //! merged most similar pair first, and two groups merge only if *every* pair across them is at
@@ -53,8 +53,9 @@ pub const UNVERIFIED_THRESHOLD: f32 = 0.97;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DupsOptions {
     pub threshold: f32,
-    /// Also compare each image turned a quarter and mirrored (decodes every image once more
-    /// and embeds those two views; needs the index's model).
+    /// Also search with each image's views: turned a quarter, mirrored, its centre, and its
+    /// picture cut out of a border, caption bar or screenshot (decodes every image once more
+    /// and embeds three to five views; needs the index's model).
     pub rotations: bool,
     /// The copy score ([`copy_score`]) a candidate pair needs; `None`: cosine alone.
     pub verify: Option<f32>,
