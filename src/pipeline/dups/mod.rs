@@ -2,14 +2,14 @@
 //!
 //! Candidates come from each image's nearest neighbours at cosine >= the threshold (and, by
 //! default, those of its views: turned, mirrored, its centre, its picture without chrome).
-//! Each candidate pair then passes a pixel check ([`verify`]): aligned grey levels of a copy correlate almost perfectly, those of another
-//! photo of the same scene do not; this is what keeps precision while the cosine threshold is
-//! low enough to catch crops and captions. Groups are
-//! merged most similar pair first, and two groups merge only if *every* pair across them is at
-//! least the threshold (complete linkage): a group's diameter is bounded, so a chain of images
-//! each close to the next can never pull unrelated images into one giant group. Each group is
-//! ordered best copy first: most pixels, then largest file, then oldest, then path; every member
-//! carries its cosine to that first one.
+//! Each candidate pair then passes a pixel check ([`verify`]): aligned grey levels of a copy
+//! correlate almost perfectly, those of another photo of the same scene do not; this is what
+//! keeps precision while the cosine threshold is low enough to catch crops and captions.
+//! Groups are merged most similar pair first, and two groups merge only if *every* pair across
+//! them is at least the threshold (complete linkage): a group's diameter is bounded, so a chain
+//! of images each close to the next can never pull unrelated images into one giant group. Each
+//! group is ordered best copy first: most pixels, then largest file, then oldest, then path;
+//! every member carries its cosine to that first one.
 //!
 //! The steps, one file each: [`candidates`] (neighbour search with turned and mirrored views),
 //! [`verdicts`] (the pixel check of each candidate pair), [`linking`] (complete linkage),
