@@ -6,6 +6,8 @@ For each method the folder's images are hashed once (timed), then each Hamming-d
 threshold is applied (timed). Prints one JSON line per (method, threshold):
 {"method", "threshold", "encode_s", "find_s", "pairs": [[PATH, PATH], ...]} with absolute paths.
 imagededup's CNN method is not run: it downloads MobileNetV3 weights at run time, which needs network access.
+Its package imports that method (and so downloads the weights) on `import imagededup.methods`;
+the hash methods are imported from their own module, with the package's __init__ left unrun.
 """
 
 import argparse
@@ -15,13 +17,26 @@ import sys
 import time
 
 
+def hash_methods():
+    """imagededup.methods.hashing without imagededup.methods' __init__ (which imports CNN)."""
+    import importlib
+    import types
+
+    import imagededup
+
+    package = types.ModuleType("imagededup.methods")
+    package.__path__ = [os.path.join(os.path.dirname(imagededup.__file__), "methods")]
+    sys.modules["imagededup.methods"] = package
+    return importlib.import_module("imagededup.methods.hashing")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")
     ap.add_argument("--methods", default="PHash,DHash,WHash,AHash")
     ap.add_argument("--thresholds", default="10")
     args = ap.parse_args()
-    from imagededup import methods
+    methods = hash_methods()
 
     root = os.path.abspath(args.dir)
     for name in args.methods.split(","):
