@@ -58,6 +58,10 @@ pub(super) fn content_box(image: &DynamicImage) -> Option<Rect> {
         image.to_luma8()
     };
     let (tw, th) = thumb.dimensions();
+    // A very thin image shrinks to a line or less: nothing to cut (and no line to read).
+    if tw < MIN_SIDE || th < MIN_SIDE {
+        return None;
+    }
     let mut b = Bounds {
         x0: 0,
         y0: 0,
@@ -309,6 +313,11 @@ mod tests {
     #[test]
     fn a_photo_alone_has_no_chrome() {
         assert_eq!(content_box(&photo()), None);
+        // Shapes that shrink to a line, or are one, have none either (and do not panic).
+        for (w, h) in [(20_000, 9), (9, 20_000), (8, 8), (1, 1), (400, 3)] {
+            let thin = DynamicImage::ImageLuma8(image::GrayImage::new(w, h));
+            assert_eq!(content_box(&thin), None, "{w}x{h}");
+        }
     }
 
     #[test]
