@@ -89,7 +89,7 @@ impl Library {
         self.pictures[i]
     }
 
-    /// Image `i`'s vector, then the vectors of its turned and mirrored views.
+    /// Image `i`'s vector, then the vectors of its views.
     pub(super) fn probes(&self, i: usize) -> impl Iterator<Item = &[f32]> {
         std::iter::once(self.vectors[i].as_slice()).chain(self.views[i].iter().map(Vec::as_slice))
     }
@@ -153,8 +153,9 @@ pub(super) fn most_similar_first(found: Vec<Vec<Pair>>) -> Vec<Pair> {
 
 /// The embeddings of each indexed image's views, in entry order (empty for an image that no
 /// longer decodes): turned a quarter clockwise, mirrored, its centre ([`CENTRE`]: finds crops
-/// of it), and, when the image has chrome around its picture ([`content::content_box`]: a border, a caption bar, a screenshot's interface), its
-/// picture alone and that mirrored; with them, where each picture lies.
+/// of it), and, when the image has chrome around its picture ([`content::content_box`]: a
+/// border, a caption bar, a screenshot's interface), its picture alone and that mirrored; with
+/// them, where each picture lies.
 ///
 /// One turned view finds both turns: if B is A turned a quarter clockwise, A's view is B; if B
 /// is A turned the other way, B's view is A. (A half turn, an upside-down copy, is not looked
@@ -191,11 +192,10 @@ fn embed_views(model: &Model, paths: &[PathBuf], both_turns: bool) -> Result<Vie
         for item in &batch.items {
             let whole = &item.rgb.whole;
             let turned = rotate90(whole, side);
+            let anticlockwise = both_turns.then(|| rotate90(&rotate90(&turned, side), side));
             let before = squares.len();
-            squares.extend([turned.clone(), mirror(whole, side), item.rgb.centre.clone()]);
-            if both_turns {
-                squares.push(rotate90(&rotate90(&turned, side), side));
-            }
+            squares.extend([turned, mirror(whole, side), item.rgb.centre.clone()]);
+            squares.extend(anticlockwise);
             if let Some((picture, share)) = &item.rgb.picture {
                 squares.extend([picture.clone(), mirror(picture, side)]);
                 pictures[item.index] = Some(*share);

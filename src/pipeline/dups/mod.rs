@@ -11,10 +11,11 @@
 //! group is ordered best copy first: most pixels, then largest file, then oldest, then path;
 //! every member carries its cosine to that first one.
 //!
-//! The steps, one file each: [`candidates`] (neighbour search with turned and mirrored views),
-//! [`verdicts`] (the pixel check of each candidate pair), [`linking`] (complete linkage),
-//! [`ordering`] (best copy first); [`actions`] moves, hard-links and undoes; [`against`] finds
-//! the copies of new photos among a library's instead of grouping one store.
+//! The steps, one file each: [`candidates`] (neighbour search with each image's views, the
+//! picture inside its chrome found by [`content`]), [`verdicts`] (the pixel check of each
+//! candidate pair), [`linking`] (complete linkage), [`ordering`] (best copy first); [`similar`]
+//! groups similar shots that are not copies; [`actions`] moves, hard-links and undoes;
+//! [`against`] finds the copies of new photos among a library's instead of grouping one store.
 
 mod actions;
 mod against;
