@@ -17,8 +17,9 @@
 //! and a crop keeping 50-60% of the area. Every other photo of the same classes is a distractor. The
 //! ground truth is the pairs within each original's family. The real binary indexes the folder
 //! and `imgsearch dups --json` is scored at each setting ("T/V": cosine threshold T and copy
-//! score V; "T/none": the cosine alone): pair precision, recall and F1, per edit kind (recall of
-//! the pairs original–copy) and overall, with its wall time. `--czkawka` runs czkawka_cli's
+//! score V; "T/V/C": and C closest images below T, `--closest C`; "T/none": the cosine alone):
+//! pair precision, recall and F1, per edit kind (recall of the pairs original–copy) and
+//! overall, with its wall time. `--czkawka` runs czkawka_cli's
 //! similar-images search at several settings, `--imagededup` (a Python with imagededup
 //! installed) its four hash methods through bench/imagededup_dups.py at each Hamming threshold.
 //!
@@ -762,7 +763,8 @@ fn main() -> Result<()> {
     );
     let mut largest_groups = Vec::new();
     for setting in &args.thresholds {
-        // "T/V": cosine threshold T and copy score V; "T/none": cosine alone.
+        // "T/V": cosine threshold T and copy score V ("T/V/C": C closest images); "T/none":
+        // cosine alone.
         let (threshold, copy) = setting.split_once('/').unwrap_or((setting, "none"));
         let (groups, seconds) = dups_groups(&bin, &index, threshold, copy)?;
         scorer.row(
@@ -908,9 +910,11 @@ fn dups_groups_with(
         threshold,
     ]);
     command.args(extra);
-    match copy {
-        "none" => command.arg("--no-verify"),
-        v => command.args(["--copy-score", v]),
+    // "V" or "V/C": copy score V, and C closest images below the threshold (--closest).
+    match copy.split_once('/') {
+        _ if copy == "none" => command.arg("--no-verify"),
+        Some((v, closest)) => command.args(["--copy-score", v, "--closest", closest]),
+        None => command.args(["--copy-score", copy]),
     };
     let started = Instant::now();
     let out = command.output()?;

@@ -705,3 +705,64 @@ fn new_photos_are_checked_against_a_library_without_regrouping_it() {
     let found = lines(&out).iter().filter(|r| r["type"] == "group").count();
     assert_eq!(found, 0, "{out}");
 }
+
+/// Cropped copies with a caption bar, among the other fixture photos (signdigits and attfaces:
+/// many of one hand or face): their cosine falls under the threshold, but each stays among its
+/// original's closest images, which the pixel check then confirms. Every copy is found; without
+/// the closest images (`--closest 0`) some are not; no group ever holds two different photos.
+#[test]
+fn cropped_captioned_copies_under_the_threshold_are_found_among_the_closest_images() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("photos");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(fixtures().join("photos"))
+        .expect("ls")
+        .flat_map(|d| std::fs::read_dir(d.expect("entry").path()).expect("ls"))
+        .map(|e| e.expect("entry").path())
+        .collect();
+    sources.sort();
+    let mut copies = Vec::new();
+    for (n, source) in sources.iter().enumerate() {
+        let photo = image::open(source)
+            .expect("decode")
+            .resize(300, 300, FilterType::Triangle)
+            .to_rgb8();
+        let original = root.join(format!("{n:02}.png"));
+        photo.save(&original).expect("save");
+        if n % 2 == 0 {
+            let (w, h) = photo.dimensions();
+            // A crop to 64% of the area, off centre, saved at the original's size with a
+            // caption bar over its bottom eighth.
+            let crop = image::imageops::crop_imm(&photo, w / 10, h / 5, w * 4 / 5, h * 4 / 5);
+            let mut captioned =
+                image::imageops::resize(&crop.to_image(), w, h, FilterType::Triangle);
+            text_band(&mut captioned, h - h / 8..h, 20, 240);
+            let copy = root.join(format!("{n:02}-caption.jpg"));
+            captioned.save(&copy).expect("save");
+            copies.push(vec![s(&original).to_string(), s(&copy).to_string()]);
+        }
+    }
+    let index = tmp.path().join("index");
+    ok(&["index", s(&root), "--index", s(&index), "--quiet"]);
+    let found = |extra: &[&str]| -> Vec<Vec<String>> {
+        let mut args = vec!["dups", "--index", s(&index), "--json"];
+        args.extend_from_slice(extra);
+        let out = ok(&args);
+        let groups = groups_of(&out);
+        for g in &groups {
+            assert!(copies.contains(g), "not a copy pair: {g:?}\n{out}");
+        }
+        groups
+    };
+    let closest = found(&[]);
+    let threshold_only = found(&["--closest", "0"]);
+    let mut expected = copies.clone();
+    expected.sort();
+    let mut closest = closest;
+    closest.sort();
+    assert_eq!(closest, expected);
+    assert!(
+        threshold_only.len() < copies.len(),
+        "--closest 0 found every copy: {threshold_only:?}"
+    );
+}

@@ -288,6 +288,8 @@ fn dups_options(args: &DupsArgs) -> pipeline::dups::DupsOptions {
         } else {
             DEFAULT_THRESHOLD
         }),
+        closest: if args.no_verify { 0 } else { args.closest },
+        closest_cosine: args.closest_cosine,
         rotations: !args.no_rotations,
         verify: (!args.no_verify).then_some(args.copy_score),
         similar: args.similar,

@@ -195,9 +195,10 @@ impl SimilarRecord {
     }
 }
 
-/// What `dups` found and did: `{"groups", "duplicates", "similar", "threshold", "copy_score",
-/// "rotations", "action", "log"}` (`similar`: the groups of similar shots, null without
-/// `--similar`; `log`: the undo log of `--move`, else null).
+/// What `dups` found and did: `{"groups", "duplicates", "similar", "threshold", "closest",
+/// "closest_cosine", "copy_score", "rotations", "action", "log"}` (`similar`: the groups of
+/// similar shots, null without `--similar`; `closest_cosine`: null when the closest images are
+/// not searched; `log`: the undo log of `--move`, else null).
 #[derive(Serialize)]
 pub struct DupsRecord {
     #[serde(flatten)]
@@ -206,6 +207,8 @@ pub struct DupsRecord {
     pub duplicates: usize,
     pub similar: Option<usize>,
     pub threshold: f64,
+    pub closest: usize,
+    pub closest_cosine: Option<f64>,
     pub copy_score: Option<f64>,
     pub rotations: bool,
     pub action: &'static str,
@@ -226,6 +229,8 @@ impl DupsRecord {
             duplicates: found.groups.iter().map(|g| g.duplicates().len()).sum(),
             similar: opts.similar.map(|_| found.similar.len()),
             threshold: setting(opts.threshold),
+            closest: opts.closest_searched(),
+            closest_cosine: (opts.closest_searched() > 0).then(|| setting(opts.closest_cosine)),
             copy_score: opts.verify.map(setting),
             rotations: opts.rotations,
             action,

@@ -215,6 +215,17 @@ pub struct DupsArgs {
     /// with --no-verify].
     #[arg(long, value_parser = checked(pipeline::limits::threshold))]
     pub threshold: Option<f32>,
+    /// Below --threshold, each image's N most similar images are candidates too when their
+    /// cosine reaches --closest-cosine: a copy under a caption bar or cropped deep is its
+    /// original's nearest image long before its cosine reaches the threshold (0: off; only
+    /// with the pixel check).
+    #[arg(long, value_name = "N", default_value_t = pipeline::dups::DEFAULT_CLOSEST,
+          conflicts_with = "no_verify")]
+    pub closest: usize,
+    /// The cosine the closest images (--closest) need.
+    #[arg(long, value_name = "COSINE", default_value_t = pipeline::dups::DEFAULT_CLOSEST_COSINE,
+          conflicts_with = "no_verify", value_parser = checked(pipeline::limits::threshold))]
+    pub closest_cosine: f32,
     /// The copy score a candidate pair needs: how well one image, placed over the other (crops,
     /// borders, screenshots, flips, quarter turns), correlates with it in grey levels and
     /// detail, its worst-matching rows or columns left out (-1 to 1).

@@ -7,7 +7,7 @@
 //! library images forms one group with the closest of them: the library's image first (the one
 //! kept), the new image as its copy, so that `--move` only ever moves new photos.
 
-use super::candidates::{most_similar_first, Library, Pair};
+use super::candidates::{copy_candidates, probe_pairs, Library, Neighbours, Pair};
 use super::verdicts::Verdicts;
 use super::{DupsOptions, Group, Ignored, Member};
 use crate::error::{Error, Result};
@@ -41,7 +41,7 @@ pub fn find_copies_against(
     let fresh = Library::load_with_turns(new, model, opts, true)?;
     let new_count = fresh.len();
     let joined = fresh.followed_by(library.entries_with_vectors()?);
-    let pairs = candidate_pairs(library, &joined, new_count, opts)?;
+    let pairs = copy_candidates(&candidate_pairs(library, &joined, new_count, opts)?, opts);
     let verdicts = Verdicts::judge(&joined, &pairs, opts);
     let mut best: HashMap<usize, (f32, usize)> = HashMap::new();
     for &(similarity, fresh_id, old) in &pairs {
@@ -71,14 +71,15 @@ pub fn find_copies_against(
 }
 
 /// Pairs (similarity, new id, library id) of each new image (ids `..new_count` of `joined`)
-/// with the library's images (ids `new_count..`) at or above the threshold, most similar first.
+/// with the library's images (ids `new_count..`) at or above the reach ([`DupsOptions::reach`]),
+/// most similar first.
 /// A file in both stores is not its own copy.
 fn candidate_pairs(
     library: &dyn Store,
     joined: &Library,
     new_count: usize,
     opts: &DupsOptions,
-) -> Result<Vec<Pair>> {
+) -> Result<Neighbours> {
     let id_of: HashMap<&Path, usize> = joined.entries[new_count..]
         .iter()
         .enumerate()
@@ -90,24 +91,29 @@ fn candidate_pairs(
         exact: false,
         min_score: None,
     };
-    let found: Vec<Vec<Pair>> = (0..new_count)
+    let found: Vec<Vec<(Pair, bool)>> = (0..new_count)
         .into_par_iter()
-        .map(|i| -> Result<Vec<Pair>> {
+        .map(|i| -> Result<Vec<(Pair, bool)>> {
             let mut pairs = Vec::new();
-            for probe in joined.probes(i) {
-                for hit in library.search(probe, &search)? {
-                    if hit.score < opts.threshold || hit.path == joined.entries[i].path {
-                        continue;
-                    }
-                    if let Some(&j) = id_of.get(hit.path.as_path()) {
-                        pairs.push((joined.similarity(i, j), i, j));
-                    }
-                }
+            for (probe, looking) in joined.probes(i) {
+                pairs.extend(probe_pairs(
+                    i,
+                    &library.search(probe, &search)?,
+                    |hit| {
+                        (hit.path != joined.entries[i].path)
+                            .then(|| id_of.get(hit.path.as_path()).copied())
+                            .flatten()
+                    },
+                    |j| joined.similarity(i, j),
+                    opts.reach(),
+                    if looking { opts.closest_searched() } else { 0 },
+                    opts,
+                ));
             }
             Ok(pairs)
         })
         .collect::<Result<_>>()?;
-    Ok(most_similar_first(found))
+    Ok(Neighbours::from_found(found))
 }
 
 fn member(joined: &Library, id: usize, score: f32, copy_score: Option<f32>) -> Member {

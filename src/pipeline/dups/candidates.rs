@@ -1,7 +1,8 @@
 //! Candidate pairs: each image's nearest neighbours in the store at cosine >= the threshold,
-//! searched with its own vector and, by default, with the vectors of its turned and mirrored
-//! views and of its picture without the chrome around it, so that turned and mirrored copies,
-//! and copies inside borders, caption bars or screenshots, are found too.
+//! and its closest few down to a lower cosine, searched with its own vector and, by default,
+//! with the vectors of its turned and mirrored views and of its picture without the chrome
+//! around it, so that turned and mirrored copies, and copies inside borders, caption bars or
+//! screenshots, are found too.
 
 use super::{content, DupsOptions};
 use crate::data;
@@ -11,7 +12,7 @@ use crate::model::Model;
 use crate::pipeline::query::QUERY_BATCH;
 use crate::store::Store;
 use rayon::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// A candidate pair: the similarity of images `.1 < .2` (entry order).
@@ -89,9 +90,27 @@ impl Library {
         self.pictures[i]
     }
 
-    /// Image `i`'s vector, then the vectors of its views.
-    pub(super) fn probes(&self, i: usize) -> impl Iterator<Item = &[f32]> {
-        std::iter::once(self.vectors[i].as_slice()).chain(self.views[i].iter().map(Vec::as_slice))
+    /// Image `i`'s vector, then the vectors of its views, each with whether it looks for its
+    /// closest images ([`DupsOptions::closest`]): the image, its centre and its picture do; its
+    /// turns and mirror images, whose copies keep a cosine over the threshold, do not (their
+    /// closest images made half as many pixel checks again on 10,000 CIFAR-10 photos, for
+    /// 0.002 F1 on the extended copy set of `examples/dups_bench.rs`).
+    pub(super) fn probes(&self, i: usize) -> impl Iterator<Item = (&[f32], bool)> {
+        // embed_views puts the views that look first: the centre, then the picture and its
+        // mirror image.
+        let looking = if self.views[i].is_empty() {
+            0
+        } else if self.pictures[i].is_some() {
+            3
+        } else {
+            1
+        };
+        std::iter::once((self.vectors[i].as_slice(), true)).chain(
+            self.views[i]
+                .iter()
+                .enumerate()
+                .map(move |(k, v)| (v.as_slice(), k < looking)),
+        )
     }
 
     /// The similarity of two images: their vectors' cosine, or the best of either's turned
@@ -105,12 +124,63 @@ impl Library {
     }
 }
 
-/// The candidate pairs of the library, most similar first, each pair once.
+/// What the neighbour search found: every pair at or above its floor, most similar first,
+/// each pair once, and which of them were among the closest images of a probe (an image or one
+/// of its views: [`DupsOptions::closest`]).
+pub(super) struct Neighbours {
+    pub(super) pairs: Vec<Pair>,
+    closest: HashSet<(usize, usize)>,
+}
+
+impl Neighbours {
+    /// The pairs found per image, each with whether a probe had it among its closest images.
+    pub(super) fn from_found(found: Vec<Vec<(Pair, bool)>>) -> Self {
+        let found: Vec<(Pair, bool)> = found.into_iter().flatten().collect();
+        let closest = found
+            .iter()
+            .filter(|(_, near)| *near)
+            .map(|&((_, i, j), _)| (i, j))
+            .collect();
+        let mut pairs: Vec<Pair> = found.into_iter().map(|(pair, _)| pair).collect();
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+        pairs.dedup_by(|a, b| (a.1, a.2) == (b.1, b.2));
+        Neighbours { pairs, closest }
+    }
+}
+
+/// One probe's hits as pairs of image `i` (`partner` names the hit's image, `None` for `i`
+/// itself or an image not compared): those at `floor` or more, the first `closest` of them at
+/// the reach ([`DupsOptions::reach`]) marked as closest.
+pub(super) fn probe_pairs(
+    i: usize,
+    hits: &[crate::index::Hit],
+    partner: impl Fn(&crate::index::Hit) -> Option<usize>,
+    similarity: impl Fn(usize) -> f32,
+    floor: f32,
+    closest: usize,
+    opts: &DupsOptions,
+) -> Vec<(Pair, bool)> {
+    let reach = opts.reach();
+    let mut taken = 0;
+    hits.iter()
+        .filter(|h| h.score >= floor)
+        .filter_map(|h| {
+            let j = partner(h)?;
+            let near = h.score >= reach && taken < closest;
+            taken += usize::from(h.score >= reach);
+            Some(((similarity(j), i.min(j), i.max(j)), near))
+        })
+        .collect()
+}
+
+/// The pairs of the library at cosine `floor` or more among each image's (and view's)
+/// `opts.neighbours` nearest.
 pub(super) fn candidate_pairs(
     store: &dyn Store,
     library: &Library,
+    floor: f32,
     opts: &DupsOptions,
-) -> Result<Vec<Pair>> {
+) -> Result<Neighbours> {
     let id_of: HashMap<&Path, usize> = library
         .entries
         .iter()
@@ -123,32 +193,44 @@ pub(super) fn candidate_pairs(
         exact: false,
         min_score: None,
     };
-    let found: Vec<Vec<Pair>> = (0..library.len())
+    let found: Vec<Vec<(Pair, bool)>> = (0..library.len())
         .into_par_iter()
-        .map(|i| -> Result<Vec<Pair>> {
+        .map(|i| -> Result<Vec<(Pair, bool)>> {
             let mut pairs = Vec::new();
-            for probe in library.probes(i) {
-                for h in store.search(probe, &search)? {
-                    if h.score < opts.threshold {
-                        continue;
-                    }
-                    if let Some(&j) = id_of.get(h.path.as_path()).filter(|&&j| j != i) {
-                        pairs.push((library.similarity(i, j), i.min(j), i.max(j)));
-                    }
-                }
+            for (probe, looking) in library.probes(i) {
+                pairs.extend(probe_pairs(
+                    i,
+                    &store.search(probe, &search)?,
+                    |h| id_of.get(h.path.as_path()).copied().filter(|&j| j != i),
+                    |j| library.similarity(i, j),
+                    floor,
+                    if looking { opts.closest_searched() } else { 0 },
+                    opts,
+                ));
             }
             Ok(pairs)
         })
         .collect::<Result<_>>()?;
-    Ok(most_similar_first(found))
+    Ok(Neighbours::from_found(found))
 }
 
-/// The pairs found per image, most similar first, each pair once.
-pub(super) fn most_similar_first(found: Vec<Vec<Pair>>) -> Vec<Pair> {
-    let mut pairs: Vec<Pair> = found.into_iter().flatten().collect();
-    pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
-    pairs.dedup_by(|a, b| (a.1, a.2) == (b.1, b.2));
-    pairs
+/// The pairs the pixel check sees among those found: those at or above the threshold, and
+/// those among the `opts.closest` nearest images of one probe (an image or one of its views)
+/// whose cosine reaches `opts.closest_cosine`. A copy under a caption bar, or cropped deep,
+/// falls far under the threshold but stays among its original's nearest images (its picture's
+/// or centre's, if not its own); the closest images find it at a few more pixel checks per
+/// image, where lowering the threshold to their cosine checks every pair of similar photos
+/// (docs/DUPS.md, "The closest images").
+pub(super) fn copy_candidates(found: &Neighbours, opts: &DupsOptions) -> Vec<Pair> {
+    let reach = opts.reach();
+    found
+        .pairs
+        .iter()
+        .filter(|&&(similarity, i, j)| {
+            similarity >= opts.threshold || (similarity >= reach && found.closest.contains(&(i, j)))
+        })
+        .copied()
+        .collect()
 }
 
 /// The embeddings of each indexed image's views, in entry order (empty for an image that no
@@ -194,12 +276,14 @@ fn embed_views(model: &Model, paths: &[PathBuf], both_turns: bool) -> Result<Vie
             let turned = rotate90(whole, side);
             let anticlockwise = both_turns.then(|| rotate90(&rotate90(&turned, side), side));
             let before = squares.len();
-            squares.extend([turned, mirror(whole, side), item.rgb.centre.clone()]);
-            squares.extend(anticlockwise);
+            // The views that look for their closest images first (Library::probes).
+            squares.push(item.rgb.centre.clone());
             if let Some((picture, share)) = &item.rgb.picture {
                 squares.extend([picture.clone(), mirror(picture, side)]);
                 pictures[item.index] = Some(*share);
             }
+            squares.extend([turned, mirror(whole, side)]);
+            squares.extend(anticlockwise);
             counts.push(squares.len() - before);
         }
         let vectors = model.embed(squares.iter().map(Vec::as_slice))?;
@@ -275,7 +359,49 @@ fn moved_pixels(rgb: &[u8], side: usize, to: impl Fn(usize, usize) -> (usize, us
 
 #[cfg(test)]
 mod tests {
-    use super::{mirror, rotate90};
+    use super::{copy_candidates, mirror, probe_pairs, rotate90, Neighbours};
+    use crate::pipeline::dups::DupsOptions;
+
+    /// Above the threshold every pair; below it the pairs among a probe's closest images down
+    /// to the closest images' cosine; nothing below that, and nothing below the threshold
+    /// without the pixel check.
+    #[test]
+    fn candidates_are_the_pairs_over_the_threshold_and_each_probes_closest() {
+        let opts = DupsOptions::default();
+        let hit = |name: usize, score: f32| crate::index::Hit {
+            path: format!("/{name}").into(),
+            score,
+        };
+        let partner = |h: &crate::index::Hit| h.path.to_str()?[1..].parse().ok();
+        // Image 0's probes: its own vector, then a view.
+        let own = [hit(1, 0.95), hit(2, 0.80), hit(3, 0.75), hit(4, 0.60)];
+        let view = [hit(4, 0.70), hit(5, 0.69), hit(6, 0.66)];
+        let similarity = |j: usize| [0.0, 0.95, 0.80, 0.75, 0.70, 0.69, 0.66][j];
+        let kept = |opts: &DupsOptions| -> Vec<(usize, usize)> {
+            let probes = [&own[..], &view[..]]
+                .iter()
+                .flat_map(|hits| {
+                    let closest = opts.closest_searched();
+                    probe_pairs(0, hits, partner, similarity, opts.reach(), closest, opts)
+                })
+                .collect();
+            copy_candidates(&Neighbours::from_found(vec![probes]), opts)
+                .iter()
+                .map(|p| (p.1, p.2))
+                .collect()
+        };
+        // Own: 1 (over the threshold) and 2 are the two closest; the view's: 4 and 5.
+        assert_eq!(kept(&opts), [(0, 1), (0, 2), (0, 4), (0, 5)]);
+        let one = DupsOptions { closest: 1, ..opts };
+        assert_eq!(kept(&one), [(0, 1), (0, 4)]);
+        let off = DupsOptions { closest: 0, ..opts };
+        assert_eq!(kept(&off), [(0, 1)]);
+        let unverified = DupsOptions {
+            verify: None,
+            ..opts
+        };
+        assert_eq!(kept(&unverified), [(0, 1)]);
+    }
 
     /// A 2 × 2 square with pixels a b / c d (one grey level each).
     fn square(pixels: [u8; 4]) -> Vec<u8> {

@@ -1,7 +1,8 @@
 //! Near-duplicate groups from an index's own vectors, and what to do with them.
 //!
-//! Candidates come from each image's nearest neighbours at cosine >= the threshold (and, by
-//! default, those of its views: turned, mirrored, its centre, its picture without chrome).
+//! Candidates come from each image's nearest neighbours at cosine >= the threshold, and its few
+//! closest images down to a lower cosine (searched, by default, with its views too: turned,
+//! mirrored, its centre, its picture without chrome).
 //! Each candidate pair then passes a pixel check ([`verify`]): aligned grey levels of a copy
 //! correlate almost perfectly, those of another photo of the same scene do not; this is what
 //! keeps precision while the cosine threshold is low enough to catch crops and captions.
@@ -41,11 +42,14 @@ use std::path::PathBuf;
 use verdicts::Verdicts;
 
 /// Cosine at or above which two images are candidates unless told otherwise, and the copy
-/// score a candidate pair needs, measured on `examples/dups_bench.rs` with the bundled model
-/// (docs/DUPS.md: F1 0.825 at precision 0.988; 0.65 reaches 0.921 at precision 0.990 but passes
-/// about 2.5 times as many pairs to the pixel check, a cost not yet measured on a large library).
+/// score a candidate pair needs, measured on `examples/dups_bench.rs` (docs/DUPS.md).
 pub const DEFAULT_THRESHOLD: f32 = 0.85;
 pub const DEFAULT_COPY_SCORE: f32 = 0.93;
+/// Below the threshold, each image's this many most similar images are candidates too, down to
+/// [`DEFAULT_CLOSEST_COSINE`]: a copy under a caption bar, or a deep crop, is its original's
+/// nearest image long before its cosine reaches 0.85 (docs/DUPS.md, "The closest images").
+pub const DEFAULT_CLOSEST: usize = 2;
+pub const DEFAULT_CLOSEST_COSINE: f32 = 0.65;
 /// The default cosine threshold without the pixel check: the cosine alone has to hold
 /// precision up (best F1 of the cosine alone on the same benchmark).
 pub const UNVERIFIED_THRESHOLD: f32 = 0.97;
@@ -53,7 +57,12 @@ pub const UNVERIFIED_THRESHOLD: f32 = 0.97;
 /// How groups are found.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DupsOptions {
+    /// Every pair at or above this cosine is a candidate.
     pub threshold: f32,
+    /// Each image's this many most similar images are candidates too when their cosine
+    /// reaches `closest_cosine` (only with the pixel check, which decides).
+    pub closest: usize,
+    pub closest_cosine: f32,
     /// Also search with each image's views: turned a quarter, mirrored, its centre, and its
     /// picture cut out of a border, caption bar or screenshot (decodes every image once more
     /// and embeds three to five views; needs the index's model).
@@ -72,11 +81,34 @@ impl Default for DupsOptions {
     fn default() -> Self {
         DupsOptions {
             threshold: DEFAULT_THRESHOLD,
+            closest: DEFAULT_CLOSEST,
+            closest_cosine: DEFAULT_CLOSEST_COSINE,
             rotations: true,
             verify: Some(DEFAULT_COPY_SCORE),
             neighbours: 16,
             ef: 64,
             similar: None,
+        }
+    }
+}
+
+impl DupsOptions {
+    /// The lowest cosine a candidate pair may have: the threshold, or the closest images'
+    /// cosine when that is lower and the pixel check runs.
+    pub fn reach(&self) -> f32 {
+        if self.closest_searched() > 0 {
+            self.threshold.min(self.closest_cosine)
+        } else {
+            self.threshold
+        }
+    }
+
+    /// How many closest images below the threshold are candidates: none without the pixel
+    /// check, or when the threshold is already at or below their cosine.
+    pub fn closest_searched(&self) -> usize {
+        match self.verify {
+            Some(_) if self.closest_cosine < self.threshold => self.closest,
+            _ => 0,
         }
     }
 }
@@ -112,11 +144,15 @@ impl Group {
 }
 
 fn check_threshold(opts: &DupsOptions) -> Result<()> {
-    if !(opts.threshold > 0.0 && opts.threshold <= 1.0) {
-        return Err(Error::Usage(format!(
-            "threshold {} must be above 0 and at most 1",
-            opts.threshold
-        )));
+    for (name, value) in [
+        ("threshold", opts.threshold),
+        ("closest cosine", opts.closest_cosine),
+    ] {
+        if !(value > 0.0 && value <= 1.0) {
+            return Err(Error::Usage(format!(
+                "{name} {value} must be above 0 and at most 1"
+            )));
+        }
     }
     Ok(())
 }
@@ -139,27 +175,18 @@ pub fn find_groups(
 ) -> Result<Found> {
     check_threshold(opts)?;
     let library = Library::load(store, model, opts)?;
-    // Similar shots may sit below the copies' threshold: the search reaches the lower of the two,
-    // the pixel check only the pairs at the copies'.
-    let search = DupsOptions {
-        threshold: opts
-            .similar
-            .map_or(opts.threshold, |s| s.min(opts.threshold)),
-        ..*opts
-    };
-    let candidates = candidates::candidate_pairs(store, &library, &search)?;
-    let mut pairs: Vec<_> = candidates
-        .iter()
-        .filter(|p| p.0 >= opts.threshold)
-        .copied()
-        .collect();
+    // Similar shots may sit below the copies' reach: the search reaches the lower of the two,
+    // the pixel check only the copies' candidates.
+    let floor = opts.similar.map_or(opts.reach(), |s| s.min(opts.reach()));
+    let candidates = candidates::candidate_pairs(store, &library, floor, opts)?;
+    let mut pairs = candidates::copy_candidates(&candidates, opts);
     let verdicts = Verdicts::judge(&library, &pairs, opts);
     let said_apart =
         |a: usize, b: usize| ignored.contains(&library.entries[a].path, &library.entries[b].path);
     pairs.retain(|&(_, i, j)| verdicts.passed(i, j) && !said_apart(i, j));
-    let clusters = linking::complete_linkage(library.len(), &pairs, |a, b| {
-        !said_apart(a, b) && verdicts.duplicates(&library, a, b)
-    });
+    let duplicates = |a: usize, b: usize| !said_apart(a, b) && verdicts.duplicates(&library, a, b);
+    let clusters = linking::complete_linkage(library.len(), &pairs, duplicates);
+    let clusters = linking::joined_through_hubs(clusters, &pairs, duplicates, said_apart);
     let groups = ordering::ordered_groups(&library, &verdicts, clusters);
     let similar = match opts.similar {
         None => Vec::new(),
@@ -173,7 +200,7 @@ pub fn find_groups(
                 .collect();
             similar::similar_groups(
                 &library,
-                &candidates,
+                &candidates.pairs,
                 &verdicts,
                 &copies,
                 threshold,

@@ -28,13 +28,22 @@ fn fingerprints(path: &Path, picture: Option<Share>) -> Result<Prints> {
     Ok(prints)
 }
 
+/// Whether fingerprint `k` of one image is compared with fingerprint `l` of another: all but
+/// whole against whole when both have chrome. Two screenshots of one phone share their
+/// interface, two letterboxed pictures their bars: whole, such images correlate whatever
+/// their pictures show, while copies still match picture against picture.
+fn compared(k: usize, l: usize, xs: &[Fingerprint], ys: &[Fingerprint]) -> bool {
+    !(k == 0 && l == 0 && xs.len() > 1 && ys.len() > 1)
+}
+
 /// The copy check's fingerprints and each candidate pair's verdict.
 pub(super) struct Verdicts {
     /// The copy score a pair needs and the fingerprints of every image in a candidate pair;
     /// `None` without the pixel check.
     check: Option<(f32, HashMap<usize, Prints>)>,
     decided: HashMap<(usize, usize), bool>,
-    threshold: f32,
+    /// The cosine a pair that was not a candidate needs ([`DupsOptions::reach`]).
+    reach: f32,
 }
 
 impl Verdicts {
@@ -67,7 +76,7 @@ impl Verdicts {
         Verdicts {
             check,
             decided,
-            threshold: opts.threshold,
+            reach: opts.reach(),
         }
     }
 
@@ -86,7 +95,7 @@ impl Verdicts {
     pub(super) fn duplicates(&self, library: &Library, a: usize, b: usize) -> bool {
         match self.decided.get(&(a.min(b), a.max(b))) {
             Some(&verdict) => verdict,
-            None => library.similarity(a, b) >= self.threshold && self.passes(a, b),
+            None => library.similarity(a, b) >= self.reach && self.passes(a, b),
         }
     }
 
@@ -106,8 +115,11 @@ impl Verdicts {
             return Some(-1.0);
         };
         let mut best = -1.0f32;
-        for x in xs {
-            for y in ys {
+        for (k, x) in xs.iter().enumerate() {
+            for (l, y) in ys.iter().enumerate() {
+                if !compared(k, l, xs, ys) {
+                    continue;
+                }
                 best = best.max(copy_score(x, y, enough));
                 if best >= enough {
                     return Some(best);
@@ -145,9 +157,12 @@ fn passing_pairs(
                 .iter()
                 .filter(move |&&small| {
                     let guests = prints.get(&small).map_or(&[][..], Vec::as_slice);
-                    windows
-                        .iter()
-                        .any(|w| guests.iter().any(|p| w.match_whole(p, needed) >= needed))
+                    let hosts = prints.get(&big).map_or(&[][..], Vec::as_slice);
+                    windows.iter().enumerate().any(|(k, w)| {
+                        guests.iter().enumerate().any(|(l, p)| {
+                            compared(k, l, hosts, guests) && w.match_whole(p, needed) >= needed
+                        })
+                    })
                 })
                 .map(move |&small| (big.min(small), big.max(small)))
                 .collect::<Vec<_>>()

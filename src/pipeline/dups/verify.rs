@@ -86,22 +86,31 @@ impl Fingerprint {
 
     /// The rectangle resampled bilinearly to `n × n` grey levels, as they are.
     fn sample(&self, [x, y, w, h]: [f32; 4], n: usize) -> Vec<f32> {
-        let mut out = Vec::with_capacity(n * n);
         let (max_x, max_y) = ((self.width - 1) as f32, (self.height - 1) as f32);
+        // Sample at the centre of each output cell. The columns are the same on every row:
+        // where each falls is worked out once (the refinement samples thousands of windows
+        // per pair, and this is most of its time).
+        let columns: Vec<(usize, usize, f32)> = (0..n)
+            .map(|i| {
+                let sx = (x + (i as f32 + 0.5) * w / n as f32 - 0.5).clamp(0.0, max_x);
+                let x0 = sx.floor() as usize;
+                (x0, (x0 + 1).min(self.width - 1), sx.fract())
+            })
+            .collect();
+        let mut out = Vec::with_capacity(n * n);
         for j in 0..n {
-            // Sample at the centre of each output cell.
             let sy = (y + (j as f32 + 0.5) * h / n as f32 - 0.5).clamp(0.0, max_y);
             let (y0, fy) = (sy.floor() as usize, sy.fract());
             let y1 = (y0 + 1).min(self.height - 1);
-            for i in 0..n {
-                let sx = (x + (i as f32 + 0.5) * w / n as f32 - 0.5).clamp(0.0, max_x);
-                let (x0, fx) = (sx.floor() as usize, sx.fract());
-                let x1 = (x0 + 1).min(self.width - 1);
-                let at = |xx: usize, yy: usize| self.grey[yy * self.width + xx];
-                let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
-                let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
-                out.push(top * (1.0 - fy) + bottom * fy);
-            }
+            let (row0, row1) = (
+                &self.grey[y0 * self.width..(y0 + 1) * self.width],
+                &self.grey[y1 * self.width..(y1 + 1) * self.width],
+            );
+            out.extend(columns.iter().map(|&(x0, x1, fx)| {
+                let top = row0[x0] * (1.0 - fx) + row0[x1] * fx;
+                let bottom = row1[x0] * (1.0 - fx) + row1[x1] * fx;
+                top * (1.0 - fy) + bottom * fy
+            }));
         }
         out
     }
@@ -189,10 +198,15 @@ impl Windows<'_> {
                 if enough.is_finite() && best_coarse < enough - COARSE_MARGIN {
                     return best_coarse;
                 }
-                coarse
-                    .into_iter()
-                    .map(|(_, placement)| final_score(host, other, refine(host, other, placement)))
-                    .fold(-1.0, f32::max)
+                // Best coarse placement first: a copy is usually done after one.
+                let mut best = -1.0f32;
+                for (_, placement) in coarse {
+                    best = best.max(final_score(host, other, refine(host, other, placement)));
+                    if best >= enough {
+                        break;
+                    }
+                }
+                best
             }
         }
     }
