@@ -1,7 +1,9 @@
 //! `imgsearch dups` through the real binary on real photos (tests/fixtures: sign-language digit
 //! photos) and copies of them edited as users edit photos (resized, recompressed, byte-identical
 //! copies): grouping, best-copy-first ordering, the dry run, `--move` and its undo, `--hardlink`
-//! only for identical bytes, `kill -9` during `--move`, and `query --min-score`.
+//! only for identical bytes, `kill -9` during `--move`, and `query --min-score`; copies inside
+//! borders, caption bars and screenshots, cropped copies found among the closest images,
+//! similar shots, remembered decisions and `--against`.
 
 use image::imageops::FilterType;
 use serde_json::Value;
