@@ -4,10 +4,12 @@
 //!     cargo run --release --example dups_bench -- [--data data] [--per-set 60] [--seed 1]
 //!         [--thresholds 0.85/0.93,0.97/none] [--keep DIR] [--edits basic|extended]
 //!         [--czkawka PATH] [--imagededup PYTHON] [--imagededup-thresholds 4,6,8,10]
+//!         [--sets clothing/test,signdigits/test,attfaces/test,cifar10/test]
 //!     cargo run --release --example dups_bench -- --folder DIR [--czkawka PATH] [--imagededup PYTHON]
 //!
-//! From each real photo set under `--data` (the test splits of clothing, signdigits, attfaces
-//! and cifar10: `bench/data.sh clothing signdigits attfaces cifar10`), `--per-set` originals are
+//! From each real photo set under `--data` (`--sets`, by default the test splits of clothing,
+//! signdigits, attfaces and cifar10: `bench/data.sh clothing signdigits attfaces cifar10`; at
+//! most 1,000 photos of each), `--per-set` originals are
 //! drawn (seeded); each gets one to three copies, each copy a seeded random edit a user makes:
 //! resize (0.5–0.8), recompression (JPEG quality 30–60), a crop keeping about 70% of the area,
 //! a horizontal flip, a 90-degree rotation, a colour change (brightness and saturation), or a
@@ -75,6 +77,8 @@ struct Args {
     folder: Option<PathBuf>,
     /// The edit kinds drawn from.
     edits: Vec<&'static str>,
+    /// The splits the photos come from, `SET/SPLIT` under `data`.
+    sets: Vec<String>,
 }
 
 fn args() -> Result<Args> {
@@ -92,6 +96,14 @@ fn args() -> Result<Args> {
         imagededup_thresholds: "10".into(),
         folder: None,
         edits: EDITS.to_vec(),
+        sets: [
+            "clothing/test",
+            "signdigits/test",
+            "attfaces/test",
+            "cifar10/test",
+        ]
+        .map(String::from)
+        .to_vec(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -116,6 +128,7 @@ fn args() -> Result<Args> {
                 a.thresholds = value()?.split(',').map(String::from).collect();
                 a.thresholds_given = true;
             }
+            "--sets" => a.sets = value()?.split(',').map(String::from).collect(),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -804,12 +817,13 @@ fn build_copy_set(args: &Args, library: &Path) -> Result<CopySet> {
         families: 0,
         total: 0,
     };
-    for name in ["clothing", "signdigits", "attfaces", "cifar10"] {
-        let dir = args.data.join(name).join("test");
+    for split in &args.sets {
+        let name = split.split('/').next().unwrap_or(split);
+        let dir = args.data.join(split);
         let mut files = files_under(&dir);
         if files.is_empty() {
             bail!(
-                "{} has no images: fetch it with bench/data.sh {name}/test (into {})",
+                "{} has no images: fetch it with bench/data.sh {split} (into {})",
                 dir.display(),
                 args.data.display()
             );
