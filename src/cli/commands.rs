@@ -39,7 +39,7 @@ pub fn run(cli: Cli, printer: &mut Printer) -> Outcome {
         Command::Grid(args) => contact_sheet(&args, printer),
         Command::Eval(args) => eval(&args, verbosity, &device, printer),
         Command::Verify(args) => verify(&args, printer),
-        Command::Dups(args) => dups(&args, &device, printer),
+        Command::Dups(args) => dups(&args, verbosity, &device, printer),
         Command::Serve(args) => serve(args, verbosity, device, printer),
         Command::Worker(args) => worker(&args, verbosity, &device, printer),
         Command::StoreInit(args) => store_init(&args, &device, printer),
@@ -210,7 +210,7 @@ fn verify(args: &VerifyArgs, p: &mut Printer) -> Outcome {
     })
 }
 
-fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
+fn dups(args: &DupsArgs, verbosity: Verbosity, device: &Device, p: &mut Printer) -> Outcome {
     if let Some(log) = &args.undo {
         return undo_dups(log, p);
     }
@@ -221,7 +221,7 @@ fn dups(args: &DupsArgs, device: &Device, p: &mut Printer) -> Outcome {
     }
     let ignored = pipeline::dups::Ignored::load(&args.index)?;
     let store = store::open_verified(&args.store.location(&args.index))?;
-    let opts = dups_options(args);
+    let opts = dups_options(args, verbosity);
     let model = if opts.rotations {
         Some(pipeline::model_for_store(store.as_ref(), None, device)?)
     } else {
@@ -280,7 +280,7 @@ fn undo_dups(log: &Path, p: &mut Printer) -> Outcome {
 }
 
 /// The finder's options from the flags: a lower threshold when the pixel check is off.
-fn dups_options(args: &DupsArgs) -> pipeline::dups::DupsOptions {
+fn dups_options(args: &DupsArgs, verbosity: Verbosity) -> pipeline::dups::DupsOptions {
     use pipeline::dups::{DupsOptions, DEFAULT_THRESHOLD, UNVERIFIED_THRESHOLD};
     DupsOptions {
         threshold: args.threshold.unwrap_or(if args.no_verify {
@@ -293,6 +293,7 @@ fn dups_options(args: &DupsArgs) -> pipeline::dups::DupsOptions {
         rotations: !args.no_rotations,
         verify: (!args.no_verify).then_some(args.copy_score),
         similar: args.similar,
+        verbosity,
         ..DupsOptions::default()
     }
 }

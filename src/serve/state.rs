@@ -128,9 +128,11 @@ impl Shared {
                 }
             }
         }
+        // A server's stderr is its log: no progress bars there.
         let opts = DupsOptions {
             threshold,
             rotations: false,
+            verbosity: imgsearch::progress::Verbosity { quiet: true },
             ..DupsOptions::default()
         };
         // Pairs `imgsearch dups --ignore` recorded beside a local index are not shown here

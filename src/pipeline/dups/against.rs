@@ -91,6 +91,7 @@ fn candidate_pairs(
         exact: false,
         min_score: None,
     };
+    let bar = opts.verbosity.bar(new_count as u64, "search");
     let found: Vec<Vec<(Pair, bool)>> = (0..new_count)
         .into_par_iter()
         .map(|i| -> Result<Vec<(Pair, bool)>> {
@@ -110,9 +111,11 @@ fn candidate_pairs(
                     opts,
                 ));
             }
+            bar.inc(1);
             Ok(pairs)
         })
         .collect::<Result<_>>()?;
+    bar.finish_and_clear();
     Ok(Neighbours::from_found(found))
 }
 

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::index::{dot, Entry, SearchOptions};
 use crate::model::Model;
 use crate::pipeline::query::QUERY_BATCH;
+use crate::progress::Verbosity;
 use crate::store::Store;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -52,7 +53,7 @@ impl Library {
         let (views, pictures) = match (opts.rotations, model) {
             (true, Some(model)) => {
                 let paths: Vec<PathBuf> = entries.iter().map(|e| e.path.clone()).collect();
-                embed_views(model, &paths, both_turns)?
+                embed_views(model, &paths, both_turns, opts.verbosity)?
             }
             (true, None) => {
                 return Err(Error::Usage(
@@ -193,6 +194,7 @@ pub(super) fn candidate_pairs(
         exact: false,
         min_score: None,
     };
+    let bar = opts.verbosity.bar(library.len() as u64, "search");
     let found: Vec<Vec<(Pair, bool)>> = (0..library.len())
         .into_par_iter()
         .map(|i| -> Result<Vec<(Pair, bool)>> {
@@ -208,9 +210,11 @@ pub(super) fn candidate_pairs(
                     opts,
                 ));
             }
+            bar.inc(1);
             Ok(pairs)
         })
         .collect::<Result<_>>()?;
+    bar.finish_and_clear();
     Ok(Neighbours::from_found(found))
 }
 
@@ -246,7 +250,13 @@ pub(super) fn copy_candidates(found: &Neighbours, opts: &DupsOptions) -> Vec<Pai
 /// without it on the benchmark, 65 with it). Turning the preprocessed square equals
 /// preprocessing the turned image: the crop is centred and square. `both_turns` adds the
 /// anticlockwise turn, for images compared with others that have no views.
-fn embed_views(model: &Model, paths: &[PathBuf], both_turns: bool) -> Result<Views> {
+fn embed_views(
+    model: &Model,
+    paths: &[PathBuf],
+    both_turns: bool,
+    verbosity: Verbosity,
+) -> Result<Views> {
+    let bar = verbosity.bar(paths.len() as u64, "views");
     let preprocess = model.preprocess().clone();
     let side = preprocess.size as usize;
     let mut views = vec![Vec::new(); paths.len()];
@@ -295,7 +305,9 @@ fn embed_views(model: &Model, paths: &[PathBuf], both_turns: bool) -> Result<Vie
         for (item, count) in batch.items.iter().zip(counts) {
             views[item.index] = vectors.by_ref().take(count).collect();
         }
+        bar.inc((batch.items.len() + batch.failures.len()) as u64);
     }
+    bar.finish_and_clear();
     Ok((views, pictures))
 }
 

@@ -36,6 +36,7 @@ pub use verify::{copy_score, Fingerprint};
 
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::progress::Verbosity;
 use crate::store::Store;
 use candidates::Library;
 use std::path::PathBuf;
@@ -75,6 +76,8 @@ pub struct DupsOptions {
     pub ef: usize,
     /// Also group similar shots (bursts, re-takes) at this cosine: [`Found::similar`].
     pub similar: Option<f32>,
+    /// Progress bars of the long stages (views, search, pixel check) on stderr, or none.
+    pub verbosity: Verbosity,
 }
 
 impl Default for DupsOptions {
@@ -88,6 +91,7 @@ impl Default for DupsOptions {
             neighbours: 16,
             ef: 64,
             similar: None,
+            verbosity: Verbosity::default(),
         }
     }
 }

@@ -54,19 +54,25 @@ impl Verdicts {
             involved.sort_unstable();
             involved.dedup();
             // An image that no longer decodes cannot be checked: its pairs fail.
+            let bar = opts.verbosity.bar(involved.len() as u64, "prints");
             let prints: HashMap<usize, Prints> = involved
                 .par_iter()
                 .filter_map(|&i| {
                     let path = &library.entries[i].path;
-                    Some((i, fingerprints(path, library.picture(i)).ok()?))
+                    let made = fingerprints(path, library.picture(i)).ok();
+                    bar.inc(1);
+                    Some((i, made?))
                 })
                 .collect();
+            bar.finish_and_clear();
             (needed, prints)
         });
         let decided = match &check {
             None => pairs.iter().map(|&(_, i, j)| ((i, j), true)).collect(),
             Some((needed, prints)) => {
-                let passed = passing_pairs(pairs, prints, *needed);
+                let bar = opts.verbosity.bar(pairs.len() as u64, "check");
+                let passed = passing_pairs(pairs, prints, *needed, &bar);
+                bar.finish_and_clear();
                 pairs
                     .iter()
                     .map(|&(_, i, j)| ((i, j), passed.contains(&(i, j))))
@@ -138,6 +144,7 @@ fn passing_pairs(
     pairs: &[Pair],
     prints: &HashMap<usize, Prints>,
     needed: f32,
+    bar: &indicatif::ProgressBar,
 ) -> HashSet<(usize, usize)> {
     let mut against: HashMap<usize, Vec<usize>> = HashMap::new();
     for &(_, i, j) in pairs {
@@ -156,6 +163,10 @@ fn passing_pairs(
             smalls
                 .iter()
                 .filter(move |&&small| {
+                    // Each pair is checked both ways round and counted once.
+                    if big < small {
+                        bar.inc(1);
+                    }
                     let guests = prints.get(&small).map_or(&[][..], Vec::as_slice);
                     let hosts = prints.get(&big).map_or(&[][..], Vec::as_slice);
                     windows.iter().enumerate().any(|(k, w)| {
