@@ -27,6 +27,15 @@ def hash_methods():
     package = types.ModuleType("imagededup.methods")
     package.__path__ = [os.path.join(os.path.dirname(imagededup.__file__), "methods")]
     sys.modules["imagededup.methods"] = package
+    try:
+        import torch  # noqa: F401  (imagededup.utils imports its CNN model class)
+    except ImportError:
+        # The hash methods never touch the CNN model class that imagededup.utils imports, and
+        # that class needs torch: without torch (`pip install --no-deps imagededup` and its
+        # other requirements), a stand-in lets the hash methods load.
+        models = types.ModuleType("imagededup.utils.models")
+        models.CustomModel = None
+        sys.modules["imagededup.utils.models"] = models
     return importlib.import_module("imagededup.methods.hashing")
 
 
