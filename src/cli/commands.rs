@@ -288,7 +288,7 @@ fn dups_options(args: &DupsArgs, verbosity: Verbosity) -> pipeline::dups::DupsOp
         } else {
             DEFAULT_THRESHOLD
         }),
-        closest: if args.no_verify { 0 } else { args.closest },
+        closest: args.closest,
         closest_cosine: args.closest_cosine,
         rotations: !args.no_rotations,
         verify: (!args.no_verify).then_some(args.copy_score),

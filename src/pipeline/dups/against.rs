@@ -106,9 +106,8 @@ fn candidate_pairs(
                             .flatten()
                     },
                     |j| joined.similarity(i, j),
-                    opts.reach(),
+                    (opts.reach(), opts.reach()),
                     if looking { opts.closest_searched() } else { 0 },
-                    opts,
                 ));
             }
             bar.inc(1);

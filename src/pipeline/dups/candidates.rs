@@ -151,17 +151,15 @@ impl Neighbours {
 
 /// One probe's hits as pairs of image `i` (`partner` names the hit's image, `None` for `i`
 /// itself or an image not compared): those at `floor` or more, the first `closest` of them at
-/// the reach ([`DupsOptions::reach`]) marked as closest.
+/// `reach` ([`DupsOptions::reach`]) marked as closest.
 pub(super) fn probe_pairs(
     i: usize,
     hits: &[crate::index::Hit],
     partner: impl Fn(&crate::index::Hit) -> Option<usize>,
     similarity: impl Fn(usize) -> f32,
-    floor: f32,
+    (floor, reach): (f32, f32),
     closest: usize,
-    opts: &DupsOptions,
 ) -> Vec<(Pair, bool)> {
-    let reach = opts.reach();
     let mut taken = 0;
     hits.iter()
         .filter(|h| h.score >= floor)
@@ -205,9 +203,8 @@ pub(super) fn candidate_pairs(
                     &store.search(probe, &search)?,
                     |h| id_of.get(h.path.as_path()).copied().filter(|&j| j != i),
                     |j| library.similarity(i, j),
-                    floor,
+                    (floor, opts.reach()),
                     if looking { opts.closest_searched() } else { 0 },
-                    opts,
                 ));
             }
             bar.inc(1);
@@ -403,7 +400,8 @@ mod tests {
                 .iter()
                 .flat_map(|hits| {
                     let closest = opts.closest_searched();
-                    probe_pairs(0, hits, partner, similarity, opts.reach(), closest, opts)
+                    let (floor, reach) = (opts.reach(), opts.reach());
+                    probe_pairs(0, hits, partner, similarity, (floor, reach), closest)
                 })
                 .collect();
             copy_candidates(&Neighbours::from_found(vec![probes]), opts)

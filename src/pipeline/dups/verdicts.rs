@@ -154,12 +154,8 @@ fn passing_pairs(
     against
         .par_iter()
         .flat_map_iter(|(&big, smalls)| {
-            let windows: Vec<_> = prints
-                .get(&big)
-                .map_or(&[][..], Vec::as_slice)
-                .iter()
-                .map(Fingerprint::windows)
-                .collect();
+            let hosts = prints.get(&big).map_or(&[][..], Vec::as_slice);
+            let windows: Vec<_> = hosts.iter().map(Fingerprint::windows).collect();
             smalls
                 .iter()
                 .filter(move |&&small| {
@@ -168,7 +164,6 @@ fn passing_pairs(
                         bar.inc(1);
                     }
                     let guests = prints.get(&small).map_or(&[][..], Vec::as_slice);
-                    let hosts = prints.get(&big).map_or(&[][..], Vec::as_slice);
                     windows.iter().enumerate().any(|(k, w)| {
                         guests.iter().enumerate().any(|(l, p)| {
                             compared(k, l, hosts, guests) && w.match_whole(p, needed) >= needed
