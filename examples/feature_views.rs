@@ -11,6 +11,9 @@ use imgsearch::model::{normalise_rows, Model, ModelSource, Projection, Projectio
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
+#[path = "common/labelled.rs"]
+mod labelled;
+
 type Fail = Box<dyn std::error::Error>;
 
 const VIEWS: [&str; 8] = ["full", "flip", "c75", "c75f", "tl", "tr", "bl", "br"];
@@ -37,20 +40,6 @@ fn view(src: &RgbImage, name: &str, side: u32) -> Vec<u8> {
     out.into_raw()
 }
 
-fn files(root: &Path) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    let mut classes: Vec<_> = std::fs::read_dir(root).unwrap().flatten().collect();
-    classes.sort_by_key(|e| e.path());
-    for class in classes.into_iter().filter(|e| e.path().is_dir()) {
-        let mut names: Vec<_> = std::fs::read_dir(class.path()).unwrap().flatten().collect();
-        names.sort_by_key(|e| e.path());
-        for f in names {
-            out.push((f.path(), class.file_name().to_string_lossy().into_owned()));
-        }
-    }
-    out
-}
-
 /// Raw (unprojected) pooled embeddings of each view, `[view][image]`.
 fn embed_views(model: &Model, sources: &[RgbImage], side: u32) -> Result<Vec<Tensor>, Fail> {
     let pre = model.preprocess();
@@ -65,42 +54,6 @@ fn embed_views(model: &Model, sources: &[RgbImage], side: u32) -> Result<Vec<Ten
         out.push(Tensor::cat(&rows, 0)?);
     }
     Ok(out)
-}
-
-fn score(v: &[Vec<f32>], labels: &[usize], classes: usize) -> (f64, f64) {
-    let n = v.len();
-    let (mut p9, mut knn) = (0.0, 0.0);
-    let per: Vec<(f64, bool)> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let mut sims: Vec<(f32, usize)> = (0..n)
-                .filter(|&j| j != i)
-                .map(|j| (v[i].iter().zip(&v[j]).map(|(a, b)| a * b).sum(), j))
-                .collect();
-            let k = 200.min(sims.len());
-            sims.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
-            sims.truncate(k);
-            sims.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let hit = sims[..9.min(k)]
-                .iter()
-                .filter(|s| labels[s.1] == labels[i])
-                .count() as f64
-                / 9.0;
-            let mut votes = vec![0f64; classes];
-            for (s, j) in &sims {
-                votes[labels[*j]] += ((*s as f64) / 0.07).exp();
-            }
-            let best = (0..classes)
-                .max_by(|&a, &b| votes[a].total_cmp(&votes[b]))
-                .unwrap();
-            (hit, best == labels[i])
-        })
-        .collect();
-    for (h, k) in per {
-        p9 += h;
-        knn += k as u8 as f64;
-    }
-    (p9 / n as f64, knn / n as f64)
 }
 
 fn combine(
@@ -147,16 +100,12 @@ fn main() -> Result<(), Fail> {
         ("all8", (0..8).collect()),
     ];
     for folder in &args {
-        let list = files(Path::new(folder));
-        let mut names: Vec<String> = list.iter().map(|f| f.1.clone()).collect();
-        names.dedup();
-        let labels: Vec<usize> = list
-            .iter()
-            .map(|f| names.iter().position(|n| *n == f.1).unwrap())
-            .collect();
-        let sources: Vec<RgbImage> = list
+        let set = labelled::read(Path::new(folder))?;
+        let (labels, classes) = (&set.labels, set.classes.len());
+        let sources: Vec<RgbImage> = set
+            .files
             .par_iter()
-            .map(|(p, _)| {
+            .map(|p| {
                 let raw = data::load(p, &big).expect("decode");
                 RgbImage::from_raw(big.size, big.size, raw).unwrap()
             })
@@ -190,7 +139,7 @@ fn main() -> Result<(), Fail> {
                         });
                     }
                     let v = normalise_rows(&sum.unwrap())?.to_vec2::<f32>()?;
-                    let (p9, knn) = score(&v, &labels, names.len());
+                    let (p9, knn) = labelled::score(&v, labels, classes);
                     println!(
                         "{folder}\t{name}\town-pca {dim} p{power}\tP@9 {p9:.4}\tkNN-200 {knn:.4}"
                     );
@@ -200,7 +149,7 @@ fn main() -> Result<(), Fail> {
         for (name, pick) in &combos {
             for project in [false, true] {
                 let v = combine(&model, &raw, pick, project)?;
-                let (p9, knn) = score(&v, &labels, names.len());
+                let (p9, knn) = labelled::score(&v, labels, classes);
                 println!(
                     "{folder}\t{name}\t{}\tP@9 {p9:.4}\tkNN-200 {knn:.4}",
                     if project { "projected" } else { "pooled" }

@@ -346,19 +346,7 @@ fn a_new_generation_is_served_without_a_restart() {
     let extra = served.tmp.path().join("photos/photos/signdigits-4");
     copy_dir(&fixtures().join("photos/signdigits-4"), &extra);
     common::cli::ok(&["index", "--index", s(&served.index), "--quiet"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = get(served.addr, "/api/stats").json();
-        if now["generation"] != before["generation"] {
-            assert_eq!(
-                now["images"].as_u64().unwrap() as usize,
-                count_files(&served)
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "still serving {before}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_new_generation(&served, &before);
     // The new images are searchable, and answers name the new generation.
     let photo = first_photo(&served, "photos/signdigits-4");
     let answer = upload(
@@ -373,6 +361,73 @@ fn a_new_generation_is_served_without_a_restart() {
     assert_eq!(
         record["generation"],
         get(served.addr, "/api/stats").json()["generation"]
+    );
+}
+
+/// Waits until the server answers from a generation other than `before`'s stats name, holding
+/// every file under the served folder.
+fn wait_for_new_generation(served: &Served, before: &Value) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = get(served.addr, "/api/stats").json();
+        if now["generation"] != before["generation"] {
+            assert_eq!(
+                now["images"].as_u64().unwrap() as usize,
+                count_files(served)
+            );
+            return;
+        }
+        assert!(Instant::now() < deadline, "still serving {before}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The paths of each group of a `dups` record list (the API's `groups` or the command's lines),
+/// kept image first.
+fn group_paths<'a>(records: impl IntoIterator<Item = &'a Value>) -> Vec<Vec<String>> {
+    records
+        .into_iter()
+        .filter(|r| r["keep"].is_string())
+        .map(|r| {
+            let mut paths = vec![r["keep"].as_str().unwrap().to_string()];
+            for d in r["duplicates"].as_array().unwrap() {
+                paths.push(d["path"].as_str().unwrap().to_string());
+            }
+            paths
+        })
+        .collect()
+}
+
+#[test]
+fn the_duplicates_view_groups_as_dups_does() {
+    // A copy turned a quarter is found only through the turned views of `imgsearch dups`;
+    // the page's groups are the command's, that copy's included.
+    let served = serve(&["photos/signdigits-3"], &[]);
+    let before = get(served.addr, "/api/stats").json();
+    let original = first_photo(&served, "photos/signdigits-3");
+    let turned = served.tmp.path().join("photos/turned.png");
+    image::open(&original)
+        .unwrap()
+        .rotate90()
+        .save(&turned)
+        .unwrap();
+    common::cli::ok(&["index", "--index", s(&served.index), "--quiet"]);
+    wait_for_new_generation(&served, &before);
+    let command = common::cli::lines(&common::cli::ok(&[
+        "dups",
+        "--index",
+        s(&served.index),
+        "--json",
+    ]));
+    let command = group_paths(&command);
+    let page = get(served.addr, "/api/dups").json();
+    let page = group_paths(page["groups"].as_array().unwrap());
+    assert_eq!(page, command);
+    assert!(
+        command
+            .iter()
+            .any(|g| g.contains(&s(&original).to_string()) && g.contains(&s(&turned).to_string())),
+        "{command:?}"
     );
 }
 

@@ -191,6 +191,22 @@ impl Encoder {
         Ok(h)
     }
 
+    /// Every resolution's feature map `(B, H, W, C)`, finest first: the output of each strided
+    /// stage (the last is the local map), then the refined local map that is pooled.
+    pub fn stage_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut maps = Vec::with_capacity(self.downs.len() + 1);
+        let mut h = x.clone();
+        for (down, stage) in self.downs.iter().zip(&self.stages) {
+            h = down.forward(&h)?;
+            for block in stage {
+                h = block.forward(&h)?;
+            }
+            maps.push(h.clone());
+        }
+        maps.push(self.refine.forward(&h)?);
+        Ok(maps)
+    }
+
     /// The local map `(B, M, M, C)` and its refined global average `(B, C)`.
     fn features(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let h = self.local(x)?;

@@ -116,8 +116,9 @@ impl Shared {
     }
 
     /// The duplicate groups of `generation` at `threshold`, computed once per generation and
-    /// threshold (blocking: a graph search per image). Rotated views are not compared here:
-    /// that decodes every image again (`imgsearch dups` does it).
+    /// threshold (blocking: every image decoded once more for its views, a graph search per
+    /// view, the pixel check), as `imgsearch dups` finds them at the same threshold: the same
+    /// views, closest images and copy score, so the page shows what the command reports.
     pub fn dups(&self, generation: &Generation, threshold: f32) -> Result<Arc<Vec<Group>>> {
         let key = generation.store.generation();
         {
@@ -131,7 +132,6 @@ impl Shared {
         // A server's stderr is its log: no progress bars there.
         let opts = DupsOptions {
             threshold,
-            rotations: false,
             verbosity: imgsearch::progress::Verbosity { quiet: true },
             ..DupsOptions::default()
         };
@@ -141,8 +141,15 @@ impl Shared {
             Some(dir) => Ignored::load(dir)?,
             None => Ignored::default(),
         };
-        let groups =
-            Arc::new(find_groups(generation.store.as_ref(), None, &opts, &ignored)?.groups);
+        let groups = Arc::new(
+            find_groups(
+                generation.store.as_ref(),
+                Some(&generation.model),
+                &opts,
+                &ignored,
+            )?
+            .groups,
+        );
         *self.dups.lock().unwrap_or_else(|p| p.into_inner()) = Some(DupsMemo {
             generation: key,
             threshold,
