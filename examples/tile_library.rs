@@ -5,9 +5,9 @@
 //! --json` and reports the copy pairs found, the groups that hold two different tiles, and the
 //! group sizes.
 //!
-//!     bench/data.sh tinyimagenet/train tinyimagenet/val    # 101,000 + 10,100 photos of 64×64
+//!     (source bench/data.sh && carve_tinyimagenet_tune && extract tinyimagenet/val)
 //!     cargo run --release --example tile_library -- make --out data/tiles --copies 1000 \
-//!         data/tinyimagenet/train data/tinyimagenet/val
+//!         data/tinyimagenet/train data/tinyimagenet/tune data/tinyimagenet/val
 //!     imgsearch index data/tiles --index TILES && imgsearch dups --index TILES --json > dups.jsonl
 //!     cargo run --release --example tile_library -- score data/tiles dups.jsonl
 //!
