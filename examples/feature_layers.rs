@@ -37,84 +37,52 @@ type Part = (usize, Pool);
 
 /// The combinations scored: name, then (part, weight) list.
 fn combos(refined: usize) -> Vec<(String, Vec<(Part, f32)>)> {
-    let r = refined;
-    let l = refined - 1;
-    let s1 = refined - 2;
-    let s0 = refined - 3;
-    let one = |name: &str, parts: &[(Part, f32)]| (name.to_string(), parts.to_vec());
-    vec![
-        one("pooled (refined mean)", &[((r, Pool::Mean), 1.0)]),
-        one("refined gem", &[((r, Pool::Gem), 1.0)]),
-        one("refined max", &[((r, Pool::Max), 1.0)]),
-        one("local mean", &[((l, Pool::Mean), 1.0)]),
-        one("stage1 mean", &[((s1, Pool::Mean), 1.0)]),
-        one(
-            "pooled + stage1",
-            &[((r, Pool::Mean), 1.0), ((s1, Pool::Mean), 1.0)],
-        ),
-        one(
-            "pooled + stage1/2",
-            &[((r, Pool::Mean), 1.0), ((s1, Pool::Mean), 0.5)],
-        ),
-        one(
-            "pooled + local",
-            &[((r, Pool::Mean), 1.0), ((l, Pool::Mean), 1.0)],
-        ),
-        one(
-            "pooled + local + stage1",
-            &[
-                ((r, Pool::Mean), 1.0),
-                ((l, Pool::Mean), 1.0),
-                ((s1, Pool::Mean), 1.0),
-            ],
-        ),
-        one(
+    let (r, l, s1, s0) = (refined, refined - 1, refined - 2, refined - 3);
+    let mean = |map: usize| ((map, Pool::Mean), 1.0);
+    let table: [(&str, Vec<(Part, f32)>); 12] = [
+        ("pooled (refined mean)", vec![mean(r)]),
+        ("refined gem", vec![((r, Pool::Gem), 1.0)]),
+        ("refined max", vec![((r, Pool::Max), 1.0)]),
+        ("local mean", vec![mean(l)]),
+        ("stage1 mean", vec![mean(s1)]),
+        ("pooled + stage1", vec![mean(r), mean(s1)]),
+        ("pooled + stage1/2", vec![mean(r), ((s1, Pool::Mean), 0.5)]),
+        ("pooled + local", vec![mean(r), mean(l)]),
+        ("pooled + local + stage1", vec![mean(r), mean(l), mean(s1)]),
+        (
             "pooled + stage1 + stage0",
-            &[
-                ((r, Pool::Mean), 1.0),
-                ((s1, Pool::Mean), 1.0),
-                ((s0, Pool::Mean), 1.0),
-            ],
+            vec![mean(r), mean(s1), mean(s0)],
         ),
-        one(
+        (
             "gem + stage1 gem",
-            &[((r, Pool::Gem), 1.0), ((s1, Pool::Gem), 1.0)],
+            vec![((r, Pool::Gem), 1.0), ((s1, Pool::Gem), 1.0)],
         ),
-        one(
-            "pooled + refined max",
-            &[((r, Pool::Mean), 1.0), ((r, Pool::Max), 1.0)],
-        ),
-    ]
+        ("pooled + refined max", vec![mean(r), ((r, Pool::Max), 1.0)]),
+    ];
+    table
+        .into_iter()
+        .map(|(name, parts)| (name.to_string(), parts))
+        .collect()
 }
 
-fn pool(map: &[f32], positions: usize, channels: usize, how: Pool) -> Vec<f32> {
-    let mut out = vec![0f32; channels];
+/// One image's `(positions, channels)` map pooled over its positions.
+fn pool(map: &[f32], channels: usize, how: Pool) -> Vec<f32> {
+    let positions = map.chunks_exact(channels);
+    let count = positions.len() as f32;
+    let mut out = vec![if how == Pool::Max { f32::MIN } else { 0.0 }; channels];
+    for position in positions {
+        for (o, &v) in out.iter_mut().zip(position) {
+            match how {
+                Pool::Mean => *o += v,
+                Pool::Gem => *o += v.max(0.0).powi(3),
+                Pool::Max => *o = o.max(v),
+            }
+        }
+    }
     match how {
-        Pool::Mean => {
-            for p in 0..positions {
-                for c in 0..channels {
-                    out[c] += map[p * channels + c];
-                }
-            }
-            out.iter_mut().for_each(|v| *v /= positions as f32);
-        }
-        Pool::Gem => {
-            for p in 0..positions {
-                for c in 0..channels {
-                    out[c] += map[p * channels + c].max(0.0).powi(3);
-                }
-            }
-            out.iter_mut()
-                .for_each(|v| *v = (*v / positions as f32).cbrt());
-        }
-        Pool::Max => {
-            out.iter_mut().for_each(|v| *v = f32::MIN);
-            for p in 0..positions {
-                for c in 0..channels {
-                    out[c] = out[c].max(map[p * channels + c]);
-                }
-            }
-        }
+        Pool::Mean => out.iter_mut().for_each(|v| *v /= count),
+        Pool::Gem => out.iter_mut().for_each(|v| *v = (*v / count).cbrt()),
+        Pool::Max => {}
     }
     out
 }
@@ -148,7 +116,7 @@ fn embed_parts(model: &Model, files: &[PathBuf], wanted: &[Part]) -> Result<Vec<
             let per_image = positions * channels;
             for i in 0..chunk.len() {
                 let one = &values[i * per_image..(i + 1) * per_image];
-                parts[slot].push(pool(one, *positions, *channels, how));
+                parts[slot].push(pool(one, *channels, how));
             }
         }
     }

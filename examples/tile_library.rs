@@ -17,6 +17,8 @@
 
 #[path = "common/fail.rs"]
 mod fail;
+#[path = "common/labelled.rs"]
+mod labelled;
 
 use fail::{bail, Result};
 use image::{DynamicImage, GenericImageView};
@@ -29,23 +31,6 @@ use std::path::{Path, PathBuf};
 
 /// Tiles per side of a photo.
 const GRID: u32 = 3;
-
-fn photos(root: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
 
 /// The tiles of one photo, row by row.
 fn tiles(image: &DynamicImage) -> Vec<DynamicImage> {
@@ -69,7 +54,7 @@ fn tile_path(out: &Path, photo: &Path, k: u32) -> PathBuf {
 fn make(out: &Path, copies: usize, roots: &[PathBuf]) -> Result<()> {
     let mut all = Vec::new();
     for root in roots {
-        all.extend(photos(root)?);
+        all.extend(labelled::read(root)?.files);
     }
     eprintln!("{} photos → {} tiles", all.len(), all.len() * 9);
     let written: Vec<Vec<PathBuf>> = all

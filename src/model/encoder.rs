@@ -181,12 +181,19 @@ impl Encoder {
 
     /// The local feature map `(B, M, M, C)` alone, without the global code's layers.
     pub fn local(&self, x: &Tensor) -> Result<Tensor> {
+        self.strided_stages(x, |_| {})
+    }
+
+    /// Runs the strided stages (each with its stride-1 convolutions) and returns the local
+    /// map, handing `each` every stage's output on the way.
+    fn strided_stages(&self, x: &Tensor, mut each: impl FnMut(&Tensor)) -> Result<Tensor> {
         let mut h = x.clone();
         for (down, stage) in self.downs.iter().zip(&self.stages) {
             h = down.forward(&h)?;
             for block in stage {
                 h = block.forward(&h)?;
             }
+            each(&h);
         }
         Ok(h)
     }
@@ -195,15 +202,8 @@ impl Encoder {
     /// stage (the last is the local map), then the refined local map that is pooled.
     pub fn stage_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         let mut maps = Vec::with_capacity(self.downs.len() + 1);
-        let mut h = x.clone();
-        for (down, stage) in self.downs.iter().zip(&self.stages) {
-            h = down.forward(&h)?;
-            for block in stage {
-                h = block.forward(&h)?;
-            }
-            maps.push(h.clone());
-        }
-        maps.push(self.refine.forward(&h)?);
+        let local = self.strided_stages(x, |h| maps.push(h.clone()))?;
+        maps.push(self.refine.forward(&local)?);
         Ok(maps)
     }
 
