@@ -126,6 +126,30 @@ fn copies_are_grouped_best_first_and_moved_back_by_undo() {
         assert!(d["score"].as_f64().expect("score") >= 0.9);
     }
     assert!(lib.small.exists() && lib.recompressed.exists());
+    // The summary's account of the work: every image searched, the four copies joined by at
+    // least three passing pairs out of the candidates, only images of candidate pairs
+    // fingerprinted, the stages within the whole.
+    let work = &records.last().expect("summary")["work"];
+    let count = |field: &str| {
+        work[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{field}: {work}"))
+    };
+    let secs = |field: &str| {
+        work[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field}: {work}"))
+    };
+    assert_eq!(count("images"), 5, "{work}");
+    assert!(count("copy_pairs") >= 3, "{work}");
+    assert!(count("candidate_pairs") >= count("copy_pairs"), "{work}");
+    assert!(count("pairs_found") >= count("candidate_pairs"), "{work}");
+    assert!((4..=5).contains(&count("fingerprinted")), "{work}");
+    let stages = secs("views_seconds") + secs("search_seconds") + secs("check_seconds");
+    assert!(
+        secs("views_seconds") > 0.0 && stages <= secs("seconds") + 0.003,
+        "{work}"
+    );
 
     // --move: every copy under DEST at its path relative to the indexed folder; undo restores.
     let dest = tmp.path().join("dups");

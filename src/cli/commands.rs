@@ -239,16 +239,13 @@ fn dups(args: &DupsArgs, verbosity: Verbosity, device: &Device, p: &mut Printer)
                 Some(folder) => ignored.merged(pipeline::dups::Ignored::load(folder)?),
                 None => ignored,
             };
-            pipeline::dups::Found {
-                groups: pipeline::dups::find_copies_against(
-                    store.as_ref(),
-                    library_store.as_ref(),
-                    model.as_ref(),
-                    &opts,
-                    &ignored,
-                )?,
-                similar: Vec::new(),
-            }
+            pipeline::dups::find_copies_against(
+                store.as_ref(),
+                library_store.as_ref(),
+                model.as_ref(),
+                &opts,
+                &ignored,
+            )?
         }
     };
     let done = act_on_duplicates(args, &found.groups, &store.roots())?;

@@ -86,7 +86,11 @@ impl Report for DupsRecord {
                  --hardlink link identical ones)"
             ),
         };
-        done + &similar
+        let work = &self.work;
+        format!(
+            "{done}{similar} ({} images, {} candidate pairs checked, {:.1} s)",
+            work.images, work.candidate_pairs, work.seconds
+        )
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::fields::{image_id, setting, FolderRecord, Head, PathField, PathOrNull};
 use crate::index::Hit;
-use crate::pipeline::dups::{DupsOptions, Found, Group, Outcome};
+use crate::pipeline::dups::{DupsOptions, Found, Group, Outcome, Work};
 use crate::pipeline::{QueryAnswer, Row};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -198,7 +198,7 @@ impl SimilarRecord {
 /// What `dups` found and did: `{"groups", "duplicates", "similar", "threshold", "closest",
 /// "closest_cosine", "copy_score", "rotations", "action", "log"}` (`similar`: the groups of
 /// similar shots, null without `--similar`; `closest_cosine`: null when the closest images are
-/// not searched; `log`: the undo log of `--move`, else null).
+/// not searched; `log`: the undo log of `--move`, else null; `work`: [`Work`]).
 #[derive(Serialize)]
 pub struct DupsRecord {
     #[serde(flatten)]
@@ -214,6 +214,7 @@ pub struct DupsRecord {
     pub action: &'static str,
     #[serde(flatten)]
     pub log: PathOrNull,
+    pub work: Work,
 }
 
 impl DupsRecord {
@@ -235,6 +236,7 @@ impl DupsRecord {
             rotations: opts.rotations,
             action,
             log: PathOrNull::new("log", log),
+            work: found.work,
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use super::candidates::{copy_candidates, probe_pairs, Library, Neighbours, Pair};
 use super::verdicts::Verdicts;
-use super::{DupsOptions, Group, Ignored, Member};
+use super::{seconds_since, DupsOptions, Found, Group, Ignored, Member, Work};
 use crate::error::{Error, Result};
 use crate::index::SearchOptions;
 use crate::model::Model;
@@ -19,14 +19,15 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// The new images of `new` that copy an image of `library`, each with its closest library copy
-/// (first), ordered by the new image's path. No pair that `ignored` holds is reported.
+/// (first), ordered by the new image's path, as [`Found::groups`]. No pair that `ignored` holds
+/// is reported.
 pub fn find_copies_against(
     new: &dyn Store,
     library: &dyn Store,
     model: Option<&Model>,
     opts: &DupsOptions,
     ignored: &Ignored,
-) -> Result<Vec<Group>> {
+) -> Result<Found> {
     super::check_threshold(opts)?;
     if new.meta().model_id != library.meta().model_id {
         return Err(Error::Usage(format!(
@@ -38,11 +39,30 @@ pub fn find_copies_against(
             library.meta().model_name
         )));
     }
+    let start = std::time::Instant::now();
     let fresh = Library::load_with_turns(new, model, opts, true)?;
+    let views_seconds = if opts.rotations {
+        seconds_since(start)
+    } else {
+        0.0
+    };
     let new_count = fresh.len();
     let joined = fresh.followed_by(library.entries_with_vectors()?);
-    let pairs = copy_candidates(&candidate_pairs(library, &joined, new_count, opts)?, opts);
+    let searching = std::time::Instant::now();
+    let found = candidate_pairs(library, &joined, new_count, opts)?;
+    let pairs = copy_candidates(&found, opts);
+    let search_seconds = seconds_since(searching);
+    let checking = std::time::Instant::now();
     let verdicts = Verdicts::judge(&joined, &pairs, opts);
+    let check_seconds = seconds_since(checking);
+    let mut work = Work::tally(
+        new_count,
+        start,
+        [views_seconds, search_seconds, check_seconds],
+        found.pairs.len(),
+        &pairs,
+        &verdicts,
+    );
     let mut best: HashMap<usize, (f32, usize)> = HashMap::new();
     for &(similarity, fresh_id, old) in &pairs {
         let (a, b) = (&joined.entries[fresh_id].path, &joined.entries[old].path);
@@ -67,7 +87,12 @@ pub fn find_copies_against(
         })
         .collect();
     groups.sort_by(|a, b| a.members[1].path.cmp(&b.members[1].path));
-    Ok(groups)
+    work.seconds = seconds_since(start);
+    Ok(Found {
+        groups,
+        similar: Vec::new(),
+        work,
+    })
 }
 
 /// Pairs (similarity, new id, library id) of each new image (ids `..new_count` of `joined`)

@@ -162,11 +162,72 @@ fn check_threshold(opts: &DupsOptions) -> Result<()> {
 }
 
 /// What [`find_groups`] found: the groups of copies, largest first, and, with
-/// [`DupsOptions::similar`], the groups of similar shots (never copies of each other), for review.
+/// [`DupsOptions::similar`], the groups of similar shots (never copies of each other), for review;
+/// and what finding them took.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Found {
     pub groups: Vec<Group>,
     pub similar: Vec<Group>,
+    pub work: Work,
+}
+
+/// What each stage of a search for duplicates did and how long it took: where the time of a
+/// large library goes, and how many candidates its images bring (docs/DUPS.md). Written as
+/// is as the `work` field of `dups --json`'s summary (docs/JSON.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Work {
+    /// Images searched for copies (the new ones with `--against`).
+    pub images: usize,
+    /// Decoding the images again and embedding their views (0 without them).
+    pub views_seconds: f64,
+    /// The neighbour searches of every image and view.
+    pub search_seconds: f64,
+    /// Pairs the searches found at the lowest cosine looked at.
+    pub pairs_found: usize,
+    /// Of those, the pairs the pixel check was asked about.
+    pub candidate_pairs: usize,
+    /// Images fingerprinted for the pixel check.
+    pub fingerprinted: usize,
+    /// Fingerprints and the pixel check of every candidate pair (0 without the check).
+    pub check_seconds: f64,
+    /// Candidate pairs that passed the check.
+    pub copy_pairs: usize,
+    /// Everything, from loading the store to the ordered groups.
+    pub seconds: f64,
+}
+
+impl Work {
+    /// The account of a search of `images` images that began at `start`, with the seconds of
+    /// its views, search and check stages, the pairs it found, the candidates checked and their
+    /// verdicts. `seconds` runs until now.
+    fn tally(
+        images: usize,
+        start: std::time::Instant,
+        [views_seconds, search_seconds, check_seconds]: [f64; 3],
+        pairs_found: usize,
+        candidates: &[candidates::Pair],
+        verdicts: &Verdicts,
+    ) -> Work {
+        Work {
+            images,
+            views_seconds,
+            search_seconds,
+            pairs_found,
+            candidate_pairs: candidates.len(),
+            fingerprinted: verdicts.fingerprinted(),
+            check_seconds,
+            copy_pairs: candidates
+                .iter()
+                .filter(|&&(_, i, j)| verdicts.passed(i, j))
+                .count(),
+            seconds: seconds_since(start),
+        }
+    }
+}
+
+/// Seconds since `start`, kept to the millisecond.
+fn seconds_since(start: std::time::Instant) -> f64 {
+    (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 /// The near-duplicate groups of the index, largest first. `model` (the index's own) is needed
@@ -178,13 +239,31 @@ pub fn find_groups(
     ignored: &Ignored,
 ) -> Result<Found> {
     check_threshold(opts)?;
+    let start = std::time::Instant::now();
     let library = Library::load(store, model, opts)?;
+    let views_seconds = if opts.rotations {
+        seconds_since(start)
+    } else {
+        0.0
+    };
     // Similar shots may sit below the copies' reach: the search reaches the lower of the two,
     // the pixel check only the copies' candidates.
     let floor = opts.similar.map_or(opts.reach(), |s| s.min(opts.reach()));
+    let searching = std::time::Instant::now();
     let candidates = candidates::candidate_pairs(store, &library, floor, opts)?;
     let mut pairs = candidates::copy_candidates(&candidates, opts);
+    let search_seconds = seconds_since(searching);
+    let checking = std::time::Instant::now();
     let verdicts = Verdicts::judge(&library, &pairs, opts);
+    let check_seconds = seconds_since(checking);
+    let mut work = Work::tally(
+        library.len(),
+        start,
+        [views_seconds, search_seconds, check_seconds],
+        candidates.pairs.len(),
+        &pairs,
+        &verdicts,
+    );
     let said_apart =
         |a: usize, b: usize| ignored.contains(&library.entries[a].path, &library.entries[b].path);
     pairs.retain(|&(_, i, j)| verdicts.passed(i, j) && !said_apart(i, j));
@@ -212,5 +291,10 @@ pub fn find_groups(
             )
         }
     };
-    Ok(Found { groups, similar })
+    work.seconds = seconds_since(start);
+    Ok(Found {
+        groups,
+        similar,
+        work,
+    })
 }

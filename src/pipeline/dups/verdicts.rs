@@ -86,6 +86,11 @@ impl Verdicts {
         }
     }
 
+    /// How many images were fingerprinted for the check.
+    pub(super) fn fingerprinted(&self) -> usize {
+        self.check.as_ref().map_or(0, |(_, prints)| prints.len())
+    }
+
     /// Whether the pixel check runs at all.
     pub(super) fn checks_pixels(&self) -> bool {
         self.check.is_some()

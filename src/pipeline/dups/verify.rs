@@ -30,6 +30,10 @@ const COARSE_MARGIN: f32 = 0.45;
 const FINAL: usize = 32;
 const TRIM_SHARE: usize = 5;
 const MIN_FINAL: usize = 12;
+/// Nor is a guest placed over a window of fewer than `MIN_FINAL` pixels a side (bar the largest
+/// that fits): so few pixels of a small image, scaled up, correlate with almost any smooth
+/// picture. Only images under 29 pixels a side lose placements; among the 21-pixel tiles of
+/// `examples/tile_library.rs` this halves the pairs of different tiles that pass.
 /// How many of the best placements are refined and scored finally.
 const TOP: usize = 4;
 /// Rounds of refinement of each.
@@ -85,19 +89,50 @@ impl Fingerprint {
     }
 
     /// The rectangle resampled bilinearly to `n × n` grey levels, as they are.
-    fn sample(&self, [x, y, w, h]: [f32; 4], n: usize) -> Vec<f32> {
+    fn sample(&self, rect: [f32; 4], n: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(n * n);
+        self.each_sample(rect, n, |v| out.push(v));
+        out
+    }
+
+    /// Pearson's r of the rectangle resampled to `n × n` with `view`, a window as [`normalise`]
+    /// leaves it (zero mean, unit norm): what `dot(&self.window(rect, n), view)` gives, in one
+    /// pass and without allocating. The refinement scores thousands of rectangles per pair.
+    fn correlation(&self, rect: [f32; 4], n: usize, view: &[f32]) -> f32 {
+        // Against a zero-mean view the mean of the samples cancels out of the dot product;
+        // sums in f64, since a nearly flat window's variance is a small difference of large
+        // sums.
+        let (mut sum, mut squares, mut dot) = (0f64, 0f64, 0f64);
+        let mut views = view.iter();
+        self.each_sample(rect, n, |v| {
+            let (v, w) = (f64::from(v), f64::from(*views.next().unwrap_or(&0.0)));
+            sum += v;
+            squares += v * v;
+            dot += v * w;
+        });
+        let count = (n * n) as f64;
+        let norm = (squares - sum * sum / count).max(0.0).sqrt();
+        if norm / count.sqrt() < f64::from(FLAT) {
+            0.0
+        } else {
+            (dot / norm) as f32
+        }
+    }
+
+    /// Each grey level of the rectangle resampled bilinearly to `n × n` (at most [`FINAL`]),
+    /// row by row.
+    fn each_sample(&self, [x, y, w, h]: [f32; 4], n: usize, mut emit: impl FnMut(f32)) {
         let (max_x, max_y) = ((self.width - 1) as f32, (self.height - 1) as f32);
         // Sample at the centre of each output cell. The columns are the same on every row:
         // where each falls is worked out once (the refinement samples thousands of windows
         // per pair, and this is most of its time).
-        let columns: Vec<(usize, usize, f32)> = (0..n)
-            .map(|i| {
-                let sx = (x + (i as f32 + 0.5) * w / n as f32 - 0.5).clamp(0.0, max_x);
-                let x0 = whole_part(sx);
-                (x0, (x0 + 1).min(self.width - 1), sx - x0 as f32)
-            })
-            .collect();
-        let mut out = Vec::with_capacity(n * n);
+        let mut columns = [(0usize, 0usize, 0f32); FINAL];
+        let n = n.min(FINAL);
+        for (i, column) in columns[..n].iter_mut().enumerate() {
+            let sx = (x + (i as f32 + 0.5) * w / n as f32 - 0.5).clamp(0.0, max_x);
+            let x0 = whole_part(sx);
+            *column = (x0, (x0 + 1).min(self.width - 1), sx - x0 as f32);
+        }
         for j in 0..n {
             let sy = (y + (j as f32 + 0.5) * h / n as f32 - 0.5).clamp(0.0, max_y);
             let y0 = whole_part(sy);
@@ -107,13 +142,12 @@ impl Fingerprint {
                 &self.grey[y0 * self.width..(y0 + 1) * self.width],
                 &self.grey[y1 * self.width..(y1 + 1) * self.width],
             );
-            out.extend(columns.iter().map(|&(x0, x1, fx)| {
+            for &(x0, x1, fx) in &columns[..n] {
                 let top = row0[x0] * (1.0 - fx) + row0[x1] * fx;
                 let bottom = row1[x0] * (1.0 - fx) + row1[x1] * fx;
-                top * (1.0 - fy) + bottom * fy
-            }));
+                emit(top * (1.0 - fy) + bottom * fy);
+            }
         }
-        out
     }
 
     /// The rectangle as a normalised `n × n` window.
@@ -134,7 +168,8 @@ impl Fingerprint {
     }
 
     /// Where a guest of width/height `aspect` may lie: at each of [`SCALES`] of the largest
-    /// rectangle of that shape that fits here, on a grid of offsets.
+    /// rectangle of that shape that fits here, on a grid of offsets; none smaller than
+    /// [`MIN_FINAL`] pixels a side but the largest.
     fn rects(&self, aspect: f32) -> Vec<[f32; 4]> {
         let (width, height) = (self.width as f32, self.height as f32);
         let (full_w, full_h) = if aspect >= width / height {
@@ -145,6 +180,9 @@ impl Fingerprint {
         let mut out = Vec::new();
         for scale in SCALES {
             let (w, h) = (full_w * scale, full_h * scale);
+            if scale < 1.0 && w.min(h) < MIN_FINAL as f32 {
+                break;
+            }
             let offsets = |slack: f32, side: f32| -> Vec<f32> {
                 let steps = ((slack / (STEP * side)).ceil() as usize).min(MAX_STEPS);
                 (0..=steps)
@@ -263,7 +301,7 @@ fn best_placements(
 /// A placement moved and scaled a little at a time while the correlation at `WINDOW` rises.
 fn refine(host: &Fingerprint, guest: &Fingerprint, mut at: Placement) -> Placement {
     let view = dihedral_one(&guest.window(guest.whole_rect(), WINDOW), WINDOW, at.view);
-    let score = |rect: [f32; 4]| dot(&host.window(rect, WINDOW), &view);
+    let score = |rect: [f32; 4]| host.correlation(rect, WINDOW, &view);
     let mut best = score(at.rect);
     let mut step = STEP / 2.0;
     for _ in 0..REFINE_ROUNDS {
@@ -523,6 +561,62 @@ mod tests {
         .unwrap();
         let s = score(&img, &other);
         assert!(s < 0.9, "another photo of the same sign: {s}");
+    }
+
+    /// The one-pass correlation of the refinement is the normalised window's dot product, on
+    /// windows of every size and place, a nearly flat one included.
+    #[test]
+    fn correlation_is_the_windows_dot_product() {
+        let host = Fingerprint::of_image(&photo());
+        let guest = Fingerprint::of_image(&photo().fliph());
+        let view = guest.window(guest.whole_rect(), WINDOW);
+        let (w, h) = (host.width as f32, host.height as f32);
+        for rect in [
+            host.whole_rect(),
+            [w * 0.1, h * 0.2, w * 0.6, h * 0.5],
+            [w * 0.5, h * 0.5, w * 0.3, h * 0.45],
+            [-2.0, -3.0, w + 4.0, h + 1.0],
+        ] {
+            let expected = dot(&host.window(rect, WINDOW), &view);
+            let got = host.correlation(rect, WINDOW, &view);
+            assert!(
+                (got - expected).abs() < 1e-4,
+                "{rect:?}: {got} vs {expected}"
+            );
+        }
+        let nearly_flat = Fingerprint {
+            width: 30,
+            height: 30,
+            grey: (0..900).map(|i| 0.5 + (i % 7) as f32 * 1e-5).collect(),
+        };
+        assert_eq!(
+            nearly_flat.correlation(nearly_flat.whole_rect(), WINDOW, &view),
+            0.0
+        );
+    }
+
+    /// A small image offers no placement under `MIN_FINAL` pixels a side but the whole; a
+    /// large one every scale.
+    #[test]
+    fn small_windows_are_not_placements() {
+        let of_side = |side: u32| {
+            Fingerprint::of_image(&photo().resize_exact(
+                side,
+                side,
+                image::imageops::FilterType::Triangle,
+            ))
+        };
+        let small = of_side(21).rects(1.0);
+        assert!(small
+            .iter()
+            .all(|r| r[2] >= MIN_FINAL as f32 || r[2] == 21.0));
+        assert!(small.len() > 1 && small.iter().any(|r| r[2] < 21.0));
+        let sides = |rects: Vec<[f32; 4]>| {
+            let mut sides: Vec<u32> = rects.iter().map(|r| r[2].round() as u32).collect();
+            sides.dedup();
+            sides.len()
+        };
+        assert_eq!(sides(of_side(96).rects(1.0)), SCALES.len());
     }
 
     #[test]
