@@ -484,6 +484,21 @@ fn groups_of(stdout: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// A phone screenshot in dark mode of `photo`: the photo across the screen between a status
+/// bar and a title above, lines of text and a row of buttons below.
+fn phone_screenshot(photo: &image::RgbImage) -> image::RgbImage {
+    let (w, h) = photo.dimensions();
+    let mut screen = image::RgbImage::from_pixel(w + 24, h * 3, image::Rgb([15; 3]));
+    text_band(&mut screen, 10..40, 15, 230);
+    text_band(&mut screen, 70..110, 15, 230);
+    image::imageops::overlay(&mut screen, photo, 12, 150);
+    for (i, y) in [h + 190, h + 250, h + 310].into_iter().enumerate() {
+        text_band(&mut screen, y..y + 30 + 4 * i as u32, 15, 230);
+    }
+    text_band(&mut screen, h * 3 - 90..h * 3 - 40, 15, 120);
+    screen
+}
+
 #[test]
 fn copies_inside_borders_caption_bars_and_screenshots_are_found() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -496,18 +511,8 @@ fn copies_inside_borders_caption_bars_and_screenshots_are_found() {
     std::fs::create_dir_all(&root).expect("mkdir");
     let original = root.join("original.png");
     photo.save(&original).expect("save");
-    // A phone screenshot in dark mode: the photo across the screen between a status bar and a
-    // title above, lines of text and a row of buttons below.
-    let mut screen = image::RgbImage::from_pixel(w + 24, h * 3, image::Rgb([15; 3]));
-    text_band(&mut screen, 10..40, 15, 230);
-    text_band(&mut screen, 70..110, 15, 230);
-    image::imageops::overlay(&mut screen, &photo, 12, 150);
-    for (i, y) in [h + 190, h + 250, h + 310].into_iter().enumerate() {
-        text_band(&mut screen, y..y + 30 + 4 * i as u32, 15, 230);
-    }
-    text_band(&mut screen, h * 3 - 90..h * 3 - 40, 15, 120);
     let screenshot = root.join("screenshot.png");
-    screen.save(&screenshot).expect("save");
+    phone_screenshot(&photo).save(&screenshot).expect("save");
     let other = root.join("other-shot.jpg");
     std::fs::copy(fixtures().join("photos/signdigits-0/IMG_1260.jpg"), &other).expect("copy");
     let index = tmp.path().join("index");
@@ -545,6 +550,39 @@ fn copies_inside_borders_caption_bars_and_screenshots_are_found() {
         vec![s(&original).to_string(), s(&caption_bar).to_string()],
     ];
     assert_eq!(found, expected, "{out}");
+}
+
+/// A hand-sign photo of the signdigits test split and three copies of it made by
+/// `examples/dups_bench.rs --edits extended` (tests/fixtures/edited-apart): turned a quarter,
+/// resized to 0.5-0.8, and inside a phone screenshot. The turned copy and the screenshot embed
+/// far apart (cosine 0.49, neither is the other's candidate) yet each is a copy of the other:
+/// all four make one group, not two (the original with its turned copy, the screenshot with
+/// the resized copy).
+#[test]
+fn copies_edited_apart_join_their_original_in_one_group() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("photos");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let mut expected = Vec::new();
+    for name in [
+        "IMG_1210.jpg",
+        "IMG_1210-resize.png",
+        "IMG_1210-rotate90.png",
+        "IMG_1210-screenshot.png",
+    ] {
+        let to = root.join(name);
+        std::fs::copy(fixtures().join("edited-apart").join(name), &to).expect("copy");
+        expected.push(s(&to).to_string());
+    }
+    expected.sort();
+    let index = tmp.path().join("index");
+    ok(&["index", s(&root), "--index", s(&index), "--quiet"]);
+    let out = ok(&["dups", "--index", s(&index), "--json"]);
+    let groups = groups_of(&out);
+    assert_eq!(groups.len(), 1, "{out}");
+    let mut members = groups[0].clone();
+    members.sort();
+    assert_eq!(members, expected, "{out}");
 }
 
 #[test]

@@ -42,7 +42,8 @@ pub(super) struct Verdicts {
     /// `None` without the pixel check.
     check: Option<(f32, HashMap<usize, Prints>)>,
     decided: HashMap<(usize, usize), bool>,
-    /// The cosine a pair that was not a candidate needs ([`DupsOptions::reach`]).
+    /// The cosine a pair that was not a candidate needs without the pixel check
+    /// ([`DupsOptions::reach`]).
     reach: f32,
 }
 
@@ -101,12 +102,16 @@ impl Verdicts {
         self.decided.get(&(i, j)).copied().unwrap_or(false)
     }
 
-    /// Whether `a` and `b` are copies: the kept verdict of a candidate pair, else both tests
-    /// asked now (a pair that was not a candidate, met while linking groups).
+    /// Whether `a` and `b` are copies: the kept verdict of a candidate pair, else, for a pair
+    /// that was not a candidate (met while linking groups), the pixel check asked now, or
+    /// without it their similarity. Two copies of one photo edited apart, one turned and one
+    /// inside a screenshot, may embed far apart (cosine 0.49) and still be copies of each
+    /// other: with the check, the cosine does not stand between their two groups.
     pub(super) fn duplicates(&self, library: &Library, a: usize, b: usize) -> bool {
         match self.decided.get(&(a.min(b), a.max(b))) {
             Some(&verdict) => verdict,
-            None => library.similarity(a, b) >= self.reach && self.passes(a, b),
+            None if self.checks_pixels() => self.passes(a, b),
+            None => library.similarity(a, b) >= self.reach,
         }
     }
 
