@@ -7,10 +7,11 @@
 //! correlate almost perfectly, those of another photo of the same scene do not; this is what
 //! keeps precision while the cosine threshold is low enough to catch crops and captions.
 //! Groups are merged most similar pair first, and two groups merge only if *every* pair across
-//! them is a copy (complete linkage; with the pixel check off, at least the threshold): a group's diameter is bounded, so a chain
-//! of images each close to the next can never pull unrelated images into one giant group. Each
-//! group is ordered best copy first: most pixels, then largest file, then oldest, then path;
-//! every member carries its cosine to that first one.
+//! them is a copy (complete linkage; with the pixel check off, at least the threshold): a
+//! group's diameter is bounded, so a chain of images each close to the next can never pull
+//! unrelated images into one giant group. Each group is ordered best copy first: most pixels,
+//! then largest file, then oldest, then path; every member carries its cosine to that first
+//! one.
 //!
 //! The steps, one file each: [`candidates`] (neighbour search with each image's views, the
 //! picture inside its chrome found by [`content`]), [`verdicts`] (the pixel check of each
