@@ -9,7 +9,7 @@
 
 use super::candidates::{copy_candidates, probe_pairs, Library, Neighbours, Pair};
 use super::verdicts::Verdicts;
-use super::{seconds_since, DupsOptions, Found, Group, Ignored, Member, Work};
+use super::{views_only, DupsOptions, Found, Group, Ignored, Laps, Member, Work};
 use crate::error::{Error, Result};
 use crate::index::SearchOptions;
 use crate::model::Model;
@@ -39,26 +39,20 @@ pub fn find_copies_against(
             library.meta().model_name
         )));
     }
-    let start = std::time::Instant::now();
+    let mut laps = Laps::start();
     let fresh = Library::load_with_turns(new, model, opts, true)?;
-    let views_seconds = if opts.rotations {
-        seconds_since(start)
-    } else {
-        0.0
-    };
+    let loading = laps.lap();
     let new_count = fresh.len();
     let joined = fresh.followed_by(library.entries_with_vectors()?);
-    let searching = std::time::Instant::now();
+    // Reading the library's vectors counts in the whole only, not in a stage.
+    laps.lap();
     let found = candidate_pairs(library, &joined, new_count, opts)?;
     let pairs = copy_candidates(&found, opts);
-    let search_seconds = seconds_since(searching);
-    let checking = std::time::Instant::now();
+    let searching = laps.lap();
     let verdicts = Verdicts::judge(&joined, &pairs, opts);
-    let check_seconds = seconds_since(checking);
     let mut work = Work::tally(
         new_count,
-        start,
-        [views_seconds, search_seconds, check_seconds],
+        [views_only(loading, opts), searching, laps.lap()],
         found.pairs.len(),
         &pairs,
         &verdicts,
@@ -87,7 +81,7 @@ pub fn find_copies_against(
         })
         .collect();
     groups.sort_by(|a, b| a.members[1].path.cmp(&b.members[1].path));
-    work.seconds = seconds_since(start);
+    work.seconds = laps.total();
     Ok(Found {
         groups,
         similar: Vec::new(),

@@ -198,12 +198,11 @@ pub struct Work {
 }
 
 impl Work {
-    /// The account of a search of `images` images that began at `start`, with the seconds of
-    /// its views, search and check stages, the pairs it found, the candidates checked and their
-    /// verdicts. `seconds` runs until now.
+    /// The account of a search of `images` images, with the seconds of its views, search and
+    /// check stages, the pairs it found, the candidates checked and their verdicts; `seconds`
+    /// is set when the search ends.
     fn tally(
         images: usize,
-        start: std::time::Instant,
         [views_seconds, search_seconds, check_seconds]: [f64; 3],
         pairs_found: usize,
         candidates: &[candidates::Pair],
@@ -221,14 +220,52 @@ impl Work {
                 .iter()
                 .filter(|&&(_, i, j)| verdicts.passed(i, j))
                 .count(),
-            seconds: seconds_since(start),
+            seconds: 0.0,
         }
     }
 }
 
-/// Seconds since `start`, kept to the millisecond.
-fn seconds_since(start: std::time::Instant) -> f64 {
-    (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+/// The clock of a search's stages: seconds of each stage since the last, and of the whole.
+struct Laps {
+    start: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Laps {
+    fn start() -> Self {
+        let now = std::time::Instant::now();
+        Laps {
+            start: now,
+            last: now,
+        }
+    }
+
+    /// Seconds since the last lap (or the start), kept to the millisecond.
+    fn lap(&mut self) -> f64 {
+        let now = std::time::Instant::now();
+        let seconds = now - self.last;
+        self.last = now;
+        millis(seconds)
+    }
+
+    /// Seconds since the start, kept to the millisecond.
+    fn total(&self) -> f64 {
+        millis(self.start.elapsed())
+    }
+}
+
+/// The seconds of loading the store that went to its views: all of them with views, none
+/// without.
+fn views_only(loading: f64, opts: &DupsOptions) -> f64 {
+    if opts.rotations {
+        loading
+    } else {
+        0.0
+    }
+}
+
+fn millis(elapsed: std::time::Duration) -> f64 {
+    (elapsed.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 /// The near-duplicate groups of the index, largest first. `model` (the index's own) is needed
@@ -240,27 +277,19 @@ pub fn find_groups(
     ignored: &Ignored,
 ) -> Result<Found> {
     check_threshold(opts)?;
-    let start = std::time::Instant::now();
+    let mut laps = Laps::start();
     let library = Library::load(store, model, opts)?;
-    let views_seconds = if opts.rotations {
-        seconds_since(start)
-    } else {
-        0.0
-    };
+    let loading = laps.lap();
     // Similar shots may sit below the copies' reach: the search reaches the lower of the two,
     // the pixel check only the copies' candidates.
     let floor = opts.similar.map_or(opts.reach(), |s| s.min(opts.reach()));
-    let searching = std::time::Instant::now();
     let candidates = candidates::candidate_pairs(store, &library, floor, opts)?;
     let mut pairs = candidates::copy_candidates(&candidates, opts);
-    let search_seconds = seconds_since(searching);
-    let checking = std::time::Instant::now();
+    let searching = laps.lap();
     let verdicts = Verdicts::judge(&library, &pairs, opts);
-    let check_seconds = seconds_since(checking);
     let mut work = Work::tally(
         library.len(),
-        start,
-        [views_seconds, search_seconds, check_seconds],
+        [views_only(loading, opts), searching, laps.lap()],
         candidates.pairs.len(),
         &pairs,
         &verdicts,
@@ -292,7 +321,7 @@ pub fn find_groups(
             )
         }
     };
-    work.seconds = seconds_since(start);
+    work.seconds = laps.total();
     Ok(Found {
         groups,
         similar,

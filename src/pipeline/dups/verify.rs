@@ -29,11 +29,13 @@ const COARSE_MARGIN: f32 = 0.45;
 /// rows or columns (a sixth of the window).
 const FINAL: usize = 32;
 const TRIM_SHARE: usize = 5;
+/// The final score is no finer than `MIN_FINAL` when the pictures hold less; nor is a guest
+/// placed over a window of fewer than `MIN_FINAL` pixels a side (bar the largest that fits):
+/// so few pixels of a small image, scaled up, correlate with almost any smooth picture. Only
+/// fingerprints under 29 pixels a side lose placements; among the 18,260 21-pixel tiles of
+/// `examples/tile_library.rs` (docs/DUPS.md) the pairs of different tiles that pass fall by a
+/// quarter.
 const MIN_FINAL: usize = 12;
-/// Nor is a guest placed over a window of fewer than `MIN_FINAL` pixels a side (bar the largest
-/// that fits): so few pixels of a small image, scaled up, correlate with almost any smooth
-/// picture. Only images under 29 pixels a side lose placements; among the 21-pixel tiles of
-/// `examples/tile_library.rs` this halves the pairs of different tiles that pass.
 /// How many of the best placements are refined and scored finally.
 const TOP: usize = 4;
 /// Rounds of refinement of each.
