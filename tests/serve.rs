@@ -429,6 +429,24 @@ fn the_duplicates_view_groups_as_dups_does() {
             .any(|g| g.contains(&s(&original).to_string()) && g.contains(&s(&turned).to_string())),
         "{command:?}"
     );
+    // A decision the command records while the server runs (the page's groups are cached)
+    // shows on the page's next answer: the pair is left apart, as the command now leaves it.
+    common::cli::ok(&[
+        "dups",
+        "--index",
+        s(&served.index),
+        "--ignore",
+        s(&original),
+        s(&turned),
+    ]);
+    let page = get(served.addr, "/api/dups").json();
+    let page = group_paths(page["groups"].as_array().unwrap());
+    assert!(
+        !page
+            .iter()
+            .any(|g| g.contains(&s(&original).to_string()) && g.contains(&s(&turned).to_string())),
+        "{page:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

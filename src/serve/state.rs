@@ -22,10 +22,11 @@ pub struct Generation {
     pub model: Arc<Model>,
 }
 
-/// Duplicate groups of one generation at one threshold.
+/// Duplicate groups of one generation at one threshold, under the decisions they left apart.
 struct DupsMemo {
     generation: u64,
     threshold: f32,
+    ignored: Ignored,
     groups: Arc<Vec<Group>>,
 }
 
@@ -115,16 +116,25 @@ impl Shared {
         Ok(Some(generation))
     }
 
-    /// The duplicate groups of `generation` at `threshold`, computed once per generation and
-    /// threshold (blocking: every image decoded once more for its views, a graph search per
-    /// view, the pixel check), as `imgsearch dups` finds them at the same threshold: the same
-    /// views, closest images and copy score, so the page shows what the command reports.
+    /// The duplicate groups of `generation` at `threshold`, computed once per generation,
+    /// threshold and set of recorded decisions (blocking: every image decoded once more for
+    /// its views, a graph search per view, the pixel check), as `imgsearch dups` finds them at
+    /// the same threshold: the same views, closest images and copy score, so the page shows
+    /// what the command reports.
     pub fn dups(&self, generation: &Generation, threshold: f32) -> Result<Arc<Vec<Group>>> {
         let key = generation.store.generation();
+        // Pairs said apart beside a local index (by this page or by `imgsearch dups --ignore`)
+        // are not shown (a PostgreSQL store keeps no such file). The decisions are part of the
+        // memo's key, read on every request: groups computed before a decision (by a request
+        // from a page left while it waited, finishing after the decision) are never current.
+        let ignored = match generation.store.folder() {
+            Some(dir) => Ignored::load(dir)?,
+            None => Ignored::default(),
+        };
         {
             let memo = self.dups.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(m) = memo.as_ref() {
-                if m.generation == key && m.threshold == threshold {
+                if m.generation == key && m.threshold == threshold && m.ignored == ignored {
                     return Ok(m.groups.clone());
                 }
             }
@@ -134,12 +144,6 @@ impl Shared {
             threshold,
             verbosity: imgsearch::progress::Verbosity { quiet: true },
             ..DupsOptions::default()
-        };
-        // Pairs `imgsearch dups --ignore` recorded beside a local index are not shown here
-        // either (a PostgreSQL store keeps no such file).
-        let ignored = match generation.store.folder() {
-            Some(dir) => Ignored::load(dir)?,
-            None => Ignored::default(),
         };
         let groups = Arc::new(
             find_groups(
@@ -153,14 +157,15 @@ impl Shared {
         *self.dups.lock().unwrap_or_else(|p| p.into_inner()) = Some(DupsMemo {
             generation: key,
             threshold,
+            ignored,
             groups: groups.clone(),
         });
         Ok(groups)
     }
 
     /// Records every pair among `paths` as not duplicates beside `generation`'s index, as
-    /// `imgsearch dups --ignore` does, and forgets the cached groups so that the next answer
-    /// leaves them apart. Returns the pairs added and the pairs recorded in all.
+    /// `imgsearch dups --ignore` does; the next answer leaves them apart. Returns the pairs
+    /// added and the pairs recorded in all.
     pub fn ignore(&self, generation: &Generation, paths: &[PathBuf]) -> Result<(usize, usize)> {
         let Some(dir) = generation.store.folder() else {
             return Err(Error::Usage(
@@ -168,8 +173,6 @@ impl Shared {
             ));
         };
         let _writing = self.deciding.lock().unwrap_or_else(|p| p.into_inner());
-        let recorded = record_ignored(dir, paths)?;
-        *self.dups.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        Ok(recorded)
+        record_ignored(dir, paths)
     }
 }

@@ -93,13 +93,13 @@ impl Ignored {
         fsx::write_atomic(&path, &json).map_err(|e| Error::io(&path, e))
     }
 
-    /// Whether `a` and `b` were said not to be duplicates.
     /// The decisions of both: those of a library's index folder beside those of the new photos'.
     pub fn merged(mut self, other: Ignored) -> Ignored {
         self.pairs.extend(other.pairs);
         self
     }
 
+    /// Whether `a` and `b` were said not to be duplicates.
     pub fn contains(&self, a: &Path, b: &Path) -> bool {
         !self.pairs.is_empty() && self.pairs.contains(&ordered(a, b))
     }
