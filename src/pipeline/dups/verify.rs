@@ -47,6 +47,12 @@ const REFINE_ROUNDS: usize = 20;
 /// Refinement ends once a step is under this many pixels of the host: with it, twenty rounds
 /// took no longer than twelve without it on the extended copy set.
 const MIN_STEP: f32 = 0.25;
+/// A placement whose correlation at `WINDOW` is still under `ABANDON_BELOW` after
+/// `ABANDON_AFTER` rounds is refined no further: a copy's has long passed it by then. On the
+/// extended copy set the same groups, `dups` a sixth faster; the refinement of different
+/// images' placements is most of the check's time among alike 21-pixel tiles.
+const ABANDON_AFTER: usize = 6;
+const ABANDON_BELOW: f32 = 0.8;
 /// Window sides relative to the largest window of the other image's shape that fits.
 const SCALES: [f32; 9] = [1.0, 0.92, 0.84, 0.77, 0.7, 0.62, 0.55, 0.48, 0.42];
 /// Offsets along an axis are at most this share of the window's side apart (and at most
@@ -313,10 +319,10 @@ fn refine(host: &Fingerprint, guest: &Fingerprint, mut at: Placement) -> Placeme
     let score = |rect: [f32; 4]| host.correlation(rect, WINDOW, &view);
     let mut best = score(at.rect);
     let mut step = STEP / 2.0;
-    for _ in 0..REFINE_ROUNDS {
+    for round in 0..REFINE_ROUNDS {
         let [x, y, w, h] = at.rect;
         let (dx, dy) = (w * step, h * step);
-        if dx.min(dy) < MIN_STEP {
+        if dx.min(dy) < MIN_STEP || (round >= ABANDON_AFTER && best < ABANDON_BELOW) {
             break;
         }
         let mut moved = false;
