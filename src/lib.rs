@@ -41,6 +41,11 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! A module's docs name the private files it is made of, as links: they resolve with
+//! `cargo doc --document-private-items`, the documentation a maintainer reads.
+
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod data;
 pub mod device;

@@ -1,8 +1,8 @@
 //! The encoder: strided 4×4 convolutions down to the local M×M feature map, each optionally
 //! followed by 3×3 stride-1 convolutions at its resolution, one more convolution, global
 //! average pooling, and two linear heads for the Gaussian posterior.
-//! Activations are channels-last (NHWC); see [`super::conv`]. With `norm: batch` every
-//! convolution is followed by batch normalisation ([`super::batchnorm`]) before its leaky ReLU;
+//! Activations are channels-last (NHWC); see `ops/conv.rs`. With `norm: batch` every
+//! convolution is followed by batch normalisation (`ops/batchnorm.rs`) before its leaky ReLU;
 //! [`Encoder::new`] builds the training form (batch statistics, running statistics updated on
 //! every forward) and [`Encoder::for_inference`] folds the running statistics into the
 //! convolutions.

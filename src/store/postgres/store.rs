@@ -1,4 +1,4 @@
-//! Searching a PostgreSQL store: [`PgStore`], the [`Store`](crate::store::Store) of a primary
+//! Searching a PostgreSQL store: [`PgStore`], the [`Store`] of a primary
 //! or a read replica, with the nearest-neighbour query for a plain or a sharded table.
 
 use super::schema::existing;
@@ -23,7 +23,7 @@ pub struct PgStore {
     len: usize,
     generation: u64,
     roots: Vec<PathBuf>,
-    /// The foreign partitions of a table sharded by [`create_sharded`], quoted; empty for a
+    /// The foreign partitions of a table sharded by [`create_sharded`](super::create_sharded), quoted; empty for a
     /// plain table.
     partitions: Vec<String>,
     /// The nearest-neighbour query for this table's layout.

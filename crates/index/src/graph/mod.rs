@@ -1,4 +1,4 @@
-//! The HNSW graph of a segment: built in memory by [`build`] (module `build`), written as a flat
+//! The HNSW graph of a segment: built in memory by [`build`](mod@build), written as a flat
 //! file, and searched in place over its memory map, so opening a graph reads nothing.
 //!
 //! File `seg-NNNNNN.hnsw`: a 64-byte header (magic `IMGS-HNS`, u32 version, u32 `m0`, u32 `m_up`,
