@@ -25,11 +25,7 @@ fn main() -> Result<()> {
                 .map(|img| Fingerprint::of_image(&img))
                 .map_err(|e| format!("{f}: {e}"))
         });
-        let enough = std::env::var("ENOUGH")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f32::INFINITY);
-        let score = copy_score(&a?, &b?, enough);
+        let score = copy_score(&a?, &b?, f32::INFINITY);
         println!("{score:.4}  {}  {}", pair[0], pair[1]);
     }
     Ok(())

@@ -2,9 +2,9 @@
 //!
 //! In training the statistics are the batch's, per channel over `(B, H, W)`; the running
 //! mean and (unbiased) variance follow them with momentum 0.1 and are kept as variables
-//! that the optimiser never sees (`model::layers::is_buffer`). For inference the running statistics
-//! are folded into the preceding convolution (`model::layers::BatchNorm::fold`), so a normalised layer
-//! embeds at the speed of a plain one.
+//! that the optimiser never sees (`model::layers::is_buffer`). For inference the running
+//! statistics are folded into the preceding convolution (`model::layers::BatchNorm::fold`), so
+//! a normalised layer embeds at the speed of a plain one.
 //!
 //! On the CPU the training forward is one custom op ([`BatchNormAct`]): two passes, one for
 //! the per-channel sums and one that normalises, scales, shifts and activates in place. Its

@@ -14,8 +14,8 @@
 //! matmul per transformed position over all the group's tiles (by position), the output
 //! transforms (by image). The gradients are the exact adjoints of the same linear maps: the input
 //! gradient and the weight gradient each cost the same α² matmuls as the forward. Nothing here
-//! is a graph node: [`super::conv`](mod@super::conv)'s op calls [`forward`] and [`backward`] when [`Plan::new`]
-//! accepts its window and shape, and its own im2col path otherwise.
+//! is a graph node: [`super::conv`](mod@super::conv)'s op calls [`forward`] and [`backward`]
+//! when [`Plan::new`] accepts its window and shape, and its own im2col path otherwise.
 
 mod scratch;
 #[cfg(test)]

@@ -23,8 +23,8 @@ pub struct PgStore {
     len: usize,
     generation: u64,
     roots: Vec<PathBuf>,
-    /// The foreign partitions of a table sharded by [`create_sharded`](super::create_sharded), quoted; empty for a
-    /// plain table.
+    /// The foreign partitions of a table sharded by [`create_sharded`](super::create_sharded),
+    /// quoted; empty for a plain table.
     partitions: Vec<String>,
     /// The nearest-neighbour query for this table's layout.
     search_sql: String,
