@@ -770,6 +770,31 @@ fn new_photos_are_checked_against_a_library_without_regrouping_it() {
     assert_eq!(found, 0, "{out}");
 }
 
+/// The fixture photos (signdigits and attfaces), in a fixed order, each shrunk to fit
+/// `side × side` and saved in `root` as `NN.png`: the saved path and the pixels.
+fn fixture_photos_saved(root: &Path, side: u32) -> Vec<(PathBuf, image::RgbImage)> {
+    std::fs::create_dir_all(root).expect("mkdir");
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(fixtures().join("photos"))
+        .expect("ls")
+        .flat_map(|d| std::fs::read_dir(d.expect("entry").path()).expect("ls"))
+        .map(|e| e.expect("entry").path())
+        .collect();
+    sources.sort();
+    sources
+        .iter()
+        .enumerate()
+        .map(|(n, source)| {
+            let photo = image::open(source)
+                .expect("decode")
+                .resize(side, side, FilterType::Triangle)
+                .to_rgb8();
+            let saved = root.join(format!("{n:02}.png"));
+            photo.save(&saved).expect("save");
+            (saved, photo)
+        })
+        .collect()
+}
+
 /// Cropped copies with a caption bar, among the other fixture photos (signdigits and attfaces:
 /// many of one hand or face): their cosine falls under the threshold, but each stays among its
 /// original's closest images, which the pixel check then confirms. Every copy is found; without
@@ -778,21 +803,8 @@ fn new_photos_are_checked_against_a_library_without_regrouping_it() {
 fn cropped_captioned_copies_under_the_threshold_are_found_among_the_closest_images() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().join("photos");
-    std::fs::create_dir_all(&root).expect("mkdir");
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(fixtures().join("photos"))
-        .expect("ls")
-        .flat_map(|d| std::fs::read_dir(d.expect("entry").path()).expect("ls"))
-        .map(|e| e.expect("entry").path())
-        .collect();
-    sources.sort();
     let mut copies = Vec::new();
-    for (n, source) in sources.iter().enumerate() {
-        let photo = image::open(source)
-            .expect("decode")
-            .resize(300, 300, FilterType::Triangle)
-            .to_rgb8();
-        let original = root.join(format!("{n:02}.png"));
-        photo.save(&original).expect("save");
+    for (n, (original, photo)) in fixture_photos_saved(&root, 300).into_iter().enumerate() {
         if n % 2 == 0 {
             let (w, h) = photo.dimensions();
             // A crop to 64% of the area, off centre, saved at the original's size with a
@@ -829,4 +841,33 @@ fn cropped_captioned_copies_under_the_threshold_are_found_among_the_closest_imag
         threshold_only.len() < copies.len(),
         "--closest 0 found every copy: {threshold_only:?}"
     );
+}
+
+/// Crops to half the area, each cut at one corner of a fixture photo (signdigits and
+/// attfaces: many shots of one hand or face): their cosine to the original falls far under the
+/// threshold and the original's centres hold only part of them, but one of the original's
+/// corner views lies over each, and the pixel check confirms it. Every crop is grouped with
+/// its original and with nothing else (without the corner views, 11 of the 22 were).
+#[test]
+fn crops_to_half_the_area_at_a_corner_are_found_by_the_corner_views() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("photos");
+    let mut copies = Vec::new();
+    for (n, (original, photo)) in fixture_photos_saved(&root, 200).into_iter().enumerate() {
+        let (w, h) = photo.dimensions();
+        let (cw, ch) = (w * 71 / 100, h * 71 / 100);
+        let (x, y) = [(0, 0), (w - cw, 0), (0, h - ch), (w - cw, h - ch)][n % 4];
+        let crop = root.join(format!("{n:02}-crop.png"));
+        image::imageops::crop_imm(&photo, x, y, cw, ch)
+            .to_image()
+            .save(&crop)
+            .expect("save");
+        copies.push(vec![s(&original).to_string(), s(&crop).to_string()]);
+    }
+    let index = tmp.path().join("index");
+    ok(&["index", s(&root), "--index", s(&index), "--quiet"]);
+    let out = ok(&["dups", "--index", s(&index), "--json"]);
+    let mut groups = groups_of(&out);
+    groups.sort();
+    assert_eq!(groups, copies, "{out}");
 }

@@ -246,8 +246,8 @@ pub struct DupsArgs {
     #[arg(long, value_name = "LOG")]
     pub undo: Option<PathBuf>,
     /// Look for candidates with images as they are only, not also turned a quarter, mirrored,
-    /// zoomed to their centre, or cut out of a border, caption bar or screenshot (faster: no
-    /// second decode and four to six fewer embeddings of every image).
+    /// zoomed to their centre or a corner, or cut out of a border, caption bar or screenshot
+    /// (faster: no second decode and eight to ten fewer embeddings of every image).
     #[arg(long)]
     pub no_rotations: bool,
     /// CSV on stdout: group,keep,path,score,action.

@@ -115,7 +115,7 @@ fn candidate_pairs(
         .into_par_iter()
         .map(|i| -> Result<Vec<(Pair, bool)>> {
             let mut pairs = Vec::new();
-            for (probe, looking) in joined.probes(i) {
+            for (probe, closest) in joined.probes(i, opts.closest_searched()) {
                 pairs.extend(probe_pairs(
                     i,
                     &library.search(probe, &search)?,
@@ -126,7 +126,7 @@ fn candidate_pairs(
                     },
                     |j| joined.similarity(i, j),
                     (opts.reach(), opts.reach()),
-                    if looking { opts.closest_searched() } else { 0 },
+                    closest,
                 ));
             }
             bar.inc(1);

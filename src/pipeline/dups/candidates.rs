@@ -1,8 +1,8 @@
 //! Candidate pairs: each image's nearest neighbours in the store at cosine >= the threshold,
 //! and its closest few down to a lower cosine, searched with its own vector and, by default,
-//! with the vectors of its turned and mirrored views and of its picture without the chrome
-//! around it, so that turned and mirrored copies, and copies inside borders, caption bars or
-//! screenshots, are found too.
+//! with the vectors of its turned and mirrored views, its centres and corners and its picture
+//! without the chrome around it, so that turned and mirrored copies, crops, and copies inside
+//! borders, caption bars or screenshots, are found too.
 
 use super::{content, DupsOptions};
 use crate::data;
@@ -91,26 +91,32 @@ impl Library {
         self.pictures[i]
     }
 
-    /// Image `i`'s vector, then the vectors of its views, each with whether it looks for its
-    /// closest images ([`DupsOptions::closest`]): the image, its centres and its picture do; its
-    /// turns and mirror images, whose copies keep a cosine over the threshold, do not (their
-    /// closest images made half as many pixel checks again on 10,000 CIFAR-10 photos, for
-    /// 0.002 F1 on the extended copy set of `examples/dups_bench.rs`).
-    pub(super) fn probes(&self, i: usize) -> impl Iterator<Item = (&[f32], bool)> {
-        // embed_views puts the views that look first: the centre and the deep centre, then
-        // the picture and its mirror image.
-        let looking = if self.views[i].is_empty() {
-            0
-        } else if self.pictures[i].is_some() {
-            4
-        } else {
-            2
+    /// Image `i`'s vector, then the vectors of its views, each with how many of its closest
+    /// images it looks for, of `closest` ([`DupsOptions::closest_searched`]): the image, its
+    /// centres and its picture look for all of them, each corner for one (the second closest
+    /// images of the four corners made a tenth more pixel checks on the extended copy set's
+    /// second draw and found no more copies); its turns and mirror images, whose copies keep a
+    /// cosine over the threshold, do not (their closest images made half as many pixel checks
+    /// again on 10,000 CIFAR-10 photos, for 0.002 F1 on the extended copy set of
+    /// `examples/dups_bench.rs`).
+    pub(super) fn probes(&self, i: usize, closest: usize) -> impl Iterator<Item = (&[f32], usize)> {
+        // embed_views puts the views that look first: the centre and the deep centre, the
+        // corners, then the picture and its mirror image.
+        let corners = 2..2 + CORNERS;
+        let looking = match (self.views[i].is_empty(), self.pictures[i].is_some()) {
+            (true, _) => 0,
+            (false, true) => corners.end + 2,
+            (false, false) => corners.end,
         };
-        std::iter::once((self.vectors[i].as_slice(), true)).chain(
-            self.views[i]
-                .iter()
-                .enumerate()
-                .map(move |(k, v)| (v.as_slice(), k < looking)),
+        std::iter::once((self.vectors[i].as_slice(), closest)).chain(
+            self.views[i].iter().enumerate().map(move |(k, v)| {
+                let looks = match k {
+                    k if corners.contains(&k) => closest.min(1),
+                    k if k < looking => closest,
+                    _ => 0,
+                };
+                (v.as_slice(), looks)
+            }),
         )
     }
 
@@ -197,14 +203,14 @@ pub(super) fn candidate_pairs(
         .into_par_iter()
         .map(|i| -> Result<Vec<(Pair, bool)>> {
             let mut pairs = Vec::new();
-            for (probe, looking) in library.probes(i) {
+            for (probe, closest) in library.probes(i, opts.closest_searched()) {
                 pairs.extend(probe_pairs(
                     i,
                     &store.search(probe, &search)?,
                     |h| id_of.get(h.path.as_path()).copied().filter(|&j| j != i),
                     |j| library.similarity(i, j),
                     (floor, opts.reach()),
-                    if looking { opts.closest_searched() } else { 0 },
+                    closest,
                 ));
             }
             bar.inc(1);
@@ -235,10 +241,11 @@ pub(super) fn copy_candidates(found: &Neighbours, opts: &DupsOptions) -> Vec<Pai
 }
 
 /// The embeddings of each indexed image's views, in entry order (empty for an image that no
-/// longer decodes): turned a quarter clockwise, mirrored, its centre and its deep centre
-/// ([`CENTRE`], [`DEEP_CENTRE`]: they find crops of it), and, when the image has chrome around
-/// its picture ([`content::content_box`]: a border, a caption bar, a screenshot's interface),
-/// its picture alone and that mirrored; with them, where each picture lies.
+/// longer decodes): turned a quarter clockwise, mirrored, its centre, its deep centre and its
+/// four corners ([`CENTRE`], [`DEEP_CENTRE`], [`CORNER`]: they find crops of it), and, when
+/// the image has chrome around its picture ([`content::content_box`]: a border, a caption bar,
+/// a screenshot's interface), its picture alone and that mirrored; with them, where each
+/// picture lies.
 ///
 /// One turned view finds both turns: if B is A turned a quarter clockwise, A's view is B; if B
 /// is A turned the other way, B's view is A. (A half turn, an upside-down copy, is not looked
@@ -272,10 +279,17 @@ fn embed_views(
             );
             preprocess.to_rgb(&image.crop_imm((w - cw) / 2, (h - ch) / 2, cw, ch))
         };
+        let (cw, ch) = (
+            ((w as f32 * CORNER) as u32).max(1),
+            ((h as f32 * CORNER) as u32).max(1),
+        );
+        let corners = [(0, 0), (w - cw, 0), (0, h - ch), (w - cw, h - ch)]
+            .map(|(x, y)| preprocess.to_rgb(&image.crop_imm(x, y, cw, ch)));
         Ok(Squares {
             whole: preprocess.to_rgb(&image),
             centre: centre(CENTRE),
             deep_centre: centre(DEEP_CENTRE),
+            corners,
             picture,
         })
     };
@@ -289,6 +303,7 @@ fn embed_views(
             let before = squares.len();
             // The views that look for their closest images first (Library::probes).
             squares.extend([item.rgb.centre.clone(), item.rgb.deep_centre.clone()]);
+            squares.extend(item.rgb.corners.iter().cloned());
             if let Some((picture, share)) = &item.rgb.picture {
                 squares.extend([picture.clone(), mirror(picture, side)]);
                 pictures[item.index] = Some(*share);
@@ -311,12 +326,13 @@ fn embed_views(
 /// Each image's view vectors and where its picture lies, in entry order.
 type Views = (Vec<Vec<Vec<f32>>>, Vec<Option<Share>>);
 
-/// A file as [`embed_views`] needs it: its square, the squares of its centres, and its
-/// picture's square and place when it has chrome around it.
+/// A file as [`embed_views`] needs it: its square, the squares of its centres and corners,
+/// and its picture's square and place when it has chrome around it.
 struct Squares {
     whole: Vec<u8>,
     centre: Vec<u8>,
     deep_centre: Vec<u8>,
+    corners: [Vec<u8>; CORNERS],
     picture: Option<(Vec<u8>, Share)>,
 }
 
@@ -328,6 +344,14 @@ const CENTRE: f32 = 0.85;
 /// anywhere in the picture shares most of: among its closest images it finds 31 of the
 /// extended copy set's 37 such crops where the centre alone finds 26 (0.70 found 29).
 const DEEP_CENTRE: f32 = 0.62;
+/// Each corner view keeps this share of each side (55% of the area) at one of the image's
+/// [`CORNERS`] corners. A crop to half the area may lie anywhere: the original's deep centre
+/// lies wholly inside it only when it was cut near the middle, while one of the corner views
+/// lies within an eighth of a side of it. On the second draw of the extended copy set
+/// (docs/DUPS.md, "Corners") they find 5 of the 7 crops to half the area the other views
+/// missed.
+const CORNER: f32 = 0.74;
+const CORNERS: usize = 4;
 
 /// A rectangle as shares of its image's width and height, `[x, y, w, h]`: the same place in
 /// the image at any size it is decoded at.

@@ -2,7 +2,7 @@
 //!
 //! Candidates come from each image's nearest neighbours at cosine >= the threshold, and its few
 //! closest images down to a lower cosine (searched, by default, with its views too: turned,
-//! mirrored, its centre and deep centre, its picture without chrome).
+//! mirrored, its centre, deep centre and corners, its picture without chrome).
 //! Each candidate pair then passes a pixel check ([`verify`]): aligned grey levels of a copy
 //! correlate almost perfectly, those of another photo of the same scene do not; this is what
 //! keeps precision while the cosine threshold is low enough to catch crops and captions.
@@ -65,9 +65,9 @@ pub struct DupsOptions {
     /// reaches `closest_cosine` (only with the pixel check, which decides).
     pub closest: usize,
     pub closest_cosine: f32,
-    /// Also search with each image's views: turned a quarter, mirrored, its centres, and its
-    /// picture cut out of a border, caption bar or screenshot (decodes every image once more
-    /// and embeds four to six views; needs the index's model).
+    /// Also search with each image's views: turned a quarter, mirrored, its centres and
+    /// corners, and its picture cut out of a border, caption bar or screenshot (decodes every
+    /// image once more and embeds eight to ten views; needs the index's model).
     pub rotations: bool,
     /// The copy score ([`copy_score`]) a candidate pair needs; `None`: cosine alone.
     pub verify: Option<f32>,
