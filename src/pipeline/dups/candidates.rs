@@ -272,24 +272,22 @@ fn embed_views(
             (preprocess.to_rgb(&image.crop_imm(x, y, w, h)), share)
         });
         let (w, h) = (image.width(), image.height());
-        let centre = |share: f32| {
+        // The window keeping `share` of each side, its left edge `across` halves of the room
+        // left beside it from the image's (0: at the left edge, 1: centred, 2: at the right
+        // edge), its top edge likewise `down` halves.
+        let window = |share: f32, (across, down): (u32, u32)| {
             let (cw, ch) = (
                 ((w as f32 * share) as u32).max(1),
                 ((h as f32 * share) as u32).max(1),
             );
-            preprocess.to_rgb(&image.crop_imm((w - cw) / 2, (h - ch) / 2, cw, ch))
+            let (x, y) = ((w - cw) * across / 2, (h - ch) * down / 2);
+            preprocess.to_rgb(&image.crop_imm(x, y, cw, ch))
         };
-        let (cw, ch) = (
-            ((w as f32 * CORNER) as u32).max(1),
-            ((h as f32 * CORNER) as u32).max(1),
-        );
-        let corners = [(0, 0), (w - cw, 0), (0, h - ch), (w - cw, h - ch)]
-            .map(|(x, y)| preprocess.to_rgb(&image.crop_imm(x, y, cw, ch)));
         Ok(Squares {
             whole: preprocess.to_rgb(&image),
-            centre: centre(CENTRE),
-            deep_centre: centre(DEEP_CENTRE),
-            corners,
+            centre: window(CENTRE, (1, 1)),
+            deep_centre: window(DEEP_CENTRE, (1, 1)),
+            corners: [(0, 0), (2, 0), (0, 2), (2, 2)].map(|at| window(CORNER, at)),
             picture,
         })
     };
