@@ -7,6 +7,7 @@
 //! original; the hub keeps the diameter at two steps.
 
 use super::candidates::Pair;
+use std::collections::{HashMap, HashSet};
 
 /// The groups (of entry numbers) that `pairs`, sorted most similar first, link among `n`
 /// images; `duplicates(a, b)` is asked of every pair across two groups before they merge.
@@ -17,15 +18,21 @@ pub(super) fn complete_linkage(
 ) -> Vec<Vec<usize>> {
     let mut group_of: Vec<usize> = (0..n).collect();
     let mut members: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
+    // The groups each group was found apart from. Groups only grow, and the pair that kept two
+    // apart stays across them, so they stay apart: on a library of many alike images, asking
+    // again each time another passing pair lies across them made linking the longest stage.
+    let mut apart: HashMap<usize, HashSet<usize>> = HashMap::new();
     for &(_, i, j) in pairs {
         let (gi, gj) = (group_of[i], group_of[j]);
-        if gi == gj {
+        if gi == gj || apart.get(&gi).is_some_and(|a| a.contains(&gj)) {
             continue;
         }
         let close = members[gi]
             .iter()
             .all(|&a| members[gj].iter().all(|&b| duplicates(a, b)));
         if !close {
+            apart.entry(gi).or_default().insert(gj);
+            apart.entry(gj).or_default().insert(gi);
             continue;
         }
         let (big, small) = if members[gi].len() >= members[gj].len() {
@@ -38,6 +45,14 @@ pub(super) fn complete_linkage(
             group_of[m] = big;
         }
         members[big].extend(moved);
+        // What was apart from the smaller group is apart from the merged one.
+        for other in apart.remove(&small).unwrap_or_default() {
+            if let Some(theirs) = apart.get_mut(&other) {
+                theirs.remove(&small);
+                theirs.insert(big);
+            }
+            apart.entry(big).or_default().insert(other);
+        }
     }
     members.into_iter().filter(|m| m.len() > 1).collect()
 }
@@ -113,5 +128,26 @@ mod tests {
         let mut joined = joined_through_hubs(groups, &pairs, duplicates, apart);
         joined[0].sort_unstable();
         assert_eq!(joined, [vec![0, 1, 3]]);
+    }
+
+    /// Two groups of three (0-2 and 3-5, each all copies of one another) with every pair
+    /// across them passing but one (2, 3): the first pair across finds them apart, and the
+    /// eight other pairs across ask nothing more, so the pair that keeps them apart is checked
+    /// once, not nine times.
+    #[test]
+    fn groups_found_apart_are_not_asked_about_again() {
+        let asked = std::cell::Cell::new(0);
+        let duplicates = |a: usize, b: usize| {
+            let across = (a < 3) != (b < 3);
+            asked.set(asked.get() + usize::from(across));
+            !across || (a.min(b), a.max(b)) != (2, 3)
+        };
+        let mut pairs = vec![(0.99, 0, 1), (0.99, 1, 2), (0.99, 0, 2)];
+        pairs.extend([(0.99, 3, 4), (0.99, 4, 5), (0.99, 3, 5)]);
+        pairs.extend((0..3).flat_map(|a| (3..6).map(move |b| (0.9, a, b))));
+        let groups = complete_linkage(6, &pairs, duplicates);
+        assert_eq!(groups, [vec![0, 1, 2], vec![3, 4, 5]]);
+        // The first pair across, (0, 3), asks its group's pairs in order until (2, 3) fails.
+        assert_eq!(asked.get(), 7);
     }
 }

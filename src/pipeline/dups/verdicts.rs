@@ -42,6 +42,10 @@ pub(super) struct Verdicts {
     /// `None` without the pixel check.
     check: Option<(f32, HashMap<usize, Prints>)>,
     decided: HashMap<(usize, usize), bool>,
+    /// The verdicts on pairs that were no candidates, asked while linking: complete linkage
+    /// may ask about one pair many times (each time a passing pair lies across its two
+    /// groups), and each asking is a full pixel check.
+    asked: std::sync::Mutex<HashMap<(usize, usize), bool>>,
     /// The cosine a pair that was not a candidate needs without the pixel check
     /// ([`DupsOptions::reach`]).
     reach: f32,
@@ -83,6 +87,7 @@ impl Verdicts {
         Verdicts {
             check,
             decided,
+            asked: Default::default(),
             reach: opts.reach(),
         }
     }
@@ -108,9 +113,20 @@ impl Verdicts {
     /// inside a screenshot, may embed far apart (cosine 0.49) and still be copies of each
     /// other: with the check, the cosine does not stand between their two groups.
     pub(super) fn duplicates(&self, library: &Library, a: usize, b: usize) -> bool {
-        match self.decided.get(&(a.min(b), a.max(b))) {
+        let pair = (a.min(b), a.max(b));
+        match self.decided.get(&pair) {
             Some(&verdict) => verdict,
-            None if self.checks_pixels() => self.passes(a, b),
+            None if self.checks_pixels() => {
+                // A poisoned lock only means another thread panicked mid-insert; the map of
+                // verdicts is still whole.
+                let lock = || self.asked.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(&verdict) = lock().get(&pair) {
+                    return verdict;
+                }
+                let verdict = self.passes(a, b);
+                lock().insert(pair, verdict);
+                verdict
+            }
             None => library.similarity(a, b) >= self.reach,
         }
     }
