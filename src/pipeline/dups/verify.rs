@@ -229,6 +229,60 @@ impl Fingerprint {
         out
     }
 
+    /// The summed-area table: the sum of the grey levels above and left of each pixel corner,
+    /// `(width + 1) × (height + 1)` of them, bilinear between corners.
+    fn summed_area(&self) -> Vec<f32> {
+        let w = self.width + 1;
+        let mut table = vec![0f32; w * (self.height + 1)];
+        for y in 0..self.height {
+            let mut row = 0f32;
+            for x in 0..self.width {
+                row += self.grey[y * self.width + x];
+                table[(y + 1) * w + x + 1] = table[y * w + x + 1] + row;
+            }
+        }
+        table
+    }
+
+    /// The rectangle as a normalised `n × n` window of the mean grey level of each cell
+    /// ([`Fingerprint::summed_area`] is `table`). The coarse placements are found with these:
+    /// eight bilinear samples across a 45-pixel window lie six pixels apart, and each takes two
+    /// neighbours, so a copy's window a quarter of a sample off correlated less than a wrong
+    /// placement's (exact crops of 64-pixel photos to half their area scored 0.43-0.61).
+    fn cell_means(&self, table: &[f32], [x, y, w, h]: [f32; 4], n: usize) -> Window {
+        let tw = self.width + 1;
+        // Where each of the n + 1 cell borders falls along an axis, between which two table
+        // lines and how far: the table is bilinear between its lines.
+        let borders = |start: f32, side: f32, size: usize| -> Vec<(usize, usize, f32)> {
+            (0..=n)
+                .map(|i| {
+                    let v = (start + i as f32 * side / n as f32).clamp(0.0, size as f32);
+                    let v0 = whole_part(v);
+                    let v1 = (v0 + 1).min(size);
+                    (v0, v1, v - v0 as f32)
+                })
+                .collect()
+        };
+        let (columns, rows) = (borders(x, w, self.width), borders(y, h, self.height));
+        let mut corners = Vec::with_capacity((n + 1) * (n + 1));
+        for &(y0, y1, fy) in &rows {
+            for &(x0, x1, fx) in &columns {
+                let top = table[y0 * tw + x0] * (1.0 - fx) + table[y0 * tw + x1] * fx;
+                let bottom = table[y1 * tw + x0] * (1.0 - fx) + table[y1 * tw + x1] * fx;
+                corners.push(top * (1.0 - fy) + bottom * fy);
+            }
+        }
+        let at = |i: usize, j: usize| corners[j * (n + 1) + i];
+        let mut out = Vec::with_capacity(n * n);
+        for j in 0..n {
+            for i in 0..n {
+                out.push(at(i + 1, j + 1) - at(i, j + 1) - at(i + 1, j) + at(i, j));
+            }
+        }
+        normalise(&mut out);
+        out
+    }
+
     /// The rectangle as a normalised `n × n` window.
     fn window(&self, rect: [f32; 4], n: usize) -> Window {
         let mut out = self.sample(rect, n);
@@ -340,11 +394,12 @@ impl Windows<'_> {
             .entry(key)
             .or_insert_with(|| {
                 // Quarter turns swap the guest's sides.
+                let table = self.image.summed_area();
                 std::rc::Rc::new([aspect, 1.0 / aspect].map(|aspect| {
                     let rects = self.image.rects(aspect);
                     rects
                         .into_iter()
-                        .map(|rect| (rect, self.image.window(rect, COARSE)))
+                        .map(|rect| (rect, self.image.cell_means(&table, rect, COARSE)))
                         .collect()
                 }))
             })
@@ -359,7 +414,8 @@ fn best_placements(
     windows: &CoarseWindows,
     top: usize,
 ) -> Vec<(f32, Placement)> {
-    let views = dihedral(&guest.window(guest.whole_rect(), COARSE), COARSE);
+    let whole = guest.cell_means(&guest.summed_area(), guest.whole_rect(), COARSE);
+    let views = dihedral(&whole, COARSE);
     let mut best: Vec<(f32, Placement)> = Vec::with_capacity(top + 1);
     for (turned, windows) in windows.iter().enumerate() {
         for (rect, window) in windows {
@@ -696,6 +752,28 @@ mod tests {
                     file.display()
                 );
             }
+        }
+    }
+
+    /// Exact crops of 64-pixel photos to about half their area, where the copy set cut them:
+    /// found with cell means, where eight bilinear samples across the window, six pixels apart,
+    /// let wrong placements outscore the crop's (these scored 0.43, 0.86 and 0.61).
+    #[test]
+    fn crops_of_64_pixel_photos_to_half_find_their_place() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tinyimagenet");
+        for (name, x, y, side) in [
+            ("n03089624_100.JPEG", 2, 3, 49),
+            ("n02769748_104.JPEG", 7, 6, 48),
+            ("n07579787_100.JPEG", 12, 7, 46),
+        ] {
+            let file = std::path::Path::new(dir).join(name);
+            let img = image::open(&file).unwrap();
+            let s = score(&img, &img.crop_imm(x, y, side, side));
+            assert!(
+                s >= crate::pipeline::dups::DEFAULT_COPY_SCORE,
+                "{}: a {side}-pixel crop at ({x}, {y}) scores {s}",
+                file.display()
+            );
         }
     }
 
