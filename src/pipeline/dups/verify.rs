@@ -618,6 +618,15 @@ mod tests {
         .unwrap()
     }
 
+    /// A 64-pixel Tiny-ImageNet train photo of `tests/fixtures/tinyimagenet`, and its path.
+    fn tiny_imagenet(name: &str) -> (std::path::PathBuf, DynamicImage) {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tinyimagenet")
+            .join(name);
+        let img = image::open(&file).unwrap();
+        (file, img)
+    }
+
     fn score(a: &DynamicImage, b: &DynamicImage) -> f32 {
         copy_score(
             &Fingerprint::of_image(a),
@@ -734,15 +743,13 @@ mod tests {
     /// keeps edges the smoother copy lost, and these scored 0.88-0.93.
     #[test]
     fn small_photos_resized_to_half_are_copies() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tinyimagenet");
         for name in [
             "n01770393_101.JPEG",
             "n02279972_102.JPEG",
             "n02403003_102.JPEG",
             "n02423022_1.JPEG",
         ] {
-            let file = std::path::Path::new(dir).join(name);
-            let img = image::open(&file).unwrap();
+            let (file, img) = tiny_imagenet(name);
             for side in [33, 36, 40] {
                 let copy = img.resize_exact(side, side, image::imageops::FilterType::Triangle);
                 let s = score(&img, &copy);
@@ -760,14 +767,12 @@ mod tests {
     /// let wrong placements outscore the crop's (these scored 0.43, 0.86 and 0.61).
     #[test]
     fn crops_of_64_pixel_photos_to_half_find_their_place() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tinyimagenet");
         for (name, x, y, side) in [
             ("n03089624_100.JPEG", 2, 3, 49),
             ("n02769748_104.JPEG", 7, 6, 48),
             ("n07579787_100.JPEG", 12, 7, 46),
         ] {
-            let file = std::path::Path::new(dir).join(name);
-            let img = image::open(&file).unwrap();
+            let (file, img) = tiny_imagenet(name);
             let s = score(&img, &img.crop_imm(x, y, side, side));
             assert!(
                 s >= crate::pipeline::dups::DEFAULT_COPY_SCORE,
