@@ -6,8 +6,9 @@
 //! (a screenshot's centre square is mostly interface): searched with the embedding of its
 //! content instead, the copy finds its original. Chrome is told from picture line by line, from
 //! each edge inwards: chrome is drawn, so its blank lines are one flat colour that ends sharply
-//! where the picture begins, and its text and buttons lie in bands closed by such lines. A
-//! photo's wall or sky fades into the rest of it instead. When a photo is cut all the same,
+//! where the picture begins, and its text and buttons lie in bands closed by such lines; on a
+//! small photo a caption bar's text fills the bar, and the band is told by its two tones and
+//! its many strokes instead. A photo's wall or sky fades into the rest of it. When a photo is cut all the same,
 //! it costs one more search, never a wrong group: every candidate still has to pass the pixel
 //! check. On the copy-detection set of `examples/dups_bench.rs` the box is found for 137 of
 //! the 139 copies with a border, a caption bar or a screenshot around them, and for 12% of the
@@ -33,6 +34,15 @@ const MAX_BAND: f32 = 0.3;
 const BAND_FILL: f32 = 0.05;
 /// Solid lines end sharply when the next shows less than `SHARP` of their colour.
 const SHARP: f32 = 0.5;
+/// A caption bar whose text reaches the edge ([`cut_text_at_edge`]): at least `DRAWN` of each
+/// of its lines lies near its fill or its ink, some line crosses into the ink at least
+/// `TEXT_CROSSINGS` times, and it is at least `MIN_TEXT_LINES` lines deep.
+/// The ink differs from the fill by at least `INK_CONTRAST` grey levels (text is drawn to be
+/// read; half the range, so that no level lies within [`RINGING`] of both).
+const DRAWN: f32 = 0.9;
+const TEXT_CROSSINGS: usize = 8;
+const MIN_TEXT_LINES: u32 = 3;
+const INK_CONTRAST: i32 = 128;
 /// Rounds of cutting at most (each cuts solid lines and then bands from every side).
 const MAX_ROUNDS: usize = 6;
 /// A content box is worth its own view when it leaves out at least this share of the image,
@@ -85,9 +95,10 @@ pub(super) fn content_box(image: &DynamicImage) -> Option<Rect> {
             }
         }
         for side in Side::ALL {
-            if let Some(fill) = fills[side as usize] {
-                cut_any |= cut_band(&thumb, &mut b, side, fill, (tw, th));
-            }
+            cut_any |= match fills[side as usize] {
+                Some(fill) => cut_band(&thumb, &mut b, side, fill, (tw, th)),
+                None => cut_text_at_edge(&thumb, &mut b, side, (tw, th)),
+            };
         }
         if !cut_any {
             break;
@@ -210,6 +221,64 @@ fn band_end(
     None
 }
 
+/// Moves one side of `b` inwards over a caption bar whose text reaches the edge and the
+/// picture: on a small image a line of text fills its bar, with no blank margin of the bar's
+/// fill for [`cut_side`] to find. Such a band is drawn in two tones, the fill and the ink, far
+/// apart: each of its lines lies almost all within [`RINGING`] of one or the other, and some
+/// line crosses from fill to ink and back again and again, as text does. It ends at the first
+/// line that is not so drawn (the picture), within [`MAX_BAND`] of the thumbnail's side, and
+/// is cut one line further, like solid lines. A photo's edge in two tones (a dark sleeve
+/// against a white wall) crosses them once or twice a line, not as text. Whether it was cut.
+fn cut_text_at_edge(thumb: &GrayImage, b: &mut Bounds, side: Side, (tw, th): (u32, u32)) -> bool {
+    let full = match side {
+        Side::Top | Side::Bottom => th,
+        Side::Left | Side::Right => tw,
+    };
+    let reach = ((full as f32 * MAX_BAND) as u32).min(b.depth(side).saturating_sub(MIN_SIDE));
+    let fill = Histogram::of(&line(thumb, b, side, 0)).mode();
+    let mut ink: Option<u8> = None;
+    let mut text_like = false;
+    let mut lines = 0;
+    while lines < reach {
+        let pixels = line(thumb, b, side, lines);
+        let n = pixels.len() as f32;
+        let away: Vec<u8> = pixels
+            .iter()
+            .copied()
+            .filter(|&p| (i32::from(p) - i32::from(fill)).abs() > RINGING)
+            .collect();
+        if ink.is_none() && away.len() as f32 >= BAND_FILL * n {
+            let mode = Histogram::of(&away).mode();
+            if (i32::from(mode) - i32::from(fill)).abs() < INK_CONTRAST {
+                return false;
+            }
+            ink = Some(mode);
+        }
+        let hist = Histogram::of(&pixels);
+        let drawn = hist.within(fill, RINGING) + ink.map_or(0, |i| hist.within(i, RINGING));
+        if (drawn as f32) < DRAWN * n {
+            break;
+        }
+        text_like |= ink.is_some_and(|i| crossings(&pixels, i) >= TEXT_CROSSINGS);
+        lines += 1;
+    }
+    if !text_like || lines < MIN_TEXT_LINES || lines >= reach {
+        return false;
+    }
+    b.cut(side, (lines + 1).min(b.depth(side) - MIN_SIDE));
+    true
+}
+
+/// How many runs of pixels within [`RINGING`] of `ink` a line holds.
+fn crossings(pixels: &[u8], ink: u8) -> usize {
+    let inked = |p: &u8| (i32::from(*p) - i32::from(ink)).abs() <= RINGING;
+    let mut runs = usize::from(pixels.first().is_some_and(inked));
+    for pair in pixels.windows(2) {
+        runs += usize::from(!inked(&pair[0]) && inked(&pair[1]));
+    }
+    runs
+}
+
 /// The share of `pixels` within [`TOLERANCE`] of `fill`.
 fn share_near(pixels: &[u8], fill: u8) -> f32 {
     Histogram::of(pixels).near(fill) as f32 / pixels.len().max(1) as f32
@@ -307,6 +376,82 @@ mod tests {
                 let mark = (y - y0) > 2 && (y1 - y) > 2 && (x / 4 + y / 3) % 3 == 0;
                 canvas.put_pixel(x, y, Rgb(if mark { ink } else { fill }));
             }
+        }
+    }
+
+    /// The 64-pixel Tiny-ImageNet train photos of `tests/fixtures/tinyimagenet`.
+    fn small_photos() -> Vec<RgbImage> {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tinyimagenet");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|f| image::open(f).unwrap().to_rgb8())
+            .collect()
+    }
+
+    /// Rows `y0..y0 + 8` of `canvas` as a bar of `fill` whose text, in `ink`, reaches the
+    /// image's edge, with one blank row beside the picture: each `stroke` columns one block of
+    /// ink, then as many of fill.
+    fn full_text_bar(canvas: &mut RgbImage, y0: u32, stroke: u32, fill: [u8; 3], ink: [u8; 3]) {
+        let blank = if y0 == 0 { 7 } else { y0 };
+        for y in y0..y0 + 8 {
+            for x in 0..canvas.width() {
+                let mark = y != blank && (x / stroke + y).is_multiple_of(2);
+                canvas.put_pixel(x, y, Rgb(if mark { ink } else { fill }));
+            }
+        }
+    }
+
+    /// On a 64-pixel photo a caption bar is all text: no blank line of its fill lies between the
+    /// text and the image's edge. Cut all the same, on top or at the bottom, dark or light
+    /// (with the first lines of a picture that starts in the fill's tone); a band
+    /// in the same two tones that crosses them a few times a line, as a dark sleeve against a
+    /// white wall does, is not text and stays.
+    #[test]
+    fn caption_bars_all_text_are_cut_away() {
+        for (k, img) in small_photos().into_iter().enumerate() {
+            let alone = content_box(&DynamicImage::ImageRgb8(img.clone()));
+            let mut sleeve = img.clone();
+            full_text_bar(&mut sleeve, img.height() - 8, 16, [20; 3], [245; 3]);
+            let found = content_box(&DynamicImage::ImageRgb8(sleeve));
+            assert_eq!(found, alone, "photo {k}: two tones in blocks of 16 columns");
+            // One photo's top rows pass for chrome alone (a flat band ending sharply).
+            if alone.is_some() {
+                continue;
+            }
+            let (w, h) = img.dimensions();
+            let (fill, ink) = if k % 2 == 0 {
+                ([20; 3], [245; 3])
+            } else {
+                ([245; 3], [20; 3])
+            };
+            let mut bottom = img.clone();
+            full_text_bar(&mut bottom, h - 8, 2, fill, ink);
+            let found = content_box(&DynamicImage::ImageRgb8(bottom)).expect("bottom bar");
+            let (x, y, cw, ch) = found;
+            assert!(
+                x <= 2 && x + cw + 2 >= w && y == 0,
+                "photo {k} bottom: {found:?}"
+            );
+            // The bar is gone, and at most what the fill's tone also starts the picture with.
+            assert!(
+                (h - 12..=h - 8).contains(&(y + ch)),
+                "photo {k} bottom: {found:?}"
+            );
+            let mut top = img.clone();
+            full_text_bar(&mut top, 0, 2, fill, ink);
+            let found = content_box(&DynamicImage::ImageRgb8(top)).expect("top bar");
+            let (x, y, cw, ch) = found;
+            assert!(
+                x <= 2 && x + cw + 2 >= w && y + ch == h,
+                "photo {k} top: {found:?}"
+            );
+            assert!((8..=12).contains(&y), "photo {k} top: {found:?}");
         }
     }
 
