@@ -19,7 +19,8 @@
 //! and a crop keeping 50-60% of the area. Every other photo of the same classes is a distractor. The
 //! ground truth is the pairs within each original's family. The real binary indexes the folder
 //! and `imgsearch dups --json` is scored at each setting ("T/V": cosine threshold T and copy
-//! score V; "T/V/C": and C closest images below T, `--closest C`; "T/none": the cosine alone):
+//! score V; "T/V/C": and C closest images below T, `--closest C`; "T/V/C/K": those at cosine K
+//! or more, `--closest-cosine K`; "T/none": the cosine alone):
 //! pair precision, recall and F1, per edit kind (recall of the pairs original–copy) and
 //! overall, with its wall time. `--czkawka` runs czkawka_cli's
 //! similar-images search at several settings, `--imagededup` (a Python with imagededup
@@ -776,8 +777,8 @@ fn main() -> Result<()> {
     );
     let mut largest_groups = Vec::new();
     for setting in &args.thresholds {
-        // "T/V": cosine threshold T and copy score V ("T/V/C": C closest images); "T/none":
-        // cosine alone.
+        // "T/V": cosine threshold T and copy score V ("T/V/C": C closest images, "T/V/C/K": at
+        // cosine K or more); "T/none": cosine alone.
         let (threshold, copy) = setting.split_once('/').unwrap_or((setting, "none"));
         let (groups, seconds) = dups_groups(&bin, &index, threshold, copy)?;
         scorer.row(
@@ -924,11 +925,22 @@ fn dups_groups_with(
         threshold,
     ]);
     command.args(extra);
-    // "V" or "V/C": copy score V, and C closest images below the threshold (--closest).
-    match copy.split_once('/') {
-        _ if copy == "none" => command.arg("--no-verify"),
-        Some((v, closest)) => command.args(["--copy-score", v, "--closest", closest]),
-        None => command.args(["--copy-score", copy]),
+    // "V", "V/C" or "V/C/K": copy score V, C closest images below the threshold (--closest),
+    // at cosine K or more (--closest-cosine).
+    let parts: Vec<&str> = copy.split('/').collect();
+    match parts[..] {
+        ["none"] => command.arg("--no-verify"),
+        [v] => command.args(["--copy-score", v]),
+        [v, closest] => command.args(["--copy-score", v, "--closest", closest]),
+        [v, closest, cosine] => command.args([
+            "--copy-score",
+            v,
+            "--closest",
+            closest,
+            "--closest-cosine",
+            cosine,
+        ]),
+        _ => bail!("a setting is T/V, T/V/C, T/V/C/K or T/none, not {threshold}/{copy}"),
     };
     let started = Instant::now();
     let out = command.output()?;

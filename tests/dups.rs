@@ -520,6 +520,9 @@ fn copies_inside_borders_caption_bars_and_screenshots_are_found() {
     let out = ok(&["dups", "--index", s(&index), "--json"]);
     let expected = vec![s(&screenshot).to_string(), s(&original).to_string()];
     assert_eq!(groups_of(&out), vec![expected], "{out}");
+    // The screenshot alone has chrome: its picture was cut out and searched.
+    let pictures = |out: &str| lines(out).last().expect("summary")["work"]["pictures"].as_u64();
+    assert_eq!(pictures(&out), Some(1), "{out}");
 
     // New photos against that library: a dark caption bar over the bottom seventh with light
     // text on it (JPEG), and the photo on a wide coloured border.
@@ -550,6 +553,7 @@ fn copies_inside_borders_caption_bars_and_screenshots_are_found() {
         vec![s(&original).to_string(), s(&caption_bar).to_string()],
     ];
     assert_eq!(found, expected, "{out}");
+    assert_eq!(pictures(&out), Some(2), "{out}");
 }
 
 /// A hand-sign photo of the signdigits test split and three copies of it made by

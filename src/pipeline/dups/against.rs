@@ -51,6 +51,7 @@ pub fn find_copies_against(
     let searching = laps.lap();
     let verdicts = Verdicts::judge(&joined, &pairs, opts);
     let mut work = Work::tally(
+        &joined,
         new_count,
         [views_only(loading, opts), searching, laps.lap()],
         found.pairs.len(),

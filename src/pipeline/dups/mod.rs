@@ -179,6 +179,10 @@ pub struct Found {
 pub struct Work {
     /// Images searched for copies (the new ones with `--against`).
     pub images: usize,
+    /// Of those, the images with chrome around their picture (a border, caption bar or
+    /// screenshot's interface), whose picture cut out of it was searched too (0 without the
+    /// views).
+    pub pictures: usize,
     /// Decoding the images again and embedding their views (0 without them).
     pub views_seconds: f64,
     /// The neighbour searches of every image and view.
@@ -202,6 +206,7 @@ impl Work {
     /// check stages, the pairs it found, the candidates checked and their verdicts; `seconds`
     /// is set when the search ends.
     fn tally(
+        library: &Library,
         images: usize,
         [views_seconds, search_seconds, check_seconds]: [f64; 3],
         pairs_found: usize,
@@ -210,6 +215,9 @@ impl Work {
     ) -> Work {
         Work {
             images,
+            pictures: (0..library.len())
+                .filter(|&i| library.picture(i).is_some())
+                .count(),
             views_seconds,
             search_seconds,
             pairs_found,
@@ -288,6 +296,7 @@ pub fn find_groups(
     let searching = laps.lap();
     let verdicts = Verdicts::judge(&library, &pairs, opts);
     let mut work = Work::tally(
+        &library,
         library.len(),
         [views_only(loading, opts), searching, laps.lap()],
         candidates.pairs.len(),
