@@ -222,7 +222,8 @@ pub struct DupsArgs {
     #[arg(long, value_name = "N", default_value_t = pipeline::dups::DEFAULT_CLOSEST,
           conflicts_with = "no_verify")]
     pub closest: usize,
-    /// The cosine the closest images (--closest) need.
+    /// The cosine the closest images (--closest) need; one standing apart, 0.1 above the first
+    /// image after the closest, may fall 0.1 under it.
     #[arg(long, value_name = "COSINE", default_value_t = pipeline::dups::DEFAULT_CLOSEST_COSINE,
           conflicts_with = "no_verify", value_parser = checked(pipeline::limits::threshold))]
     pub closest_cosine: f32,

@@ -7,7 +7,7 @@
 //! library images forms one group with the closest of them: the library's image first (the one
 //! kept), the new image as its copy, so that `--move` only ever moves new photos.
 
-use super::candidates::{copy_candidates, probe_pairs, Library, Neighbours, Pair};
+use super::candidates::{copy_candidates, probe_pairs, FoundAs, Library, Neighbours, Pair};
 use super::verdicts::Verdicts;
 use super::{views_only, DupsOptions, Found, Group, Ignored, Laps, Member, Work};
 use crate::error::{Error, Result};
@@ -112,9 +112,9 @@ fn candidate_pairs(
         min_score: None,
     };
     let bar = opts.verbosity.bar(new_count as u64, "search");
-    let found: Vec<Vec<(Pair, bool)>> = (0..new_count)
+    let found: Vec<Vec<(Pair, FoundAs)>> = (0..new_count)
         .into_par_iter()
-        .map(|i| -> Result<Vec<(Pair, bool)>> {
+        .map(|i| -> Result<Vec<(Pair, FoundAs)>> {
             let mut pairs = Vec::new();
             for (probe, closest) in joined.probes(i, opts.closest_searched()) {
                 pairs.extend(probe_pairs(
@@ -126,7 +126,7 @@ fn candidate_pairs(
                             .flatten()
                     },
                     |j| joined.similarity(i, j),
-                    (opts.reach(), opts.reach()),
+                    (opts.reach(), opts.closest_cosine),
                     closest,
                 ));
             }

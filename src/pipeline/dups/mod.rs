@@ -48,8 +48,9 @@ use verdicts::Verdicts;
 pub const DEFAULT_THRESHOLD: f32 = 0.85;
 pub const DEFAULT_COPY_SCORE: f32 = 0.93;
 /// Below the threshold, each image's this many most similar images are candidates too, down to
-/// [`DEFAULT_CLOSEST_COSINE`]: a copy under a caption bar, or a deep crop, is its original's
-/// nearest image long before its cosine reaches 0.85 (docs/DUPS.md, "The closest images").
+/// [`DEFAULT_CLOSEST_COSINE`] (a little further for one standing apart from the rest): a copy
+/// under a caption bar, or a deep crop, is its original's nearest image long before its cosine
+/// reaches 0.85 (docs/DUPS.md, "The closest images").
 pub const DEFAULT_CLOSEST: usize = 2;
 pub const DEFAULT_CLOSEST_COSINE: f32 = 0.65;
 /// The default cosine threshold without the pixel check: the cosine alone has to hold
@@ -99,7 +100,8 @@ impl Default for DupsOptions {
 
 impl DupsOptions {
     /// The lowest cosine a candidate pair may have: the threshold, or the closest images'
-    /// cosine when that is lower and the pixel check runs.
+    /// cosine when that is lower and the pixel check runs (bar a closest image standing apart
+    /// from the rest, up to [`candidates::STANDING_APART`] under it).
     pub fn reach(&self) -> f32 {
         if self.closest_searched() > 0 {
             self.threshold.min(self.closest_cosine)
