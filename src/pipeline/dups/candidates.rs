@@ -211,11 +211,14 @@ pub(super) fn probe_pairs(
         .filter_map(|(score, j)| {
             let apart =
                 score >= closest_cosine - STANDING_APART && score - after_closest >= STANDING_APART;
-            let how = match () {
-                _ if taken >= closest => FoundAs::Neighbour,
-                _ if score >= closest_cosine => FoundAs::Closest,
-                _ if apart => FoundAs::StandingApart,
-                _ => FoundAs::Neighbour,
+            let how = if taken >= closest {
+                FoundAs::Neighbour
+            } else if score >= closest_cosine {
+                FoundAs::Closest
+            } else if apart {
+                FoundAs::StandingApart
+            } else {
+                FoundAs::Neighbour
             };
             taken += usize::from(score >= closest_cosine || apart);
             (score >= floor || how == FoundAs::StandingApart)

@@ -8,9 +8,9 @@
 //! each edge inwards: chrome is drawn, so its blank lines are one flat colour that ends sharply
 //! where the picture begins, and its text and buttons lie in bands closed by such lines; on a
 //! small photo a caption bar's text fills the bar, and the band is told by its two tones and
-//! its many strokes instead. A photo's wall or sky fades into the rest of it. When a photo is cut all the same,
-//! it costs one more search, never a wrong group: every candidate still has to pass the pixel
-//! check. On the copy-detection set of `examples/dups_bench.rs` the box is found for 137 of
+//! its many strokes instead. A photo's wall or sky fades into the rest of it. When a photo is
+//! cut all the same, it costs one more search, never a wrong group: every candidate still has
+//! to pass the pixel check. On the copy-detection set of `examples/dups_bench.rs` the box is found for 137 of
 //! the 139 copies with a border, a caption bar or a screenshot around them, and for 12% of the
 //! other images (docs/DUPS.md).
 
@@ -37,11 +37,11 @@ const SHARP: f32 = 0.5;
 /// A caption bar whose text reaches the edge ([`cut_text_at_edge`]): at least `DRAWN` of each
 /// of its lines lies near its fill or its ink, some line crosses into the ink at least
 /// `TEXT_CROSSINGS` times, and it is at least `MIN_TEXT_LINES` lines deep.
-/// The ink differs from the fill by at least `INK_CONTRAST` grey levels (text is drawn to be
-/// read; half the range, so that no level lies within [`RINGING`] of both).
 const DRAWN: f32 = 0.9;
 const TEXT_CROSSINGS: usize = 8;
 const MIN_TEXT_LINES: u32 = 3;
+/// The ink differs from the fill by at least this many grey levels: text is drawn to be read,
+/// and at half the range no level lies within [`RINGING`] of both.
 const INK_CONTRAST: i32 = 128;
 /// Rounds of cutting at most (each cuts solid lines and then bands from every side).
 const MAX_ROUNDS: usize = 6;
@@ -203,12 +203,7 @@ fn band_end(
     start: u32,
     (tw, th): (u32, u32),
 ) -> Option<u32> {
-    let full = match side {
-        Side::Top | Side::Bottom => th,
-        Side::Left | Side::Right => tw,
-    };
-    let reach =
-        (start + (full as f32 * MAX_BAND) as u32).min(b.depth(side).saturating_sub(MIN_SIDE));
+    let reach = band_reach(b, side, start, (tw, th));
     for lines in start..reach {
         let pixels = line(thumb, b, side, lines);
         if lines > start && is_solid(&pixels, fill) {
@@ -230,11 +225,7 @@ fn band_end(
 /// is cut one line further, like solid lines. A photo's edge in two tones (a dark sleeve
 /// against a white wall) crosses them once or twice a line, not as text. Whether it was cut.
 fn cut_text_at_edge(thumb: &GrayImage, b: &mut Bounds, side: Side, (tw, th): (u32, u32)) -> bool {
-    let full = match side {
-        Side::Top | Side::Bottom => th,
-        Side::Left | Side::Right => tw,
-    };
-    let reach = ((full as f32 * MAX_BAND) as u32).min(b.depth(side).saturating_sub(MIN_SIDE));
+    let reach = band_reach(b, side, 0, (tw, th));
     let fill = Histogram::of(&line(thumb, b, side, 0)).mode();
     let mut ink: Option<u8> = None;
     let mut text_like = false;
@@ -242,19 +233,15 @@ fn cut_text_at_edge(thumb: &GrayImage, b: &mut Bounds, side: Side, (tw, th): (u3
     while lines < reach {
         let pixels = line(thumb, b, side, lines);
         let n = pixels.len() as f32;
-        let away: Vec<u8> = pixels
-            .iter()
-            .copied()
-            .filter(|&p| (i32::from(p) - i32::from(fill)).abs() > RINGING)
-            .collect();
-        if ink.is_none() && away.len() as f32 >= BAND_FILL * n {
-            let mode = Histogram::of(&away).mode();
+        let hist = Histogram::of(&pixels);
+        let away = hist.without(fill, RINGING);
+        if ink.is_none() && away.total() as f32 >= BAND_FILL * n {
+            let mode = away.mode();
             if (i32::from(mode) - i32::from(fill)).abs() < INK_CONTRAST {
                 return false;
             }
             ink = Some(mode);
         }
-        let hist = Histogram::of(&pixels);
         let drawn = hist.within(fill, RINGING) + ink.map_or(0, |i| hist.within(i, RINGING));
         if (drawn as f32) < DRAWN * n {
             break;
@@ -277,6 +264,16 @@ fn crossings(pixels: &[u8], ink: u8) -> usize {
         runs += usize::from(!inked(&pair[0]) && inked(&pair[1]));
     }
     runs
+}
+
+/// How deep from `side` a band starting `start` lines in may reach: [`MAX_BAND`] of the
+/// thumbnail's side further, leaving at least [`MIN_SIDE`] lines of `b`.
+fn band_reach(b: &Bounds, side: Side, start: u32, (tw, th): (u32, u32)) -> u32 {
+    let full = match side {
+        Side::Top | Side::Bottom => th,
+        Side::Left | Side::Right => tw,
+    };
+    (start + (full as f32 * MAX_BAND) as u32).min(b.depth(side).saturating_sub(MIN_SIDE))
 }
 
 /// The share of `pixels` within [`TOLERANCE`] of `fill`.
@@ -335,6 +332,19 @@ impl Histogram {
         let lo = (v - tolerance).max(0) as usize;
         let hi = (v + tolerance).min(255) as usize;
         self.0[lo..=hi].iter().sum()
+    }
+
+    /// The counts without the levels within `tolerance` of `value`.
+    fn without(&self, value: u8, tolerance: i32) -> Histogram {
+        let v = i32::from(value);
+        let mut counts = self.0;
+        counts[(v - tolerance).max(0) as usize..=(v + tolerance).min(255) as usize].fill(0);
+        Histogram(counts)
+    }
+
+    /// How many pixels are counted.
+    fn total(&self) -> u32 {
+        self.0.iter().sum()
     }
 
     /// The grey level with the most pixels within one level of it (the lowest of equals).
