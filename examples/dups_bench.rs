@@ -2,7 +2,7 @@
 //! imagededup on the same files in the same run.
 //!
 //!     cargo run --release --example dups_bench -- [--data data] [--per-set 60] [--seed 1]
-//!         [--thresholds 0.85/0.93,0.97/none] [--keep DIR] [--edits basic|extended]
+//!         [--thresholds 0.85/0.93,0.97/none] [--keep DIR] [--edits basic|extended|KIND,...]
 //!         [--czkawka PATH] [--imagededup PYTHON] [--imagededup-thresholds 4,6,8,10]
 //!         [--sets clothing/test,signdigits/test,attfaces/test,cifar10/test]
 //!     cargo run --release --example dups_bench -- --folder DIR [--czkawka PATH] [--imagededup PYTHON]
@@ -16,7 +16,9 @@
 //! caption stamped on the image. `--edits extended` adds the edits photos shared from phones and
 //! social media carry: a caption bar over the bottom or the top of the picture, a mirrored copy
 //! with a caption bar, a border or letterbox, a screenshot of the photo inside a phone's interface,
-//! and a crop keeping 50-60% of the area. Every other photo of the same classes is a distractor. The
+//! and a crop keeping 50-60% of the area. `--edits` also takes a list of kinds, among them two
+//! marks drawn only when named: `watermark` (a line of translucent text across the middle) and
+//! `logo` (an opaque badge in a corner). Every other photo of the same classes is a distractor. The
 //! ground truth is the pairs within each original's family. The real binary indexes the folder
 //! and `imgsearch dups --json` is scored at each setting ("T/V": cosine threshold T and copy
 //! score V; "T/V/C": and C closest images below T, `--closest C`; "T/V/C/K": those at cosine K
@@ -63,6 +65,10 @@ const EXTENDED_EDITS: [&str; 6] = [
     "screenshot",
     "crop55",
 ];
+
+/// Marks laid over the picture, drawn only when named (`--edits watermark,logo`): the kinds
+/// `basic` and `extended` draw from stay as they were, and so do their seeded sets.
+const MARK_EDITS: [&str; 2] = ["watermark", "logo"];
 
 struct Args {
     data: PathBuf,
@@ -122,7 +128,25 @@ fn args() -> Result<Args> {
                 a.edits = match value()?.as_str() {
                     "basic" => EDITS.to_vec(),
                     "extended" => EDITS.iter().chain(&EXTENDED_EDITS).copied().collect(),
-                    other => bail!("--edits takes basic or extended, not {other}"),
+                    list => {
+                        let known: Vec<&'static str> = EDITS
+                            .iter()
+                            .chain(&EXTENDED_EDITS)
+                            .chain(&MARK_EDITS)
+                            .copied()
+                            .collect();
+                        let mut kinds = Vec::new();
+                        for name in list.split(',') {
+                            match known.iter().find(|&&k| k == name) {
+                                Some(&kind) => kinds.push(kind),
+                                None => bail!(
+                                    "--edits takes basic, extended or a list of {}, not {name}",
+                                    known.join(", ")
+                                ),
+                            }
+                        }
+                        kinds
+                    }
                 }
             }
             "--thresholds" => {
@@ -161,14 +185,14 @@ fn caption(img: &mut RgbImage, rng: &mut ChaCha8Rng) {
     }
 }
 
-/// Glyph-like text (a 5×7 grid of blocks per character) in `colour` from (x0, y0), `chars`
-/// characters of `scale` pixels per block.
+/// Glyph-like text (a 5×7 grid of blocks per character) in `colour` at opacity `alpha` from
+/// (x0, y0), `chars` characters of `scale` pixels per block.
 fn glyphs(
     img: &mut RgbImage,
     (x0, y0): (u32, u32),
     chars: u32,
     scale: u32,
-    colour: Rgb<u8>,
+    (colour, alpha): (Rgb<u8>, f32),
     rng: &mut ChaCha8Rng,
 ) {
     let (w, h) = img.dimensions();
@@ -182,7 +206,12 @@ fn glyphs(
                     for sx in 0..scale {
                         let (x, y) = (x0 + (c * 6 + dx) * scale + sx, y0 + dy * scale + sy);
                         if x < w && y < h {
-                            img.put_pixel(x, y, colour);
+                            let under = *img.get_pixel(x, y);
+                            let mixed = Rgb(std::array::from_fn(|i| {
+                                (f32::from(under[i]) * (1.0 - alpha) + f32::from(colour[i]) * alpha)
+                                    .round() as u8
+                            }));
+                            img.put_pixel(x, y, mixed);
                         }
                     }
                 }
@@ -216,7 +245,7 @@ fn caption_bar(img: &DynamicImage, top: bool, rng: &mut ChaCha8Rng) -> DynamicIm
         (bar / 3, y0 + (bar - 7 * scale) / 2),
         chars,
         scale,
-        ink,
+        (ink, 1.0),
         rng,
     );
     DynamicImage::ImageRgb8(rgb)
@@ -266,8 +295,8 @@ fn screenshot(img: &DynamicImage, rng: &mut ChaCha8Rng) -> DynamicImage {
         (Rgb([255, 255, 255]), Rgb([30, 30, 30]))
     };
     let mut screen = RgbImage::from_pixel(sw, sh, bg);
-    glyphs(&mut screen, (20, 14), 5, 3, ink, rng);
-    glyphs(&mut screen, (sw - 120, 14), 3, 3, ink, rng);
+    glyphs(&mut screen, (20, 14), 5, 3, (ink, 1.0), rng);
+    glyphs(&mut screen, (sw - 120, 14), 3, 3, (ink, 1.0), rng);
     let margin = rng.random_range(0..24);
     let pw = sw - 2 * margin;
     let ph = ((img.height() as f32 * pw as f32 / img.width() as f32) as u32).clamp(8, sh - 400);
@@ -275,7 +304,7 @@ fn screenshot(img: &DynamicImage, rng: &mut ChaCha8Rng) -> DynamicImage {
         .resize_exact(pw, ph, imageops::FilterType::Triangle)
         .to_rgb8();
     let top = rng.random_range(140..240);
-    glyphs(&mut screen, (20, top - 60), 14, 3, ink, rng);
+    glyphs(&mut screen, (20, top - 60), 14, 3, (ink, 1.0), rng);
     imageops::overlay(&mut screen, &photo, i64::from(margin), i64::from(top));
     for line in 0..3 {
         glyphs(
@@ -283,7 +312,7 @@ fn screenshot(img: &DynamicImage, rng: &mut ChaCha8Rng) -> DynamicImage {
             (20, top + ph + 30 + line * 34),
             rng.random_range(10..24),
             3,
-            ink,
+            (ink, 1.0),
             rng,
         );
     }
@@ -295,6 +324,65 @@ fn screenshot(img: &DynamicImage, rng: &mut ChaCha8Rng) -> DynamicImage {
         }
     }
     DynamicImage::ImageRgb8(screen)
+}
+
+/// A watermark: a line of text across the picture, white (or black) at 30-55% opacity, its
+/// characters spanning half to four fifths of the width, somewhere in the middle rows.
+fn watermark(img: &DynamicImage, rng: &mut ChaCha8Rng) -> DynamicImage {
+    let mut rgb = img.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    let chars = rng.random_range(6..14u32);
+    let span = w as f32 * rng.random_range(0.5..0.8);
+    let scale = ((span / (6 * chars) as f32) as u32).max(1);
+    let height = 7 * scale;
+    let x0 = w.saturating_sub(6 * chars * scale) / 2;
+    let y0 = (h as f32 * rng.random_range(0.3..0.6)) as u32;
+    let y0 = y0.min(h.saturating_sub(height));
+    let colour = if rng.random_bool(0.7) {
+        Rgb([255, 255, 255])
+    } else {
+        Rgb([0, 0, 0])
+    };
+    let alpha = rng.random_range(0.3..0.55);
+    glyphs(&mut rgb, (x0, y0), chars, scale, (colour, alpha), rng);
+    DynamicImage::ImageRgb8(rgb)
+}
+
+/// A logo: an opaque badge of 10-18% of the shorter side, a square or a disc in a saturated
+/// colour with a white glyph on it, in one corner a little in from the edges.
+fn logo(img: &DynamicImage, rng: &mut ChaCha8Rng) -> DynamicImage {
+    let mut rgb = img.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    let side = ((w.min(h) as f32 * rng.random_range(0.10..0.18)) as u32).max(5);
+    let margin = (w.min(h) as f32 * 0.03) as u32;
+    let x0 = if rng.random_bool(0.5) {
+        margin
+    } else {
+        w - side - margin
+    };
+    let y0 = if rng.random_bool(0.5) {
+        margin
+    } else {
+        h - side - margin
+    };
+    let mut colour = [0u8; 3];
+    let full = rng.random_range(0..3);
+    colour[full] = 255;
+    colour[(full + rng.random_range(1..3)) % 3] = rng.random_range(0..=160);
+    let disc = rng.random_bool(0.5);
+    let r = side as f32 / 2.0;
+    for y in 0..side {
+        for x in 0..side {
+            let (dx, dy) = (x as f32 + 0.5 - r, y as f32 + 0.5 - r);
+            if !disc || dx * dx + dy * dy <= r * r {
+                rgb.put_pixel(x0 + x, y0 + y, Rgb(colour));
+            }
+        }
+    }
+    let scale = (side / 10).max(1);
+    let glyph = (x0 + (side - 5 * scale) / 2, y0 + (side - 7 * scale) / 2);
+    glyphs(&mut rgb, glyph, 1, scale, (Rgb([255, 255, 255]), 1.0), rng);
+    DynamicImage::ImageRgb8(rgb)
 }
 
 /// A crop keeping `area` of the picture, its aspect kept, at a random place.
@@ -330,6 +418,8 @@ fn edit(img: &DynamicImage, kind: &str, rng: &mut ChaCha8Rng) -> (DynamicImage, 
         "mirror_caption" => (caption_bar(&img.fliph(), false, rng), Some(85)),
         "border" => (border(img, rng), Some(85)),
         "screenshot" => (screenshot(img, rng), None),
+        "watermark" => (watermark(img, rng), Some(85)),
+        "logo" => (logo(img, rng), Some(85)),
         "flip" => (img.fliph(), None),
         "rotate90" => (
             if rng.random_bool(0.5) {
