@@ -229,7 +229,8 @@ pub struct DupsArgs {
     pub closest_cosine: f32,
     /// The copy score a candidate pair needs: how well one image, placed over the other (crops,
     /// borders, screenshots, flips, quarter turns), correlates with it in grey levels and
-    /// detail, its worst-matching rows or columns left out (-1 to 1).
+    /// detail, the worse-matching band along an edge or a mark drawn across it (a watermark)
+    /// left out (-1 to 1).
     #[arg(long, default_value_t = pipeline::dups::DEFAULT_COPY_SCORE, conflicts_with = "no_verify",
           allow_negative_numbers = true, value_parser = checked(pipeline::limits::copy_score))]
     pub copy_score: f32,
