@@ -2,8 +2,8 @@
 //! photos) and copies of them edited as users edit photos (resized, recompressed, byte-identical
 //! copies): grouping, best-copy-first ordering, the dry run, `--move` and its undo, `--hardlink`
 //! only for identical bytes, `kill -9` during `--move`, and `query --min-score`; copies inside
-//! borders, caption bars and screenshots, cropped copies found among the closest images,
-//! similar shots, remembered decisions and `--against`.
+//! borders, caption bars and screenshots, watermarked copies, cropped copies found among the
+//! closest images, similar shots, remembered decisions and `--against`.
 
 use image::imageops::FilterType;
 use serde_json::Value;
@@ -562,6 +562,50 @@ fn copies_inside_borders_caption_bars_and_screenshots_are_found() {
 /// far apart (cosine 0.49, neither is the other's candidate) yet each is a copy of the other:
 /// all four make one group, not two (the original with its turned copy, the screenshot with
 /// the resized copy).
+/// A line of translucent white blocks across the middle rows of `photo`, as a watermark is
+/// drawn.
+fn watermarked(photo: &image::RgbImage) -> image::RgbImage {
+    let (w, h) = photo.dimensions();
+    let (top, rows) = (h * 2 / 5, (h / 6).max(7));
+    let mut out = photo.clone();
+    for y in top..top + rows {
+        for x in w / 8..w * 7 / 8 {
+            if (x * 7 / rows + (y - top) * 3) % 5 < 3 {
+                let lighter = out
+                    .get_pixel(x, y)
+                    .0
+                    .map(|v| (f32::from(v) * 0.4 + 153.0) as u8);
+                out.put_pixel(x, y, image::Rgb(lighter));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_watermarked_copy_is_found_and_another_shot_is_not() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let photo = image::open(fixtures().join("photos/signdigits-0/IMG_1209.jpg"))
+        .expect("decode")
+        .to_rgb8();
+    let root = tmp.path().join("photos");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let original = root.join("original.png");
+    photo.save(&original).expect("save");
+    let copy = root.join("watermarked.jpg");
+    image::DynamicImage::ImageRgb8(watermarked(&photo))
+        .save(&copy)
+        .expect("save");
+    let other = root.join("other-shot.jpg");
+    std::fs::copy(fixtures().join("photos/signdigits-0/IMG_1260.jpg"), &other).expect("copy");
+    let index = tmp.path().join("index");
+    ok(&["index", s(&root), "--index", s(&index), "--quiet"]);
+    let out = ok(&["dups", "--index", s(&index), "--json"]);
+    // The original keeps: same pixels, the larger file.
+    let expected = vec![s(&original).to_string(), s(&copy).to_string()];
+    assert_eq!(groups_of(&out), vec![expected], "{out}");
+}
+
 #[test]
 fn copies_edited_apart_join_their_original_in_one_group() {
     let tmp = tempfile::tempdir().expect("tempdir");
