@@ -578,17 +578,17 @@ fn trimmed(
     let first: f32 = misfit[..band].iter().sum();
     let last: f32 = misfit[n - band..].iter().sum();
     let left_out = if first >= last { 0..band } else { n - band..n };
-    r_without_lines(a, b, n * n, |i| left_out.contains(&line_of(i)))
+    r_without_pixels(a, b, |i| left_out.contains(&line_of(i)))
 }
 
 /// r of two `n × n` windows without the rows `left_out`.
 fn r_without(a: &[f32], b: &[f32], n: usize, left_out: Range<usize>) -> f32 {
-    r_without_lines(a, b, n * n, |i| left_out.contains(&(i / n)))
+    r_without_pixels(a, b, |i| left_out.contains(&(i / n)))
 }
 
-/// r of the first `len` values of `a` and `b` without those `left_out` says.
-fn r_without_lines(a: &[f32], b: &[f32], len: usize, left_out: impl Fn(usize) -> bool) -> f32 {
-    let (mut ka, mut kb): (Vec<f32>, Vec<f32>) = (0..len)
+/// r of `a` and `b` without the pixels `left_out` names (by their place in the window).
+fn r_without_pixels(a: &[f32], b: &[f32], left_out: impl Fn(usize) -> bool) -> f32 {
+    let (mut ka, mut kb): (Vec<f32>, Vec<f32>) = (0..a.len())
         .filter(|&i| !left_out(i))
         .map(|i| (a[i], b[i]))
         .unzip();
