@@ -279,15 +279,15 @@ pub(super) fn candidate_pairs(
 /// image, where lowering the threshold to their cosine checks every pair of similar photos
 /// (docs/DUPS.md, "The closest images").
 pub(super) fn copy_candidates(found: &Neighbours, opts: &DupsOptions) -> Vec<Pair> {
-    let closest_cosine = opts.threshold.min(opts.closest_cosine);
+    // Without closest images searched, `reach` is the threshold and both sets are empty.
+    let reach = opts.reach();
     found
         .pairs
         .iter()
         .filter(|&&(similarity, i, j)| {
             similarity >= opts.threshold
-                || (similarity >= closest_cosine && found.closest.contains(&(i, j)))
-                || (similarity >= closest_cosine - STANDING_APART
-                    && found.standing_apart.contains(&(i, j)))
+                || (similarity >= reach && found.closest.contains(&(i, j)))
+                || (similarity >= reach - STANDING_APART && found.standing_apart.contains(&(i, j)))
         })
         .copied()
         .collect()
