@@ -18,7 +18,10 @@
 //! with a caption bar, a border or letterbox, a screenshot of the photo inside a phone's interface,
 //! and a crop keeping 50-60% of the area. `--edits` also takes a list of kinds, among them two
 //! marks drawn only when named: `watermark` (a line of translucent text across the middle) and
-//! `logo` (an opaque badge in a corner). Every other photo of the same classes is a distractor. The
+//! `logo` (an opaque badge in a corner), and `combined` (`combined_BASE` for each BASE of crop70,
+//! crop55, caption_bar, caption_top, border, screenshot, watermark and logo): the photo turned
+//! or mirrored, then BASE, then resized to 60-90% and saved as JPEG at quality 40-75.
+//! Every other photo of the same classes is a distractor. The
 //! ground truth is the pairs within each original's family. The real binary indexes the folder
 //! and `imgsearch dups --json` is scored at each setting ("T/V": cosine threshold T and copy
 //! score V; "T/V/C": and C closest images below T, `--closest C`; "T/V/C/K": those at cosine K
@@ -66,9 +69,24 @@ const EXTENDED_EDITS: [&str; 6] = [
     "crop55",
 ];
 
-/// Marks laid over the picture, drawn only when named (`--edits watermark,logo`): the kinds
-/// `basic` and `extended` draw from stay as they were, and so do their seeded sets.
-const MARK_EDITS: [&str; 2] = ["watermark", "logo"];
+/// Edits drawn only when named (`--edits watermark,logo,combined`), so that the kinds `basic`
+/// and `extended` draw from stay as they were, and so do their seeded sets: two marks laid over
+/// the picture, and (`combined`, short for all of [`COMBINED_EDITS`]) an overlay or partial view
+/// combined with a turn, a resize and JPEG.
+const NAMED_ONLY_EDITS: [&str; 2] = ["watermark", "logo"];
+
+/// `combined_BASE`: the photo turned or mirrored, then the edit BASE, then resized and
+/// recompressed ([`combined`]).
+const COMBINED_EDITS: [&str; 8] = [
+    "combined_crop70",
+    "combined_crop55",
+    "combined_caption_bar",
+    "combined_caption_top",
+    "combined_border",
+    "combined_screenshot",
+    "combined_watermark",
+    "combined_logo",
+];
 
 struct Args {
     data: PathBuf,
@@ -132,11 +150,16 @@ fn args() -> Result<Args> {
                         let known: Vec<&'static str> = EDITS
                             .iter()
                             .chain(&EXTENDED_EDITS)
-                            .chain(&MARK_EDITS)
+                            .chain(&NAMED_ONLY_EDITS)
+                            .chain(&COMBINED_EDITS)
                             .copied()
                             .collect();
                         let mut kinds = Vec::new();
                         for name in list.split(',') {
+                            if name == "combined" {
+                                kinds.extend(COMBINED_EDITS);
+                                continue;
+                            }
                             match known.iter().find(|&&k| k == name) {
                                 Some(&kind) => kinds.push(kind),
                                 None => bail!(
@@ -395,6 +418,25 @@ fn crop(img: &DynamicImage, area: f32, rng: &mut ChaCha8Rng) -> DynamicImage {
     img.crop_imm(x, y, cw, ch)
 }
 
+/// What a photo goes through on its way from one phone to another: turned or mirrored, then the
+/// overlay or partial view `base`, then resized to 60-90% and saved as JPEG at quality 40-75.
+fn combined(img: &DynamicImage, base: &str, rng: &mut ChaCha8Rng) -> (DynamicImage, Option<u8>) {
+    let turned = match rng.random_range(0..3) {
+        0 => img.fliph(),
+        1 => img.rotate90(),
+        _ => img.rotate270(),
+    };
+    let (over, _) = edit(&turned, base, rng);
+    let f = rng.random_range(0.6..0.9);
+    let size = |v: u32| ((v as f32 * f) as u32).max(8);
+    let shared = over.resize_exact(
+        size(over.width()),
+        size(over.height()),
+        imageops::FilterType::Triangle,
+    );
+    (shared, Some(rng.random_range(40..76)))
+}
+
 /// Applies one edit; returns the image and whether to save it as JPEG (and at what quality).
 fn edit(img: &DynamicImage, kind: &str, rng: &mut ChaCha8Rng) -> (DynamicImage, Option<u8>) {
     let (w, h) = (img.width(), img.height());
@@ -420,6 +462,9 @@ fn edit(img: &DynamicImage, kind: &str, rng: &mut ChaCha8Rng) -> (DynamicImage, 
         "screenshot" => (screenshot(img, rng), None),
         "watermark" => (watermark(img, rng), Some(85)),
         "logo" => (logo(img, rng), Some(85)),
+        combination if combination.starts_with("combined_") => {
+            combined(img, &combination["combined_".len()..], rng)
+        }
         "flip" => (img.fliph(), None),
         "rotate90" => (
             if rng.random_bool(0.5) {
