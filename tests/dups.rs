@@ -582,8 +582,12 @@ fn watermarked(photo: &image::RgbImage) -> image::RgbImage {
     out
 }
 
-#[test]
-fn a_watermarked_copy_is_found_and_another_shot_is_not() {
+/// A hand-sign photo, the copy `make_copy` writes of it (to the path given) and another shot
+/// of the same sign, through the real binary: the photo and its copy make the one group.
+fn copy_is_found_and_another_shot_is_not(
+    copy_name: &str,
+    make_copy: impl FnOnce(&image::RgbImage, &Path),
+) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let photo = image::open(fixtures().join("photos/signdigits-0/IMG_1209.jpg"))
         .expect("decode")
@@ -592,10 +596,8 @@ fn a_watermarked_copy_is_found_and_another_shot_is_not() {
     std::fs::create_dir_all(&root).expect("mkdir");
     let original = root.join("original.png");
     photo.save(&original).expect("save");
-    let copy = root.join("watermarked.jpg");
-    image::DynamicImage::ImageRgb8(watermarked(&photo))
-        .save(&copy)
-        .expect("save");
+    let copy = root.join(copy_name);
+    make_copy(&photo, &copy);
     let other = root.join("other-shot.jpg");
     std::fs::copy(fixtures().join("photos/signdigits-0/IMG_1260.jpg"), &other).expect("copy");
     let index = tmp.path().join("index");
@@ -604,6 +606,36 @@ fn a_watermarked_copy_is_found_and_another_shot_is_not() {
     // The original keeps: same pixels, the larger file.
     let expected = vec![s(&original).to_string(), s(&copy).to_string()];
     assert_eq!(groups_of(&out), vec![expected], "{out}");
+}
+
+#[test]
+fn a_watermarked_copy_is_found_and_another_shot_is_not() {
+    copy_is_found_and_another_shot_is_not("watermarked.jpg", |photo, to| {
+        image::DynamicImage::ImageRgb8(watermarked(photo))
+            .save(to)
+            .expect("save")
+    });
+}
+
+/// `photo` as it comes back from being shared: turned a quarter, cropped to 70% of its area
+/// off centre, shrunk to three quarters and saved as JPEG at quality 60.
+fn turned_cropped_and_shrunk(photo: &image::RgbImage, to: &Path) {
+    let turned = image::imageops::rotate90(photo);
+    let (w, h) = turned.dimensions();
+    let side = 0.7f32.sqrt();
+    let (cw, ch) = ((w as f32 * side) as u32, (h as f32 * side) as u32);
+    let cropped = image::imageops::crop_imm(&turned, (w - cw) / 3, (h - ch) / 2, cw, ch).to_image();
+    let shrunk = image::imageops::resize(&cropped, cw * 3 / 4, ch * 3 / 4, FilterType::Triangle);
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 60)
+        .encode_image(&shrunk)
+        .expect("encode");
+    std::fs::write(to, bytes).expect("write");
+}
+
+#[test]
+fn a_copy_turned_then_cropped_and_shrunk_is_found_and_another_shot_is_not() {
+    copy_is_found_and_another_shot_is_not("shared.jpg", turned_cropped_and_shrunk);
 }
 
 #[test]
