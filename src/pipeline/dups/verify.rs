@@ -527,17 +527,19 @@ fn final_score(host: &Fingerprint, guest: &Fingerprint, at: Placement) -> f32 {
         None
     };
     let grey_r = robust_r(&grey.0, &grey.1, FINAL);
-    let grey_without_mark = mark
-        .as_ref()
-        .map(|m| r_without(&grey.0, &grey.1, FINAL, m.rows(FINAL)));
+    // The mark with the grey levels' r without its rows.
+    let mark = mark.map(|m| {
+        let grey_r = r_without(&grey.0, &grey.1, FINAL, m.rows(FINAL));
+        (m, grey_r)
+    });
     let score_at = |n: usize| {
         let edges = (detail(&host_at(n), n), detail(&guest_at(n), n));
         let score = (grey_r + robust_r(&edges.0, &edges.1, n)) / 2.0;
-        match (&mark, grey_without_mark) {
-            (Some(mark), Some(grey)) => {
-                score.max((grey + r_without(&edges.0, &edges.1, n, mark.rows(n))) / 2.0)
+        match &mark {
+            Some((mark, grey_r)) => {
+                score.max((grey_r + r_without(&edges.0, &edges.1, n, mark.rows(n))) / 2.0)
             }
-            _ => score,
+            None => score,
         }
     };
     // A small copy that lost pixels to its window (shrunk, then recompressed) is also scored
