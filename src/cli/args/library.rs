@@ -249,7 +249,7 @@ pub struct DupsArgs {
     pub undo: Option<PathBuf>,
     /// Look for candidates with images as they are only, not also turned a quarter, mirrored,
     /// zoomed to their centre or a corner, or cut out of a border, caption bar or screenshot
-    /// (faster: no second decode and eight to ten fewer embeddings of every image).
+    /// (faster: no second decode and eight to twelve fewer embeddings of every image).
     #[arg(long)]
     pub no_rotations: bool,
     /// CSV on stdout: group,keep,path,score,action.

@@ -68,7 +68,7 @@ pub struct DupsOptions {
     pub closest_cosine: f32,
     /// Also search with each image's views: turned a quarter, mirrored, its centres and
     /// corners, and its picture cut out of a border, caption bar or screenshot (decodes every
-    /// image once more and embeds eight to ten views; needs the index's model).
+    /// image once more and embeds eight to twelve views; needs the index's model).
     pub rotations: bool,
     /// The copy score ([`copy_score`]) a candidate pair needs; `None`: cosine alone.
     pub verify: Option<f32>,
